@@ -1,0 +1,79 @@
+/**
+ * The few libc calls the device layer needs, bound once through koffi. Every call returns -1 on failure and
+ * leaves the reason in `errno()`, which must be read right after the call (before any other FFI call).
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+export const open = libc.func('int open(const char *path, int flags)') as (path: string, flags: number) => number;
+export const close = libc.func('int close(int fd)') as (fd: number) => number;
+// ssize_t is not a koffi type name; intptr_t has its size.
+export const read = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+export const write = libc.func('intptr_t write(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+/** ioctl is variadic: its third argument is passed as a (type, value) pair. */
+const ioctlRaw = libc.func('int ioctl(int fd, unsigned long request, ...)');
+export const socket = libc.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
+export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (v: number, flags: number) => number;
+export const setuid = libc.func('int setuid(uint32_t uid)') as (uid: number) => number;
+export const setgid = libc.func('int setgid(uint32_t gid)') as (gid: number) => number;
+export const setgroups = libc.func('int setgroups(size_t size, const uint32_t *list)') as (n: number, list: Uint32Array | null) => number;
+export const strerror = libc.func('const char *strerror(int errnum)') as (e: number) => string;
+
+/** The pollfd array layout: int fd, short events, short revents. */
+const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
+export const pollAsync = (fds: Buffer, nfds: number, timeout: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    pollFn.async(fds, nfds, timeout, (err: unknown, res: number) => (err ? reject(err) : resolve(res)));
+  });
+
+export function ioctlPtr(fd: number, request: number, arg: Uint8Array): number {
+  return ioctlRaw(fd, request, 'void *', arg) as number;
+}
+
+export function ioctlInt(fd: number, request: number, arg: number): number {
+  return ioctlRaw(fd, request, 'unsigned long', arg) as number;
+}
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0o2000000;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const POLLIN = 0x001;
+
+/** errno values the device layer tells apart. */
+export const E = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EMSGSIZE: 90,
+  EADDRNOTAVAIL: 99,
+  EBADFD: 77,
+  ENXIO: 6,
+} as const;
+
+/** The symbolic name for an errno value, for messages ("EBUSY"). */
+export function errnoName(e: number): string {
+  for (const [k, v] of Object.entries(E)) if (v === e) return k;
+  return `errno ${e}`;
+}

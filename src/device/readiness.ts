@@ -1,0 +1,206 @@
+/**
+ * Tells the device when its non-blocking fd has packets to read, without a thread parked in a blocking call
+ * (which would keep the process from exiting) and without the libuv threadpool for the reads themselves
+ * (ten times slower: see shared/reference/tun-io-facts.md).
+ *
+ * Two implementations:
+ * - `pipe`: the fast path. It opens a libuv pipe handle on the fd through Node's internal `pipe_wrap`
+ *   binding, reached through the deprecated `process.binding` (DEP0111); this is the only module that touches
+ *   Node internals. libuv then watches the fd with the event loop's own epoll, on the main thread. On each
+ *   wake libuv reads one packet itself (into a buffer we lend it, so nothing is allocated) and hands it over;
+ *   the device drains the rest with its own `read()` until EAGAIN.
+ * - `poll`: the fallback, used when the binding is missing or TUNPIPE_READINESS=poll. A koffi `poll()` on
+ *   the fd and an eventfd runs on the libuv threadpool; when it returns the device drains on the main thread
+ *   and the poll is armed again. `stop()` writes the eventfd so the parked poll returns at once.
+ *
+ * A watcher is armed by `start()` and disarmed by `stop()`; `close()` disarms it for good and closes the fd.
+ */
+import * as libc from './libc.js';
+
+/** Called on each wake: `first` holds a packet libuv already read (its length `n`), or is null. */
+export type WakeHandler = (first: Buffer | null, n: number) => void;
+/** Called when waiting or the first read failed: an errno value. */
+export type WakeErrorHandler = (errno: number) => void;
+
+export interface ReadinessWatcher {
+  readonly kind: 'pipe' | 'poll';
+  start(): void;
+  stop(): void;
+  /** Disarms the watcher and closes the fd. */
+  close(): void;
+}
+
+interface PipeHandle {
+  open(fd: number): number;
+  useUserBuffer(buf: Uint8Array): void;
+  readStart(): number;
+  readStop(): number;
+  close(cb?: () => void): void;
+  onread: (ab?: ArrayBuffer) => void;
+}
+
+interface PipeBinding {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number };
+}
+
+interface StreamWrapBinding {
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+}
+
+function loadPipeBinding(): { pipe: PipeBinding; stream: StreamWrapBinding } | null {
+  try {
+    const binding = (process as unknown as { binding(name: string): unknown }).binding;
+    const pipe = binding('pipe_wrap') as PipeBinding;
+    const stream = binding('stream_wrap') as StreamWrapBinding;
+    if (typeof pipe?.Pipe !== 'function' || !(stream?.streamBaseState instanceof Int32Array)) return null;
+    return { pipe, stream };
+  } catch {
+    return null;
+  }
+}
+
+/** libuv reports errors as negative errno values. */
+const UV_EOF = -4095;
+
+class PipeWatcher implements ReadinessWatcher {
+  readonly kind = 'pipe';
+  private readonly handle: PipeHandle;
+  private running = false;
+  private closed = false;
+
+  constructor(fd: number, binding: { pipe: PipeBinding; stream: StreamWrapBinding }, onWake: WakeHandler, onError: WakeErrorHandler) {
+    const { Pipe, constants } = binding.pipe;
+    const state = binding.stream.streamBaseState;
+    const slot = binding.stream.kReadBytesOrError;
+    this.handle = new Pipe(constants.SOCKET);
+    const rc = this.handle.open(fd);
+    if (rc !== 0) throw new Error(`pipe_wrap open failed: ${rc}`);
+    const first = Buffer.allocUnsafe(65536);
+    this.handle.useUserBuffer(first);
+    this.handle.onread = () => {
+      const n = state[slot];
+      if (n > 0) onWake(first, n);
+      else if (n === 0) onWake(null, 0);
+      else {
+        this.stop();
+        onError(n === UV_EOF ? libc.E.EBADFD : -n);
+      }
+    };
+  }
+
+  start(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    this.handle.readStart();
+  }
+
+  stop(): void {
+    if (!this.running || this.closed) return;
+    this.running = false;
+    this.handle.readStop();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.stop();
+    this.closed = true;
+    // The pipe handle owns the fd now: closing it closes the fd.
+    this.handle.close();
+  }
+}
+
+class PollWatcher implements ReadinessWatcher {
+  readonly kind = 'poll';
+  private running = false;
+  private closed = false;
+  private pending = false;
+  private readonly wake: number;
+  private readonly fds = Buffer.alloc(16);
+  private readonly one = Buffer.alloc(8);
+
+  constructor(
+    private readonly fd: number,
+    private readonly onWake: WakeHandler,
+    private readonly onError: WakeErrorHandler,
+  ) {
+    this.wake = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
+    if (this.wake < 0) throw new Error(`eventfd failed: ${libc.errnoName(libc.errno())}`);
+    this.one.writeBigUInt64LE(1n);
+  }
+
+  start(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    this.arm();
+  }
+
+  private arm(): void {
+    if (this.pending || !this.running) return;
+    this.pending = true;
+    const f = this.fds;
+    f.writeInt32LE(this.fd, 0);
+    f.writeInt16LE(libc.POLLIN, 4);
+    f.writeInt16LE(0, 6);
+    f.writeInt32LE(this.wake, 8);
+    f.writeInt16LE(libc.POLLIN, 12);
+    f.writeInt16LE(0, 14);
+    libc.pollAsync(f, 2, -1).then(
+      (rc) => {
+        this.pending = false;
+        if (this.closed) {
+          libc.close(this.wake);
+          libc.close(this.fd);
+          return;
+        }
+        // Swallow the wake-up count so the next poll blocks again.
+        if (f.readInt16LE(14) !== 0) libc.read(this.wake, Buffer.alloc(8), 8);
+        const revents = f.readInt16LE(6);
+        if (rc < 0 || (revents & ~libc.POLLIN) !== 0) {
+          this.running = false;
+          this.onError(rc < 0 ? libc.errno() : libc.E.EBADFD);
+          return;
+        }
+        if (this.running && revents & libc.POLLIN) this.onWake(null, 0);
+        this.arm();
+      },
+      (err: unknown) => {
+        this.pending = false;
+        this.running = false;
+        this.onError(libc.E.EIO);
+        void err;
+      },
+    );
+  }
+
+  stop(): void {
+    if (!this.running) return;
+    this.running = false;
+    if (this.pending) libc.write(this.wake, this.one, 8);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.stop();
+    this.closed = true;
+    if (!this.pending) {
+      libc.close(this.wake);
+      libc.close(this.fd);
+    }
+  }
+}
+
+/**
+ * Watches `fd` (already non-blocking) for readability. `kind` forces an implementation; by default the pipe
+ * handle is used when the binding is there, else poll; TUNPIPE_READINESS=poll|pipe overrides.
+ */
+export function watchReadable(fd: number, onWake: WakeHandler, onError: WakeErrorHandler, kind?: 'pipe' | 'poll'): ReadinessWatcher {
+  const want = kind ?? (process.env.TUNPIPE_READINESS as 'pipe' | 'poll' | undefined);
+  if (want !== 'poll') {
+    const binding = loadPipeBinding();
+    if (binding) return new PipeWatcher(fd, binding, onWake, onError);
+    if (want === 'pipe') throw new Error('the pipe_wrap binding is not available in this Node.js');
+  }
+  return new PollWatcher(fd, onWake, onError);
+}

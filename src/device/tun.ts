@@ -1,0 +1,288 @@
+/**
+ * A TUN (or, later, TAP) device as a stream of packets: one Buffer per packet in each direction.
+ *
+ * The fd is non-blocking; a readiness watcher (./readiness.ts) says when packets wait, and the device drains
+ * them with `read()` until EAGAIN, so one wake of the event loop moves a whole batch. Replies are written
+ * with one `write()` each, never through a stream's write queue: a tun write never blocks, a queued write
+ * could be merged into one writev() (one bogus packet), and a failed write (EIO while the link is down) is a
+ * counted drop, not a stream error.
+ *
+ * Three ways to use it:
+ * - fast path: `start(onPacket, onBatchEnd)` and `send(buf)`; the pipeline engine uses these.
+ * - Node stream: the device is an object-mode `Duplex`.
+ * - it-pipe duplex: `source` (async iterable of Buffers) and `sink(source)`.
+ */
+import { Duplex } from 'node:stream';
+import * as libc from './libc.js';
+import { addAddress, getMtu, parseCidr, setLinkUp, setMtu, type InterfaceAddress } from './ifconfig.js';
+import { watchReadable, type ReadinessWatcher } from './readiness.js';
+import { TunpipeError } from '../errors.js';
+
+const TUNSETIFF = 0x400454ca;
+const TUNSETPERSIST = 0x400454cb;
+const IFF_TUN = 0x0001;
+const IFF_TAP = 0x0002;
+const IFF_NO_PI = 0x1000;
+const IFNAMSIZ = 16;
+/** Bytes kept ahead in the receive slab: the largest packet a read can return (64 KiB IP datagram). */
+const MAX_PACKET = 65536;
+const SLAB_SIZE = 1 << 20;
+
+export interface TunOptions {
+  /** Interface name; empty or absent lets the kernel pick (tun0, tun1, ...). At most 15 characters. */
+  name?: string;
+  /** 'tun' carries IP packets (the default); 'tap' carries Ethernet frames. */
+  mode?: 'tun' | 'tap';
+  /** Addresses to assign, as CIDR text (`198.18.0.1/24`, `2001:db8::1/64`). The link is brought up. */
+  addresses?: string[];
+  /** MTU to set. */
+  mtu?: number;
+  /** Bring the link up even without addresses. Default: true when addresses are given. */
+  up?: boolean;
+  /** Mark the device persistent (it outlives the process, like `ip tuntap add`). */
+  persist?: boolean;
+  /** Readiness implementation (tests use it to exercise the fallback). */
+  readiness?: 'pipe' | 'poll';
+}
+
+/** Counters the device keeps; read them at any time. */
+export interface TunCounters {
+  /** Packets read from the device. */
+  rxPackets: number;
+  rxBytes: number;
+  /** Packets written to the device. */
+  txPackets: number;
+  txBytes: number;
+  /** Writes the kernel refused (link down, packet too big or malformed): counted, not thrown. */
+  txErrors: number;
+  /** The errno of the last refused write. */
+  lastTxErrno: number;
+}
+
+function openError(e: number, name: string): TunpipeError {
+  const dev = name || 'a new device';
+  const code = libc.errnoName(e);
+  switch (e) {
+    case libc.E.ENOENT:
+    case libc.E.ENODEV:
+    case libc.E.ENXIO:
+      return new TunpipeError(`cannot open /dev/net/tun (${code}): the tun module is not loaded or the node is missing; try 'modprobe tun'`, code);
+    case libc.E.EPERM:
+    case libc.E.EACCES:
+      return new TunpipeError(
+        `no permission to ${name ? `open or create ${dev}` : 'create a device'} (${code}): run as root (or with CAP_NET_ADMIN), or create a persistent device for your user first: sudo ip tuntap add dev ${name || 'tun0'} mode tun user $USER`,
+        code,
+      );
+    case libc.E.EBUSY:
+      return new TunpipeError(`device ${dev} is in use by another process (EBUSY): stop that process or choose another --dev`, code);
+    case libc.E.EINVAL:
+      return new TunpipeError(`cannot create ${dev} (EINVAL): the name may be taken by an interface of another kind, or is not a valid interface name`, code);
+    default:
+      return new TunpipeError(`cannot open ${dev}: ${code} (${libc.strerror(e)})`, code);
+  }
+}
+
+export class TunDevice extends Duplex {
+  /** The interface name the kernel gave the device. */
+  readonly name: string;
+  readonly mode: 'tun' | 'tap';
+  readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
+  private readonly fd: number;
+  private readonly watcher: ReadinessWatcher;
+  private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  private slabUsed = 0;
+  private onPacket: ((buf: Buffer) => void) | null = null;
+  private onBatchEnd: (() => void) | null = null;
+  private fdClosed = false;
+  private vanished = false;
+
+  /** Use `openTun()`. */
+  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll') {
+    super({ objectMode: true, allowHalfOpen: true, highWaterMark: 1024 });
+    this.fd = fd;
+    this.name = name;
+    this.mode = mode;
+    this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness);
+  }
+
+  /** Which readiness implementation is in use ('pipe' fast path or 'poll' fallback). */
+  get readiness(): 'pipe' | 'poll' {
+    return this.watcher.kind;
+  }
+
+  /** The device's MTU as the kernel has it now. */
+  get mtu(): number {
+    return getMtu(this.name);
+  }
+
+  /**
+   * Fast path: calls `onPacket` for every packet read, then `onBatchEnd` after each drain of the queue (a
+   * natural point to flush buffered output). Exclusive with reading the device as a stream.
+   */
+  start(onPacket: (buf: Buffer) => void, onBatchEnd?: () => void): void {
+    this.onPacket = onPacket;
+    this.onBatchEnd = onBatchEnd ?? null;
+    this.watcher.start();
+  }
+
+  /** Stops reading; packets wait in the kernel's queue (and are dropped there when it fills). */
+  stopReading(): void {
+    this.watcher.stop();
+  }
+
+  /** Writes one packet. Returns false (and counts it in `txErrors`) when the kernel refuses it. */
+  send(buf: Uint8Array): boolean {
+    if (this.fdClosed) {
+      this.counters.txErrors++;
+      return false;
+    }
+    const n = libc.write(this.fd, buf, buf.length);
+    if (n < 0) {
+      this.counters.lastTxErrno = libc.errno();
+      this.counters.txErrors++;
+      return false;
+    }
+    this.counters.txPackets++;
+    this.counters.txBytes += n;
+    return true;
+  }
+
+  private carve(n: number): Buffer {
+    const b = this.slab.subarray(this.slabUsed, this.slabUsed + n);
+    // Keep packets 8-byte aligned in the slab.
+    this.slabUsed += (n + 7) & ~7;
+    return b;
+  }
+
+  private wake(first: Buffer | null, n: number): void {
+    if (first !== null && n > 0) {
+      if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
+      const b = this.carve(n);
+      first.copy(b, 0, 0, n);
+      this.deliver(b);
+    }
+    this.drain();
+  }
+
+  private newSlab(): void {
+    // Packets handed out keep the old slab alive for as long as anyone holds them.
+    this.slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    this.slabUsed = 0;
+  }
+
+  private drain(): void {
+    const fd = this.fd;
+    while (!this.fdClosed) {
+      if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
+      const n = libc.read(fd, this.slab.subarray(this.slabUsed), MAX_PACKET);
+      if (n < 0) {
+        const e = libc.errno();
+        if (e === libc.E.EAGAIN || e === libc.E.EINTR) break;
+        this.fault(e);
+        return;
+      }
+      if (n === 0) break;
+      this.deliver(this.carve(n));
+      if (this.onPacket === null && this.isPaused()) break;
+    }
+    if (this.onBatchEnd !== null) this.onBatchEnd();
+  }
+
+  private deliver(b: Buffer): void {
+    this.counters.rxPackets++;
+    this.counters.rxBytes += b.length;
+    if (this.onPacket !== null) {
+      this.onPacket(b);
+    } else if (!this.push(b)) {
+      // The consumer is behind: leave packets in the kernel queue until it reads again.
+      this.watcher.stop();
+    }
+  }
+
+  private fault(e: number): void {
+    if (this.vanished || this.fdClosed) return;
+    this.vanished = true;
+    this.watcher.stop();
+    const msg =
+      e === libc.E.EBADFD || e === libc.E.EIO || e === libc.E.ENODEV
+        ? `device ${this.name} went away (${libc.errnoName(e)}): it was deleted or its driver detached`
+        : `reading ${this.name} failed: ${libc.errnoName(e)}`;
+    this.destroy(new TunpipeError(msg, libc.errnoName(e)));
+  }
+
+  override _read(): void {
+    if (this.onPacket === null) this.watcher.start();
+  }
+
+  override _write(chunk: Uint8Array | { data: Uint8Array }, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.send(chunk instanceof Uint8Array ? chunk : chunk.data);
+    cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.closeFd();
+    cb(err);
+  }
+
+  /** Closes the device's fd. A device that is not persistent disappears from the system. */
+  closeFd(): void {
+    if (this.fdClosed) return;
+    this.fdClosed = true;
+    this.onPacket = null;
+    this.watcher.close();
+  }
+
+  /** it-pipe source: the packets read, as an async iterable of Buffers. */
+  get source(): AsyncIterable<Buffer> {
+    return this;
+  }
+
+  /** it-pipe sink: writes every packet (Buffer, or anything with `data`) from `source` to the device. */
+  readonly sink = async (source: AsyncIterable<Uint8Array | { data: Uint8Array }> | Iterable<Uint8Array | { data: Uint8Array }>): Promise<void> => {
+    for await (const p of source) this.send(p instanceof Uint8Array ? p : p.data);
+  };
+}
+
+/**
+ * Opens (creating if needed) a TUN device through /dev/net/tun and TUNSETIFF, then applies the MTU and
+ * addresses and brings the link up. Attaching to a persistent device works for its owner without root.
+ * Throws a TunpipeError with a one-line explanation on failure.
+ */
+export function openTun(options: TunOptions = {}): TunDevice {
+  const name = options.name ?? '';
+  const mode = options.mode ?? 'tun';
+  if (Buffer.byteLength(name) >= IFNAMSIZ) throw new TunpipeError(`device name '${name}' is too long: at most ${IFNAMSIZ - 1} characters`);
+  if (/[\s/:]/.test(name)) throw new TunpipeError(`device name '${name}' is not valid: no spaces, '/' or ':'`);
+  // Parse addresses before touching the system, so a typo changes nothing.
+  const addresses: InterfaceAddress[] = (options.addresses ?? []).map(parseCidr);
+  const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
+  if (fd < 0) throw openError(libc.errno(), name);
+  const ifr = Buffer.alloc(40);
+  ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
+  ifr.writeUInt16LE((mode === 'tap' ? IFF_TAP : IFF_TUN) | IFF_NO_PI, 16);
+  if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+    const e = libc.errno();
+    libc.close(fd);
+    throw openError(e, name);
+  }
+  const actual = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
+  let dev: TunDevice | undefined;
+  try {
+    if (options.persist && libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) {
+      throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
+    }
+    dev = new TunDevice(fd, actual, mode, options.readiness);
+    if (options.mtu !== undefined) setMtu(actual, options.mtu);
+    for (const a of addresses) addAddress(actual, a);
+    if (options.up ?? addresses.length > 0) setLinkUp(actual);
+    return dev;
+  } catch (err) {
+    if (dev) dev.closeFd();
+    else libc.close(fd);
+    throw err;
+  }
+}

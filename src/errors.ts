@@ -1,0 +1,13 @@
+/**
+ * An error meant for the user: its message is one line that says what went wrong and how to fix it, and the
+ * CLI prints it without a stack trace.
+ */
+export class TunpipeError extends Error {
+  override name = 'TunpipeError';
+  /** errno name when the error came from a system call ("EBUSY"), for programs that tell errors apart. */
+  readonly code?: string;
+  constructor(message: string, code?: string) {
+    super(message);
+    this.code = code;
+  }
+}

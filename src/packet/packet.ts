@@ -1,0 +1,85 @@
+import { wordDelta } from './checksum.js';
+
+/** Which checksums a stage has disturbed; the `checksum` stage reads and clears these. */
+export const enum Dirty {
+  /** The IP header changed by known words: `ipSumAdj` holds the RFC 1624 terms. */
+  IpAdjust = 1,
+  /** The transport header or payload changed by known words: `l4SumAdj` holds the terms. */
+  L4Adjust = 2,
+  /** The IP header changed in a way not tracked word by word: recompute in full. */
+  IpStale = 4,
+  /** The transport checksum must be recomputed in full (length change, new payload, ...). */
+  L4Stale = 8,
+}
+
+/**
+ * One packet moving through a pipeline: the bytes exactly as the device gave them, plus a parsed view that
+ * stages fill in and read without copying. For a TUN device `data` starts with the IP header (`l3` = 0); a
+ * TAP frame will set `l3` past its Ethernet header, so stages always index from `l3` and `l4`.
+ */
+export class Packet {
+  /** The packet's bytes. Stages may modify them in place. */
+  data: Buffer;
+  /** When the packet arrived, in milliseconds since the epoch with a sub-millisecond fraction; 0 if unknown. */
+  time: number;
+  /** IP version once a parser stage has validated the header (4, later 6); 0 before. */
+  version = 0;
+  /** Offset of the network-layer header in `data`. */
+  l3 = 0;
+  /** Offset of the transport header in `data`; valid once parsed. */
+  l4 = 0;
+  /** End of the IP datagram in `data` (its total length from `l3`); bytes past it are not part of it. */
+  end = 0;
+  /** Transport protocol number (1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6); valid once parsed. */
+  proto = 0;
+  /** Bit set of `Dirty` flags. */
+  dirty = 0;
+  /** Unfolded sum of RFC 1624 terms pending for the IP header checksum. */
+  ipSumAdj = 0;
+  /** Unfolded sum of RFC 1624 terms pending for the transport checksum. */
+  l4SumAdj = 0;
+
+  constructor(data: Buffer, time = 0) {
+    this.data = data;
+    this.time = time;
+    this.end = data.length;
+  }
+
+  /** Length of the IP datagram (the whole packet for an unparsed one). */
+  get length(): number {
+    return this.end - this.l3;
+  }
+
+  /** Reads the big-endian 16-bit word at absolute offset `at`. */
+  word(at: number): number {
+    return (this.data[at] << 8) | this.data[at + 1];
+  }
+
+  /**
+   * Writes a 16-bit word inside the IP header and records the change for an incremental checksum update.
+   * `at` is an absolute offset and must be even relative to `l3`.
+   */
+  setIpWord(at: number, value: number): void {
+    const old = this.word(at);
+    this.data[at] = value >> 8;
+    this.data[at + 1] = value & 0xff;
+    this.ipSumAdj += wordDelta(old, value);
+    this.dirty |= Dirty.IpAdjust;
+  }
+
+  /** Like `setIpWord`, for a word covered by the transport checksum (ICMP header or payload). */
+  setL4Word(at: number, value: number): void {
+    const old = this.word(at);
+    this.data[at] = value >> 8;
+    this.data[at + 1] = value & 0xff;
+    this.l4SumAdj += wordDelta(old, value);
+    this.dirty |= Dirty.L4Adjust;
+  }
+}
+
+/** Wraps a Buffer as a Packet; passes a Packet through. Lets every stage take either. */
+export function asPacket(p: Packet | Buffer | Uint8Array): Packet {
+  if (p instanceof Packet) return p;
+  const b = Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
+  return new Packet(b);
+}

@@ -1,0 +1,161 @@
+/**
+ * Writes packets to a classic pcap file or to stdout.
+ *
+ * Records are gathered in a buffer and written with one write() per batch (`flush()`, called by the engine
+ * after each drain of the device), so a capture costs one system call per batch, not per packet, and a
+ * packet reaches the file within one batch of being seen. To stdout (`-`) every packet is written at once,
+ * like `tcpdump -U -w -`, so a reader on the pipe sees each packet live.
+ *
+ * The file only ever ends on a whole record: if a write fails part way (disk full), the file is cut back to
+ * the last whole record before the error is raised. A process killed mid-write leaves at most the last
+ * record cut, which tcpdump reports and skips.
+ */
+import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { TunpipeError } from '../errors.js';
+import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, RECORD_HEADER_SIZE } from './format.js';
+
+export interface PcapWriterOptions {
+  /** Nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds. */
+  nanos?: boolean;
+  /** Link type of the file: 101 RAW for a TUN device (default), 1 Ethernet for TAP. */
+  linkType?: number;
+  /** Bytes kept of each packet (longer packets are cut, their original length recorded). */
+  snaplen?: number;
+  /** File mode for a new file. Default 0600: captures hold other people's traffic. */
+  mode?: number;
+  /** Append to an existing capture instead of replacing it (its header must match). Not for stdout. */
+  append?: boolean;
+  /** Bytes gathered before a write is forced even inside a batch. Default 256 KiB. */
+  bufferSize?: number;
+}
+
+function writeError(err: unknown, target: string): TunpipeError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  if (code === 'EPIPE') return new TunpipeError(`the reader of ${target} went away (EPIPE)`, code);
+  if (code === 'ENOSPC') return new TunpipeError(`cannot write ${target}: the disk is full (ENOSPC); the file keeps every whole packet written before`, code);
+  if (code === 'EDQUOT') return new TunpipeError(`cannot write ${target}: disk quota exceeded (EDQUOT); the file keeps every whole packet written before`, code);
+  return new TunpipeError(`cannot write ${target}: ${(err as Error).message}`, code);
+}
+
+export class PcapWriter {
+  /** Records written (or buffered to be written). */
+  packets = 0;
+  /** Bytes known to be in the file: always a whole number of records. */
+  private committed = 0;
+  private readonly fd: number;
+  private readonly ownsFd: boolean;
+  private readonly live: boolean;
+  private buf: Buffer;
+  private used = 0;
+  private readonly nanos: boolean;
+  private readonly snaplen: number;
+  private failed: TunpipeError | null = null;
+  private closed = false;
+
+  /** Opens FILE (or `-` for stdout) and writes the global header. Throws a TunpipeError with the cause. */
+  constructor(
+    readonly target: string,
+    options: PcapWriterOptions = {},
+  ) {
+    this.nanos = options.nanos ?? false;
+    this.snaplen = options.snaplen ?? DEFAULT_SNAPLEN;
+    this.buf = Buffer.allocUnsafe(Math.max(options.bufferSize ?? 1 << 18, 1 << 16));
+    this.live = target === '-';
+    if (this.live) {
+      this.fd = 1;
+      this.ownsFd = false;
+    } else {
+      try {
+        this.fd = openSync(target, options.append ? 'a' : 'w', options.mode ?? 0o600);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const why = code === 'ENOENT' ? 'its directory does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
+        throw new TunpipeError(`cannot create capture file ${target}: ${why}`, code);
+      }
+      this.ownsFd = true;
+    }
+    const existing = options.append && this.ownsFd ? fstatSync(this.fd).size : 0;
+    this.committed = existing;
+    if (existing === 0) {
+      const h = globalHeader(options.linkType ?? LINKTYPE_RAW, this.nanos, this.snaplen);
+      h.copy(this.buf, 0);
+      this.used = h.length;
+      this.flush();
+    }
+  }
+
+  /** Appends one record; `timeMs` is milliseconds since the epoch with a fractional part. */
+  write(data: Uint8Array, timeMs: number): void {
+    if (this.failed) throw this.failed;
+    const caplen = data.length < this.snaplen ? data.length : this.snaplen;
+    if (this.used + RECORD_HEADER_SIZE + caplen > this.buf.length) {
+      this.flush();
+      if (RECORD_HEADER_SIZE + caplen > this.buf.length) this.buf = Buffer.allocUnsafe(RECORD_HEADER_SIZE + caplen);
+    }
+    const b = this.buf;
+    let o = this.used;
+    const secs = Math.floor(timeMs / 1000);
+    const frac = this.nanos ? Math.floor((timeMs - secs * 1000) * 1e6) : Math.floor((timeMs - secs * 1000) * 1e3);
+    b.writeUInt32LE(secs >>> 0, o);
+    b.writeUInt32LE(frac, o + 4);
+    b.writeUInt32LE(caplen, o + 8);
+    b.writeUInt32LE(data.length, o + 12);
+    o += RECORD_HEADER_SIZE;
+    b.set(caplen === data.length ? data : data.subarray(0, caplen), o);
+    this.used = o + caplen;
+    this.packets++;
+    if (this.live) this.flush();
+  }
+
+  /** Writes what is buffered. On failure cuts the file back to whole records and throws a TunpipeError. */
+  flush(): void {
+    if (this.used === 0) return;
+    if (this.failed) throw this.failed;
+    let off = 0;
+    try {
+      while (off < this.used) off += writeSync(this.fd, this.buf, off, this.used - off);
+    } catch (err) {
+      this.failed = writeError(err, this.live ? 'stdout' : this.target);
+      // Whole records only: cut the file after the last record that was written whole.
+      if (this.ownsFd && off > 0) {
+        try {
+          ftruncateSync(this.fd, this.committed + this.wholeRecordBytes(off));
+        } catch {
+          /* the file is as good as the kernel left it */
+        }
+      }
+      this.used = 0;
+      throw this.failed;
+    }
+    this.committed += this.used;
+    this.used = 0;
+  }
+
+  /** How many of the first `written` buffered bytes form whole records (or the global header). */
+  private wholeRecordBytes(written: number): number {
+    let pos = this.committed === 0 ? GLOBAL_HEADER_SIZE : 0;
+    if (pos > written) return 0;
+    while (pos + RECORD_HEADER_SIZE <= written) {
+      const next = pos + RECORD_HEADER_SIZE + this.buf.readUInt32LE(pos + 8);
+      if (next > written) break;
+      pos = next;
+    }
+    return pos;
+  }
+
+  /** True once a write failed; the writer then refuses further packets. */
+  get broken(): boolean {
+    return this.failed !== null;
+  }
+
+  /** Flushes and closes the file (not stdout). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (!this.failed) this.flush();
+    } finally {
+      if (this.ownsFd) closeSync(this.fd);
+    }
+  }
+}

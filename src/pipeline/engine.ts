@@ -1,0 +1,252 @@
+/**
+ * The pipeline engine. Synchronous stages are fused into one loop: a packet entering on the left is handed
+ * from stage to stage by plain calls, with no allocation and no await between them, so a whole batch read
+ * from the device in one wake is answered before the event loop turns again. An asynchronous stage (a
+ * user's stage that awaits) gets a bounded it-pushable queue in front of it, joined to the rest by it-pipe;
+ * when the queue is full, packets are dropped and counted rather than buffered without limit.
+ *
+ * Every stage has counters (in, out, dropped by reason); a stage that throws has the packet dropped and
+ * counted with the error, which is reported once per stage, and the pipeline goes on.
+ */
+import { pipe } from 'it-pipe';
+import { pushable, type Pushable } from 'it-pushable';
+import { Packet } from '../packet/packet.js';
+import { HELD, StageStats, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import type { ResolvedStage } from './resolve.js';
+
+/** Drop reasons the engine itself gives. */
+export const ENGINE_DROP = {
+  filtered: 'filtered',
+  queueFull: 'queue full: the stage is slower than the traffic',
+} as const;
+
+export interface EngineOptions {
+  /** Where packets leaving the last stage go. */
+  sink: (p: Packet) => void;
+  /** Packets allowed to wait in front of an asynchronous stage. Default 1024. */
+  queueLength?: number;
+  /** Where warnings go (default: stderr). */
+  warn?: (message: string) => void;
+  /** Called once when a stage asks to stop the pipeline. */
+  onFail?: (err: Error) => void;
+}
+
+function isThenable(x: unknown): x is PromiseLike<StageResult> {
+  return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
+}
+
+/** The queue and worker in front of one asynchronous stage. */
+class AsyncGate {
+  readonly queue: Pushable<Packet> = pushable<Packet>({ objectMode: true });
+  readonly done: Promise<void>;
+
+  constructor(engine: Engine, index: number, first: PromiseLike<StageResult>, firstPacket: Packet) {
+    const slot = engine.slots[index];
+    const settle = async (p: Packet, r: StageResult | PromiseLike<StageResult>): Promise<void> => {
+      try {
+        engine.afterStage(index, p, await r);
+      } catch (err) {
+        engine.stageError(index, err);
+      }
+    };
+    this.done = (async () => {
+      await settle(firstPacket, first);
+      await pipe(this.queue, async (source) => {
+        for await (const p of source) {
+          let r: StageResult | PromiseLike<StageResult>;
+          try {
+            r = slot.instance.process(p);
+          } catch (err) {
+            engine.stageError(index, err);
+            continue;
+          }
+          await settle(p, r);
+        }
+      });
+    })();
+  }
+}
+
+interface Slot {
+  label: string;
+  instance: StageInstance;
+  stats: StageStats;
+  gate: AsyncGate | null;
+  warned: Set<string>;
+}
+
+export class Engine {
+  readonly slots: Slot[] = [];
+  private readonly sink: (p: Packet) => void;
+  private readonly queueLength: number;
+  private readonly warnOut: (message: string) => void;
+  private readonly onFail: (err: Error) => void;
+  /** The first error a stage stopped the pipeline with. */
+  failure: Error | null = null;
+  private closed = false;
+  private abandoned = false;
+
+  constructor(stages: ResolvedStage[], options: EngineOptions) {
+    this.sink = options.sink;
+    this.queueLength = options.queueLength ?? 1024;
+    this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
+    this.onFail = options.onFail ?? (() => {});
+    stages.forEach((s, index) => {
+      const stats = new StageStats(s.label);
+      const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set() };
+      this.slots.push(slot);
+      const ctx: StageContext = {
+        name: s.label,
+        emit: (p) => this.runFrom(index + 1, p),
+        warn: (m) => this.warnOnce(slot, m),
+        fail: (err) => this.fail(err),
+      };
+      slot.instance = s.def.create(s.args, ctx);
+    });
+  }
+
+  /** Counters of every stage, left to right. */
+  get stats(): StageStats[] {
+    return this.slots.map((s) => s.stats);
+  }
+
+  /** A packet enters the pipeline on the left. */
+  push(p: Packet): void {
+    this.runFrom(0, p);
+  }
+
+  /** Runs `p` through stages `i`.. and into the sink. */
+  runFrom(i: number, p: Packet): void {
+    const slots = this.slots;
+    const n = slots.length;
+    for (; i < n; i++) {
+      const slot = slots[i];
+      slot.stats.packetsIn++;
+      if (slot.gate !== null) {
+        this.enqueue(slot, p);
+        return;
+      }
+      let r: StageResult | PromiseLike<StageResult>;
+      try {
+        r = slot.instance.process(p);
+      } catch (err) {
+        this.stageError(i, err);
+        return;
+      }
+      if (r instanceof Packet) {
+        slot.stats.packetsOut++;
+        p = r;
+        continue;
+      }
+      if (isThenable(r)) {
+        // The stage turned out to be asynchronous: from now on packets queue in front of it.
+        slot.gate = new AsyncGate(this, i, r, p);
+        return;
+      }
+      this.notPassed(slot, r);
+      return;
+    }
+    this.sink(p);
+  }
+
+  private enqueue(slot: Slot, p: Packet): void {
+    const gate = slot.gate!;
+    if (this.closed || gate.queue.readableLength >= this.queueLength) {
+      slot.stats.drop(ENGINE_DROP.queueFull);
+      return;
+    }
+    gate.queue.push(p);
+  }
+
+  private notPassed(slot: Slot, r: StageResult): void {
+    if (typeof r === 'string') slot.stats.drop(r);
+    else if (r === HELD) slot.stats.held++;
+    else slot.stats.drop(ENGINE_DROP.filtered);
+  }
+
+  /** Continues after an asynchronous stage settled. */
+  afterStage(i: number, p: Packet, r: StageResult): void {
+    // A slow stage that outlived close() must not write into closed stages.
+    if (this.abandoned) return;
+    const slot = this.slots[i];
+    if (r instanceof Packet) {
+      slot.stats.packetsOut++;
+      this.runFrom(i + 1, r);
+    } else {
+      this.notPassed(slot, r);
+    }
+  }
+
+  /** A stage threw: drop the packet under the error's message and report the first of each kind. */
+  stageError(i: number, err: unknown): void {
+    const slot = this.slots[i];
+    const msg = err instanceof Error ? err.message : String(err);
+    slot.stats.drop(`error: ${msg}`);
+    this.warnOnce(slot, `threw '${msg}'; the packet was dropped (further errors like it are only counted)`);
+  }
+
+  private warnOnce(slot: Slot, message: string): void {
+    if (slot.warned.has(message)) return;
+    slot.warned.add(message);
+    this.warnOut(`stage '${slot.label}': ${message}`);
+  }
+
+  /** Stops the pipeline with an error, once. */
+  fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.onFail(err);
+  }
+
+  /** End of a batch: stages write out what they buffered. */
+  endBatch(): void {
+    const slots = this.slots;
+    for (let i = 0; i < slots.length; i++) {
+      const f = slots[i].instance.flush;
+      if (f !== undefined) {
+        try {
+          f.call(slots[i].instance);
+        } catch (err) {
+          this.fail(err as Error);
+        }
+      }
+    }
+  }
+
+  /**
+   * No more packets will enter: lets queued packets through asynchronous stages (left to right, since a
+   * stage may feed the next one's queue) for at most `drainMs`, counting what is left as dropped, then
+   * flushes and closes every stage. Errors while closing are collected, so every stage gets its close
+   * (every capture file its final flush).
+   */
+  async close(drainMs = 500): Promise<Error[]> {
+    const errors: Error[] = [];
+    const deadline = Date.now() + drainMs;
+    for (const slot of this.slots) {
+      if (!slot.gate) continue;
+      slot.gate.queue.end();
+      const left = deadline - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        slot.gate.done.then(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, left)))),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        const n = slot.gate.queue.readableLength;
+        for (let k = 0; k < n; k++) slot.stats.drop('stopped before the stage got to it');
+        this.abandoned = true;
+      }
+    }
+    this.closed = true;
+    for (const slot of this.slots) {
+      try {
+        slot.instance.flush?.();
+        await slot.instance.close?.();
+      } catch (err) {
+        errors.push(err as Error);
+      }
+    }
+    return errors;
+  }
+}

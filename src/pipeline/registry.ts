@@ -1,0 +1,20 @@
+/** The built-in stages, one per file in transforms/. `tunpipe --list` prints them from their declarations. */
+import type { StageDefinition } from './stage.js';
+import parse from '../../transforms/parse.js';
+import filterIcmpEcho from '../../transforms/filter-icmp-echo.js';
+import swapAddrs from '../../transforms/swap-addrs.js';
+import toReply from '../../transforms/to-reply.js';
+import icmpEcho from '../../transforms/icmp-echo.js';
+import checksum from '../../transforms/checksum.js';
+import pcap from '../../transforms/pcap.js';
+
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, filterIcmpEcho, swapAddrs, toReply, checksum, pcap];
+
+/** Every built-in stage, in the order `--list` shows them. */
+export function builtinStages(): readonly StageDefinition[] {
+  return BUILTINS;
+}
+
+export function findStage(name: string): StageDefinition | undefined {
+  return BUILTINS.find((d) => d.name === name);
+}

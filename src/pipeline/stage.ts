@@ -1,0 +1,115 @@
+/**
+ * What a stage is. A stage definition (one per file in transforms/, or a user's module) declares its name,
+ * a one-line summary, its arguments and how to create a running instance; `tunpipe --list` and `--help`
+ * are generated from these declarations.
+ */
+import type { Packet } from '../packet/packet.js';
+
+/**
+ * What `process` returns for one packet:
+ * - a Packet (usually the same one, maybe modified in place): pass it on;
+ * - a string: drop the packet, counted under that reason;
+ * - `HELD`: the stage kept the packet (a fragment awaiting reassembly) and will emit later; not a drop;
+ * - null or undefined: drop, counted as "filtered".
+ */
+export type StageResult = Packet | string | typeof HELD | null | undefined;
+
+/** Returned by a stage that keeps a packet for later (not counted as a drop). */
+export const HELD: unique symbol = Symbol('tunpipe.held');
+
+/** A running stage. */
+export interface StageInstance {
+  /**
+   * Handles one packet. A synchronous stage returns its result; an asynchronous one (a user's stage that
+   * awaits) returns a promise, and the engine puts a bounded queue in front of it.
+   */
+  process(p: Packet): StageResult | Promise<StageResult>;
+  /** End of a batch of packets (one drain of the device, one chunk of a file): write out what is buffered. */
+  flush?(): void;
+  /** The pipeline stops: finish files, release handles. Called once, after the last packet. */
+  close?(): void | Promise<void>;
+  /** Extra counters to print on exit beside in/out/dropped (e.g. bytes written). */
+  report?(): string;
+}
+
+/** What a stage instance may call back into. */
+export interface StageContext {
+  /** The stage's name as written in the pipeline. */
+  readonly name: string;
+  /** Passes an extra packet on, downstream of this stage (the fragments of a reply, a reassembled datagram). */
+  emit(p: Packet): void;
+  /** Reports a problem on stderr, once per distinct message, with the stage's name. */
+  warn(message: string): void;
+  /** Stops the whole pipeline with an error (a capture that cannot be written, when asked to stop). */
+  fail(err: Error): void;
+}
+
+export type ArgType = 'string' | 'number' | 'boolean';
+export type ArgValue = string | number | boolean;
+
+/** One argument a stage takes: positional (`pcap FILE`) or keyword (`nanos=true`). */
+export interface ArgSpec {
+  name: string;
+  type: ArgType;
+  description: string;
+  /** Positional arguments are matched in order; any argument may also be given as name=value. */
+  positional?: boolean;
+  required?: boolean;
+  default?: ArgValue;
+  /** The values a string argument may take. */
+  choices?: string[];
+  /** Inclusive bounds for numbers. */
+  min?: number;
+  max?: number;
+}
+
+/** Parsed arguments, by name. */
+export type StageArgs = Record<string, ArgValue | undefined>;
+
+interface StageDefinitionBase {
+  /** Name used in pipeline text: lower case, words joined by '-'. */
+  name: string;
+  /** One line for `tunpipe --list`. */
+  summary: string;
+  /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
+  help?: string;
+  args: ArgSpec[];
+}
+
+/** A stage implemented in code. */
+export interface PrimitiveStageDefinition extends StageDefinitionBase {
+  create(args: StageArgs, ctx: StageContext): StageInstance;
+}
+
+/** A stage written as a pipeline of other stages (like a Click compound element); flattened before running. */
+export interface CompoundStageDefinition extends StageDefinitionBase {
+  expand: string;
+}
+
+export type StageDefinition = PrimitiveStageDefinition | CompoundStageDefinition;
+
+/** Identity helper that gives a stage file its types. */
+export function defineStage<T extends StageDefinition>(def: T): T {
+  return def;
+}
+
+export function isCompound(def: StageDefinition): def is CompoundStageDefinition {
+  return 'expand' in def;
+}
+
+/** Per-stage counters, printed on exit and readable while running. */
+export class StageStats {
+  packetsIn = 0;
+  packetsOut = 0;
+  dropped = 0;
+  held = 0;
+  /** Drops by reason. */
+  readonly reasons = new Map<string, number>();
+
+  constructor(readonly name: string) {}
+
+  drop(reason: string): void {
+    this.dropped++;
+    this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+  }
+}

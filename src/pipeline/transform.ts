@@ -1,0 +1,109 @@
+/**
+ * Stages as library values. `stage(def, args)` (and the named helpers such as `parseIPv4()`) return a
+ * PacketTransform: an it-pipe transform (`source => source`) that can go straight into `pipe(...)`, and also
+ * a recipe that `runPipeline` fuses into its fast loop. Each use as an it-pipe transform creates its own
+ * stage instance with its own counters (`lastStats`).
+ */
+import { asPacket, Packet } from '../packet/packet.js';
+import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
+import { isCompound } from './stage.js';
+import { ENGINE_DROP } from './engine.js';
+import type { ResolvedStage } from './resolve.js';
+
+type PacketLike = Packet | Uint8Array;
+export type PacketSource = AsyncIterable<PacketLike> | Iterable<PacketLike>;
+
+export interface PacketTransform {
+  (source: PacketSource): AsyncGenerator<Packet>;
+  /** The stages this transform stands for (several for a compound such as icmp-echo). */
+  readonly stages: ResolvedStage[];
+  /** Counters of the most recent it-pipe use, one per stage. */
+  readonly lastStats: StageStats[];
+}
+
+function isThenable(x: unknown): x is PromiseLike<StageResult> {
+  return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
+}
+
+/** Fills in defaults and checks the names of library-given arguments. */
+function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
+  const out: StageArgs = {};
+  for (const spec of def.args) out[spec.name] = args[spec.name] ?? spec.default;
+  for (const k of Object.keys(args)) {
+    if (!def.args.some((a) => a.name === k)) throw new TypeError(`stage '${def.name}' has no argument '${k}'`);
+  }
+  for (const spec of def.args) {
+    if (spec.required && out[spec.name] === undefined) throw new TypeError(`stage '${def.name}' needs its argument '${spec.name}'`);
+  }
+  return out;
+}
+
+/** Runs one stage instance over an async source, as an it-pipe transform. */
+async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>): AsyncGenerator<Packet> {
+  const emitted: Packet[] = [];
+  let failure: Error | null = null;
+  const ctx: StageContext = {
+    name: s.label,
+    emit: (p) => void emitted.push(p),
+    warn: (m) => process.stderr.write(`tunpipe: stage '${s.label}': ${m}\n`),
+    fail: (err) => void (failure ??= err),
+  };
+  const inst = s.def.create(s.args, ctx);
+  try {
+    for await (const p of source) {
+      stats.packetsIn++;
+      let r: StageResult | PromiseLike<StageResult>;
+      try {
+        r = inst.process(p);
+        if (isThenable(r)) r = await r;
+      } catch (err) {
+        stats.drop(`error: ${(err as Error).message}`);
+        continue;
+      }
+      if (failure) throw failure;
+      // Packets a stage emits come before the one it returns, as in the fused engine.
+      while (emitted.length) yield emitted.shift()!;
+      if (r instanceof Packet) {
+        stats.packetsOut++;
+        yield r;
+      } else if (typeof r === 'string') stats.drop(r);
+      else if (r === HELD) stats.held++;
+      else stats.drop(ENGINE_DROP.filtered);
+      inst.flush?.();
+    }
+  } finally {
+    await inst.close?.();
+  }
+}
+
+async function* packets(source: PacketSource): AsyncGenerator<Packet> {
+  for await (const p of source) yield asPacket(p);
+}
+
+/** Builds a PacketTransform from resolved stages. */
+export function transformOf(stages: ResolvedStage[]): PacketTransform {
+  const lastStats: StageStats[] = [];
+  const fn = (source: PacketSource): AsyncGenerator<Packet> => {
+    lastStats.length = 0;
+    let it: AsyncIterable<Packet> = packets(source);
+    for (const s of stages) {
+      const stats = new StageStats(s.label);
+      lastStats.push(stats);
+      it = runOne(s, stats, it);
+    }
+    return it as AsyncGenerator<Packet>;
+  };
+  return Object.assign(fn, { stages, lastStats });
+}
+
+/**
+ * A PacketTransform for a stage definition with library-given arguments. A compound definition needs
+ * `expand` to be resolved by name, so the caller passes the primitive definitions it expands to.
+ */
+export function stageTransform(def: StageDefinition, args: StageArgs = {}, parts?: PrimitiveStageDefinition[]): PacketTransform {
+  if (isCompound(def)) {
+    if (!parts) throw new TypeError(`compound stage '${def.name}' needs its parts`);
+    return transformOf(parts.map((p) => ({ def: p, args: withDefaults(p, {}), label: `${def.name}/${p.name}` })));
+  }
+  return transformOf([{ def, args: withDefaults(def, args), label: def.name }]);
+}

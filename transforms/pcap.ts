@@ -1,0 +1,89 @@
+/**
+ * pcap: writes every packet that passes to a classic pcap file and passes it on unchanged (a tee).
+ *
+ * Arguments:
+ *   FILE          capture file, or `-` for stdout (flushed per packet: `... | tcpdump -r -`)
+ *   nanos=BOOL    nanosecond timestamps (magic 0xa1b23c4d); default false (microseconds)
+ *   snaplen=N     bytes kept of each packet; default 262144
+ *   append=BOOL   add to an existing capture instead of replacing it; default false
+ *   onerror=stop|continue
+ *                 when the file cannot be written (disk full): `stop` ends the pipeline with an error
+ *                 (default: a capture never silently loses packets); `continue` reports it once and keeps
+ *                 the pipeline running without the capture. The file keeps every whole packet written.
+ *                 A closed stdout (`| head`) always ends the pipeline, quietly.
+ * Link type 101 (RAW: IPv4 or IPv6, what a TUN device carries). New files are created mode 0600.
+ * Records are written once per batch (one write() per drain of the device) and at exit.
+ */
+import { defineStage, type StageContext } from '../src/pipeline/stage.js';
+import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
+import { PcapWriter } from '../src/pcap/writer.js';
+import type { Packet } from '../src/packet/packet.js';
+import type { TunpipeError } from '../src/errors.js';
+
+const wallClockMs = (): number => performance.timeOrigin + performance.now();
+
+interface PcapArgs {
+  file: string;
+  nanos: boolean;
+  snaplen: number;
+  append: boolean;
+  onerror: 'stop' | 'continue';
+}
+
+function createTap(a: PcapArgs, ctx: StageContext) {
+  const writer = new PcapWriter(a.file, { nanos: a.nanos, snaplen: a.snaplen, append: a.append && a.file !== '-' });
+  let off = false;
+  const failed = (err: TunpipeError): void => {
+    if (off) return;
+    off = true;
+    if (a.onerror === 'continue' && err.code !== 'EPIPE') ctx.warn(`${err.message}; capture stopped, the pipeline goes on (onerror=continue)`);
+    else ctx.fail(err);
+  };
+  return {
+    process(p: Packet): Packet {
+      if (!off) {
+        try {
+          writer.write(p.data, p.time || wallClockMs());
+        } catch (err) {
+          failed(err as TunpipeError);
+        }
+      }
+      return p;
+    },
+    flush(): void {
+      if (off) return;
+      try {
+        writer.flush();
+      } catch (err) {
+        failed(err as TunpipeError);
+      }
+    },
+    close(): void {
+      try {
+        writer.close();
+      } catch (err) {
+        if (!off) failed(err as TunpipeError);
+      }
+    },
+    report: () => `${writer.packets} packets written to ${a.file === '-' ? 'stdout' : a.file}`,
+  };
+}
+
+const pcapStage = defineStage({
+  name: 'pcap',
+  summary: 'tee packets into a pcap file for tcpdump/Wireshark (- for stdout)',
+  args: [
+    { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout' },
+    { name: 'nanos', type: 'boolean', default: false, description: 'nanosecond timestamps' },
+    { name: 'snaplen', type: 'number', default: 262144, min: 1, max: 262144, description: 'bytes kept of each packet' },
+    { name: 'append', type: 'boolean', default: false, description: 'append to an existing capture' },
+    { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
+  ],
+  create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),
+});
+export default pcapStage;
+
+/** it-pipe transform / pipeline stage: `pcap FILE`. */
+export function pcapTap(file: string, options: Partial<Omit<PcapArgs, 'file'>> = {}): PacketTransform {
+  return stageTransform(pcapStage, { file, ...options });
+}

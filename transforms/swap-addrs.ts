@@ -1,0 +1,44 @@
+/**
+ * swap-addrs: exchanges the source and destination addresses, so the packet goes back where it came from.
+ *
+ * Arguments: none.
+ * In: parsed IPv4 or IPv6 packets. Out: the same packets, addresses swapped in place.
+ * Checksums stay valid: the IPv4 header checksum and the TCP/UDP pseudo-header sums are sums of the same
+ * words in another order, so nothing needs recomputing.
+ * Drops: packets that were not parsed.
+ */
+import { defineStage } from '../src/pipeline/stage.js';
+import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
+import { OFF_DST, OFF_SRC } from '../src/packet/ipv4.js';
+import type { Packet } from '../src/packet/packet.js';
+
+export const SWAP_DROP = { unparsed: 'not parsed (put parse first)' } as const;
+
+function swapBytes(b: Buffer, a: number, c: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const t = b[a + i];
+    b[a + i] = b[c + i];
+    b[c + i] = t;
+  }
+}
+
+/** Swaps the addresses of a parsed packet in place. */
+export function swapPacketAddresses(p: Packet): Packet | string {
+  if (p.version === 4) swapBytes(p.data, p.l3 + OFF_SRC, p.l3 + OFF_DST, 4);
+  else if (p.version === 6) swapBytes(p.data, p.l3 + 8, p.l3 + 24, 16);
+  else return SWAP_DROP.unparsed;
+  return p;
+}
+
+const swapAddrsStage = defineStage({
+  name: 'swap-addrs',
+  summary: 'exchange source and destination addresses (checksums stay valid)',
+  args: [],
+  create: () => ({ process: swapPacketAddresses }),
+});
+export default swapAddrsStage;
+
+/** it-pipe transform / pipeline stage: `swap-addrs`. */
+export function swapAddrs(): PacketTransform {
+  return stageTransform(swapAddrsStage);
+}

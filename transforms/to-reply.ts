@@ -1,0 +1,41 @@
+/**
+ * to-reply: turns an ICMP echo request into its echo reply: type 8 becomes 0, the TTL a fresh 64 (not the
+ * request's). Identifier, sequence number, payload and IP options are kept, as RFC 792 asks.
+ *
+ * Arguments: `ttl=N` (1..255, default 64).
+ * In: echo requests (after filter-icmp-echo and swap-addrs). Out: echo replies whose checksum changes are
+ * recorded for the `checksum` stage to apply incrementally (RFC 1624).
+ * Drops: packets that are not parsed IPv4 echo requests.
+ */
+import { defineStage } from '../src/pipeline/stage.js';
+import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
+import { OFF_TTL } from '../src/packet/ipv4.js';
+import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, REPLY_TTL } from '../src/packet/icmp.js';
+import type { Packet } from '../src/packet/packet.js';
+
+export const REPLY_DROP = { notRequest: 'not a parsed IPv4 ICMP echo request' } as const;
+
+/** Rewrites a request into a reply in place, with the given TTL. */
+export function makeEchoReply(p: Packet, ttl = REPLY_TTL): Packet | string {
+  const b = p.data;
+  if (p.version !== 4 || p.proto !== 1 || p.end - p.l4 < 8 || b[p.l4] !== ICMP_ECHO_REQUEST) return REPLY_DROP.notRequest;
+  p.setL4Word(p.l4, (ICMP_ECHO_REPLY << 8) | b[p.l4 + 1]);
+  p.setIpWord(p.l3 + OFF_TTL, (ttl << 8) | p.proto);
+  return p;
+}
+
+const toReplyStage = defineStage({
+  name: 'to-reply',
+  summary: 'turn an echo request into its reply (type 0, TTL 64); then checksum',
+  args: [{ name: 'ttl', type: 'number', default: REPLY_TTL, min: 1, max: 255, description: 'TTL of the reply' }],
+  create: (args) => {
+    const ttl = args.ttl as number;
+    return { process: (p: Packet) => makeEchoReply(p, ttl) };
+  },
+});
+export default toReplyStage;
+
+/** it-pipe transform / pipeline stage: `to-reply`. */
+export function toReply(args: { ttl?: number } = {}): PacketTransform {
+  return stageTransform(toReplyStage, args);
+}
