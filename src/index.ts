@@ -1,0 +1,36 @@
+/**
+ * tunpipe as a library.
+ *
+ *     import { pipe } from 'it-pipe';
+ *     import { openTun, parseIPv4, icmpEcho, recomputeChecksum } from 'tunpipe';
+ *
+ *     const tun = openTun({ name: 'tun0', addresses: ['198.18.0.1/24'] });
+ *     await pipe(tun, parseIPv4(), icmpEcho(), recomputeChecksum(), tun);
+ *
+ * or, through the fused engine (the fast path the CLI uses):
+ *
+ *     await runPipeline({ device: tun, pipeline: [parseIPv4(), icmpEcho(), recomputeChecksum()] });
+ */
+export { openTun, TunDevice, type TunOptions, type TunCounters } from './device/tun.js';
+export { Packet, asPacket, Dirty } from './packet/packet.js';
+export * as checksum from './packet/checksum.js';
+export * as ipv4 from './packet/ipv4.js';
+export { PcapWriter, type PcapWriterOptions } from './pcap/writer.js';
+export { PcapReader, type PcapHeader } from './pcap/reader.js';
+export { LINKTYPE_RAW, LINKTYPE_ETHERNET } from './pcap/format.js';
+export { runPipeline, type RunOptions, type RunResult } from './pipeline/run.js';
+export { parsePipeline, PipelineSyntaxError } from './pipeline/language.js';
+export { resolvePipeline } from './pipeline/resolve.js';
+export { builtinStages, findStage } from './pipeline/registry.js';
+export { Engine, type EngineOptions } from './pipeline/engine.js';
+export { transformOf, stageTransform, type PacketTransform } from './pipeline/transform.js';
+export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec } from './pipeline/stage.js';
+export { TunpipeError } from './errors.js';
+
+export { parseIPv4 } from '../transforms/parse.js';
+export { filterICMPEcho } from '../transforms/filter-icmp-echo.js';
+export { swapAddrs } from '../transforms/swap-addrs.js';
+export { toReply } from '../transforms/to-reply.js';
+export { icmpEcho } from '../transforms/icmp-echo.js';
+export { recomputeChecksum } from '../transforms/checksum.js';
+export { pcapTap } from '../transforms/pcap.js';

@@ -1,0 +1,154 @@
+/**
+ * Network namespaces for device tests. Every test that opens a real device runs inside a namespace it
+ * creates here and deletes afterwards, also when the test fails or the process exits early: nothing is
+ * ever configured in the host's namespace.
+ *
+ * Without root and outside CI the device tests are skipped with a clear message; with CI=true a missing
+ * capability is a failure, never a skip.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const created = new Set<string>();
+let counter = 0;
+
+process.on('exit', () => {
+  for (const name of created) {
+    try {
+      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+/** Why device tests cannot run here, or null when they can. Only used to skip outside CI. */
+export function deviceTestSkipReason(): string | false {
+  if (process.env.CI === 'true') return false;
+  if (process.getuid?.() !== 0) return 'device tests need root (network namespaces and /dev/net/tun); run as root or with CI=true';
+  if (!existsSync('/dev/net/tun')) return 'device tests need /dev/net/tun (modprobe tun)';
+  return false;
+}
+
+/** The CLI entry, compiled. */
+export const TUNPIPE = fileURLToPath(new URL('../../bin/tunpipe.js', import.meta.url));
+
+export interface Netns {
+  readonly name: string;
+  /** Runs a command in the namespace and returns its stdout; throws with stderr on a non-zero exit. */
+  run(cmd: string, args: string[], timeoutMs?: number): string;
+  /** Starts a long-running command in the namespace. */
+  spawn(cmd: string, args: string[]): ChildProcess;
+  /** The kernel's SNMP counters in the namespace (`nstat -az`), by name. */
+  nstat(): Record<string, number>;
+  /** Resets nstat's history so the next nstat() counts from now. */
+  nstatReset(): void;
+  /** Deletes the namespace (and with it any device left in it). */
+  delete(): void;
+}
+
+/** Creates a namespace with `lo` up. */
+export function createNetns(prefix = 'tptest'): Netns {
+  const name = `${prefix}-${process.pid}-${++counter}`;
+  execFileSync('ip', ['netns', 'add', name]);
+  created.add(name);
+  const run = (cmd: string, args: string[], timeoutMs = 30_000): string =>
+    execFileSync('ip', ['netns', 'exec', name, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
+  run('ip', ['link', 'set', 'lo', 'up']);
+  return {
+    name,
+    run,
+    spawn: (cmd, args) => spawn('ip', ['netns', 'exec', name, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    nstat() {
+      const out = run('nstat', ['-az']);
+      const counters: Record<string, number> = {};
+      for (const line of out.split('\n')) {
+        const m = /^(\w+)\s+(\d+)/.exec(line);
+        if (m) counters[m[1]] = Number(m[2]);
+      }
+      return counters;
+    },
+    nstatReset() {
+      run('nstat', ['-n']);
+    },
+    delete() {
+      if (!created.has(name)) return;
+      try {
+        execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      } finally {
+        created.delete(name);
+      }
+    },
+  };
+}
+
+/** Runs `fn` with a fresh namespace, deleting it afterwards whatever happens. */
+export async function withNetns<T>(fn: (ns: Netns) => Promise<T>, prefix?: string): Promise<T> {
+  const ns = createNetns(prefix);
+  try {
+    return await fn(ns);
+  } finally {
+    ns.delete();
+  }
+}
+
+/** A tunpipe process started in a namespace, with its stderr collected. */
+export interface TunpipeProcess {
+  child: ChildProcess;
+  stderr(): string;
+  stdout(): string;
+  /** Resolves when stderr has a line matching `re`; rejects after `timeoutMs` or if the process exits first. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+  /** Resolves with the exit code (or the signal name) when the process ends. */
+  exited(): Promise<number | string>;
+  /** Sends a signal and waits for the exit; SIGKILLs after `timeoutMs`. Resolves with the exit code. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | string>;
+}
+
+/** Starts `tunpipe ARGS` inside the namespace. */
+export function startTunpipe(ns: Netns, args: string[]): TunpipeProcess {
+  const child = ns.spawn(process.execPath, [TUNPIPE, ...args]);
+  let err = '';
+  let out = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('latin1')));
+  const exit = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? 'unknown')));
+  return {
+    child,
+    stderr: () => err,
+    stdout: () => out,
+    exited: () => exit,
+    waitFor(re, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => done(new Error(`timed out waiting for ${re} in tunpipe's stderr:\n${err}`)), timeoutMs);
+        const check = () => re.test(err) && done();
+        const onExit = () => setImmediate(() => (re.test(err) ? done() : done(new Error(`tunpipe exited before ${re}:\n${err}`))));
+        function done(e?: Error) {
+          clearTimeout(timer);
+          child.stderr!.off('data', check);
+          child.off('exit', onExit);
+          if (e) reject(e);
+          else resolve();
+        }
+        child.stderr!.on('data', check);
+        child.on('exit', onExit);
+        check();
+      });
+    },
+    async stop(signal = 'SIGINT', timeoutMs = 5000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exit;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/** Parses iputils ping's summary: transmitted and received counts. */
+export function pingSummary(output: string): { transmitted: number; received: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
+  if (!m) throw new Error(`no ping summary in:\n${output}`);
+  return { transmitted: Number(m[1]), received: Number(m[2]) };
+}
