@@ -72,7 +72,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
   --cli PATH     the tunpipe CLI to bench (default: dist/bin/tunpipe.js in this repository)
   --help         this text
-Results: one table on stdout, the same as JSON in bench/out/last.json.`;
+Results: one table on stdout, the same as JSON in bench/out/last.json.
+Exit status 1 when a run failed or a validity check did (nstat, pcap count, offline replies, SIGKILL needed);
+performance bars (PASS/FAIL in the table) do not change it: numbers on a shared machine are noisy.`;
 
 function positiveInt(text: string | undefined, flag: string, fallback: number): number {
   if (text === undefined) return fallback;
@@ -555,29 +557,51 @@ interface IcmpCounters {
  * The caller subtracts two snapshots.
  */
 async function readIcmpCounters(): Promise<IcmpCounters> {
-  const r = await nsExec(['nstat', '-asz', 'IcmpInCsumErrors', 'IcmpInEchoReps', 'IpInCsumErrors'], 5000);
-  const value = (name: string) => Number(new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout)?.[1] ?? NaN);
+  const r = await nsExec(['nstat', '-asz', 'IcmpInCsumErrors', 'IcmpInEchoReps', 'IpExtInCsumErrors'], 5000);
+  const value = (name: string) => {
+    const m = new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout);
+    if (!m) throw new Error(`nstat printed no ${name}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+    return Number(m[1]);
+  };
   return {
     icmpInCsumErrors: value('IcmpInCsumErrors'),
     icmpInEchoReps: value('IcmpInEchoReps'),
-    ipInCsumErrors: value('IpInCsumErrors'),
+    ipInCsumErrors: value('IpExtInCsumErrors'), // IP header checksum failures (dropped before ICMP sees them)
   };
 }
 
 interface NstatCheck {
   valid: boolean;
   echoReps: number;
-  expectedReps: number;
+  /** Replies ping counted, and requests it sent: the kernel's count must lie between them. */
+  pingReceived: number;
+  pingTransmitted: number;
   icmpCsumErrors: number;
   ipCsumErrors: number;
 }
 
-function checkCounters(before: IcmpCounters, after: IcmpCounters, repliesSeenByPing: number): NstatCheck {
+/**
+ * Valid = no checksum errors, and every reply ping counted was also accepted by the kernel's ICMP layer.
+ * ping reads replies from a raw socket, which gets them before the kernel checks the ICMP checksum, so a
+ * responder with broken checksums still looks fine to ping; only the kernel's counters tell. The kernel may
+ * count a few more than ping: with -f -l 64 ping sends a little past -c, stops at -c replies and exits while
+ * the last ones are in flight. So the check is pingReceived <= IcmpInEchoReps <= pingTransmitted rather than
+ * strict equality.
+ */
+function checkCounters(before: IcmpCounters, after: IcmpCounters, ping: PingSummary): NstatCheck {
   const echoReps = after.icmpInEchoReps - before.icmpInEchoReps;
   const icmpCsumErrors = after.icmpInCsumErrors - before.icmpInCsumErrors;
   const ipCsumErrors = after.ipInCsumErrors - before.ipInCsumErrors;
-  const valid = icmpCsumErrors === 0 && ipCsumErrors === 0 && echoReps === repliesSeenByPing;
-  return { valid, echoReps, expectedReps: repliesSeenByPing, icmpCsumErrors, ipCsumErrors };
+  const valid =
+    icmpCsumErrors === 0 && ipCsumErrors === 0 && echoReps >= ping.received && echoReps <= ping.transmitted;
+  return {
+    valid,
+    echoReps,
+    pingReceived: ping.received,
+    pingTransmitted: ping.transmitted,
+    icmpCsumErrors,
+    ipCsumErrors,
+  };
 }
 
 interface FloodResult extends PingSummary {
@@ -592,7 +616,7 @@ async function measureFlood(pid: number, count: number): Promise<FloodResult> {
   const ticksBefore = readCpuTicks(pid);
   const ping = await floodPing(count, 10);
   const cpuTicks = readCpuTicks(pid) - ticksBefore;
-  const nstat = checkCounters(counters, await readIcmpCounters(), ping.received);
+  const nstat = checkCounters(counters, await readIcmpCounters(), ping);
   const cpuUs = (cpuTicks / TICKS_PER_S) * 1e6;
   return {
     ...ping,
@@ -622,7 +646,7 @@ async function measureLatency(count: number): Promise<LatencyResult> {
   const r = await nsExec(['ping', '-i', '0.002', '-c', String(count), '-w', '20', PEER_ADDR], 25_000);
   const summary = parsePingSummary(r.stdout);
   const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
-  const nstat = checkCounters(counters, await readIcmpCounters(), summary.received);
+  const nstat = checkCounters(counters, await readIcmpCounters(), summary);
   const avgUs = rtts.reduce((s, x) => s + x, 0) / rtts.length;
   return { sent: summary.transmitted, samples: rtts.length, avgUs, p99Us: percentile(rtts, 99), nstat };
 }
@@ -662,8 +686,16 @@ interface RunRecord {
 }
 
 async function warmUp(count: number): Promise<number> {
+  const before = await readIcmpCounters();
   const ping = await floodPing(count, 5);
-  if (ping.received === 0) throw new Error('no reply at all during warm-up');
+  if (ping.received === 0) {
+    // Say why if the kernel knows: replies that arrive with bad checksums are dropped before ping sees them.
+    const after = await readIcmpCounters();
+    const ipBad = after.ipInCsumErrors - before.ipInCsumErrors;
+    const icmpBad = after.icmpInCsumErrors - before.icmpInCsumErrors;
+    const why = ipBad || icmpBad ? ` (kernel: ${ipBad} bad IP header checksums, ${icmpBad} bad ICMP checksums)` : '';
+    throw new Error(`no reply at all during warm-up${why}`);
+  }
   return ping.received;
 }
 
@@ -762,7 +794,7 @@ async function runSoak(spec: ResponderSpec, opts: Options, runDir: string): Prom
     const ping = await flood;
     res.rssEndKb = readRssKb(responder.pid);
     res.repliesPerSec = ping.received / (ping.timeMs / 1000);
-    res.nstat = checkCounters(counters, await readIcmpCounters(), ping.received);
+    res.nstat = checkCounters(counters, await readIcmpCounters(), ping);
     res.ok = true;
   } catch (err) {
     res.error = errorText(err, responder);
@@ -1015,7 +1047,7 @@ interface LabelSummary {
   captureRuns: number;
 }
 
-function summarize(label: string, runs: RunRecord[]): LabelSummary {
+function summarize(label: string, runs: RunRecord[], checksCapture = false): LabelSummary {
   const mine = runs.filter((r) => r.label === label);
   const ok = mine.filter((r) => r.ok);
   const pick = (f: (r: RunRecord) => number | undefined) => median(ok.map((r) => f(r) ?? NaN));
@@ -1034,7 +1066,7 @@ function summarize(label: string, runs: RunRecord[]): LabelSummary {
     killed: mine.filter((r) => r.stop?.killed).length,
     nstatValid: ok.filter((r) => r.flood?.nstat.valid && r.latency?.nstat.valid).length,
     captureOk: mine.filter((r) => r.capture?.ok).length,
-    captureRuns: mine.filter((r) => r.capture !== undefined || !r.ok).length,
+    captureRuns: checksCapture ? mine.length : 0,
   };
 }
 
@@ -1135,7 +1167,7 @@ function commonRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
       ref: r.runs ? `${r.nstatValid}/${r.runs}` : '—',
       value: `${c.nstatValid}/${c.runs}`,
       ratio: '',
-      bar: 'CsumErrors 0, EchoReps = replies',
+      bar: 'CsumErrors 0, EchoReps = replies†',
       result: verdict(c.runs ? c.nstatValid === c.runs : null),
     },
   ];
@@ -1170,7 +1202,7 @@ function soakValidityRow(s: SoakResult): Row {
     ref: '',
     value: s.nstat ? `${s.nstat.valid ? 'valid' : 'INVALID'} (${fmtInt(s.repliesPerSec ?? NaN)} replies/s)` : '—',
     ratio: '',
-    bar: 'CsumErrors 0, EchoReps = replies',
+    bar: 'CsumErrors 0, EchoReps = replies†',
     result: verdict(s.nstat ? s.nstat.valid : null),
   };
 }
@@ -1237,12 +1269,13 @@ function estimatedRunS(opts: Options): number {
 
 function fitsBudget(seconds: number, what: string, skipped: string[]): boolean {
   if (elapsedS() + seconds <= TIME_BUDGET_S) return true;
-  skipped.push(what);
+  skipped.push(`${what} (time budget)`);
   log(`skipping ${what}: it would exceed the ${TIME_BUDGET_S} s budget`);
   return false;
 }
 
-async function runRounds(specs: ResponderSpec[], opts: Options, runDir: string, skipped: string[]): Promise<RunRecord[]> {
+/** Runs every responder once per round. Without --keep-going the first failed run ends the rounds (stopped). */
+async function runRounds(specs: ResponderSpec[], opts: Options, runDir: string, skipped: string[]): Promise<{ runs: RunRecord[]; stopped: boolean }> {
   const runs: RunRecord[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     for (const spec of specs) {
@@ -1250,10 +1283,10 @@ async function runRounds(specs: ResponderSpec[], opts: Options, runDir: string, 
       const rec = await measureRun(spec, round, opts, runDir);
       runs.push(rec);
       log(`[round ${round}/${opts.rounds}] ${spec.label}: ${describeRun(rec)}`);
-      if (!rec.ok && !opts.keepGoing) throw new Error(`${spec.label} round ${round} failed (use --keep-going to go on)`);
+      if (!rec.ok && !opts.keepGoing) return { runs, stopped: true };
     }
   }
-  return runs;
+  return { runs, stopped: false };
 }
 
 interface Report {
@@ -1276,7 +1309,7 @@ function buildRows(specs: ResponderSpec[], runs: RunRecord[], soak: SoakResult |
     // Only the reference ran: show its own numbers, with nothing to compare.
     rows.push(...rowsForCandidate(ref, ref, {}).map((r) => ({ ...r, value: '—', ratio: '' })));
   }
-  for (const spec of candidates) rows.push(...rowsForCandidate(summarize(spec.label, runs), ref, spec.bars));
+  for (const spec of candidates) rows.push(...rowsForCandidate(summarize(spec.label, runs, spec.checksCapture), ref, spec.bars));
   if (soak) rows.push(soakRow(soak), soakValidityRow(soak));
   if (offline) rows.push(...offlineRows(offline));
   return rows;
@@ -1298,11 +1331,22 @@ function printReport(report: Report, opts: Options): void {
   out.push('');
   out.push(formatTable(report.rows));
   out.push('* threshold chosen by the bench, not from the issue');
-  if (report.skipped.length) out.push(`skipped (time budget): ${report.skipped.join(', ')}`);
+  out.push('† IcmpInEchoReps between the replies ping counted and the requests it sent (ping -f sends a few past -c)');
+  if (report.skipped.length) out.push(`skipped: ${report.skipped.join('; ')}`);
   const failed = report.runs.filter((r) => !r.ok);
   for (const f of failed) out.push(`failed run: ${f.label} round ${f.round}: ${f.error}`);
   out.push(`total ${fmtNum(report.durationS, 0)} s; JSON: ${path.relative(process.cwd(), OUT_JSON) || OUT_JSON}`);
   console.log(out.join('\n'));
+}
+
+/** Performance bars are noisy and never fail the command; a failed run or a wrong reply does. */
+function harnessOrValidityFailed(runs: RunRecord[], soak: SoakResult | null, offline: OfflineResult | null): boolean {
+  const badRun = (r: RunRecord) =>
+    !r.ok || !r.flood?.nstat.valid || !r.latency?.nstat.valid || r.stop?.killed || (r.capture && !r.capture.ok);
+  const badSoak = soak !== null && (!soak.ok || !soak.nstat?.valid);
+  const tp = offline?.tunpipe;
+  const badOffline = tp !== undefined && (!tp.ok || tp.validReplies !== offline!.packets || tp.outRecords !== offline!.packets);
+  return runs.some(badRun) || badSoak || badOffline;
 }
 
 async function main(): Promise<number> {
@@ -1331,16 +1375,16 @@ async function main(): Promise<number> {
   log(`${machineLine()}\nnamespace ${requireNs()}, temp dir ${state.tmpDir}`);
 
   const skipped: string[] = [];
-  const runs = await runRounds(specs, opts, state.tmpDir, skipped);
+  const { runs, stopped } = await runRounds(specs, opts, state.tmpDir, skipped);
+  if (stopped) skipped.push('the rest, after the first failed run (--keep-going goes on)');
   let soak: SoakResult | null = null;
   const soakSpec = specs.find((s) => s.soak);
-  if (soakSpec && fitsBudget(opts.soakSeconds + 6, `${soakSpec.label} soak`, skipped)) {
+  if (!stopped && soakSpec && fitsBudget(opts.soakSeconds + 6, `${soakSpec.label} soak`, skipped)) {
     soak = await runSoak(soakSpec, opts, state.tmpDir);
     log(`soak ${soakSpec.label}: ${soak.ok ? soakRow(soak).value : `FAILED: ${soak.error}`}`);
-    if (!soak.ok && !opts.keepGoing) throw new Error(`${soakSpec.label} soak failed (use --keep-going to go on)`);
   }
   let offline: OfflineResult | null = null;
-  if (offlineWanted && fitsBudget(20, 'offline bench', skipped)) offline = await runOffline(opts, state.tmpDir);
+  if (!stopped && offlineWanted && fitsBudget(20, 'offline bench', skipped)) offline = await runOffline(opts, state.tmpDir);
 
   const report: Report = {
     machine: machineLine(),
@@ -1354,8 +1398,7 @@ async function main(): Promise<number> {
   };
   writeJson(report);
   printReport(report, opts);
-  const anyFailed = runs.some((r) => !r.ok) || (soak !== null && !soak.ok);
-  return anyFailed ? 1 : 0;
+  return harnessOrValidityFailed(runs, soak, offline) ? 1 : 0;
 }
 
 main().then(

@@ -6,12 +6,12 @@
  * unfragmented, with a valid ICMP checksum, from a unicast source.
  * Drops, like the kernel's own echo (RFC 1122 3.2.2.6): not parsed, not ICMP, not an echo request, ICMP
  * shorter than 8 bytes, bad ICMP checksum, a fragment (reassemble first), a source that is unspecified,
- * broadcast or multicast.
+ * broadcast or multicast, a destination that is broadcast or multicast.
  */
 import { defineStage } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checksumIsValid } from '../src/packet/checksum.js';
-import { FLAG_MF, FRAGMENT_OFFSET_MASK, isUnanswerableSource, OFF_FLAGS_FRAGMENT, OFF_SRC, PROTO_ICMP, readAddress } from '../src/packet/ipv4.js';
+import { FLAG_MF, FRAGMENT_OFFSET_MASK, isUnanswerableSource, OFF_DST, OFF_FLAGS_FRAGMENT, OFF_SRC, PROTO_ICMP, readAddress } from '../src/packet/ipv4.js';
 import { ICMP_ECHO_REQUEST, ICMP_HEADER } from '../src/packet/icmp.js';
 import type { Packet } from '../src/packet/packet.js';
 
@@ -24,6 +24,7 @@ export const ECHO_DROP = {
   checksum: 'bad ICMP checksum',
   fragment: 'fragment (reassemble first)',
   source: 'source is unspecified, broadcast or multicast',
+  destination: 'destination is broadcast or multicast',
 } as const;
 
 /** Returns the packet if it is an echo request to answer, else the drop reason. */
@@ -38,6 +39,8 @@ export function checkEchoRequest(p: Packet): Packet | string {
   if (p.end - l4 < ICMP_HEADER) return ECHO_DROP.short;
   if (b[l4] !== ICMP_ECHO_REQUEST || b[l4 + 1] !== 0) return ECHO_DROP.notEcho;
   if (isUnanswerableSource(readAddress(b, l3 + OFF_SRC))) return ECHO_DROP.source;
+  // A reply would carry this address as its source, which no host may send from.
+  if (b[l3 + OFF_DST] >= 224) return ECHO_DROP.destination;
   if (!checksumIsValid(b, l4, p.end - l4)) return ECHO_DROP.checksum;
   return p;
 }

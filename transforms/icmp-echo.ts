@@ -2,26 +2,28 @@
  * icmp-echo: answers ICMP echo requests. A compound stage, written in the pipeline language and flattened
  * before running (its counters show under icmp-echo/filter-icmp-echo, ...):
  *
- *     filter-icmp-echo | swap-addrs | to-reply
+ *     reassemble | filter-icmp-echo | swap-addrs | to-reply
  *
  * Follow it with `checksum`. Everything that is not an echo request to answer is dropped (see
  * filter-icmp-echo for the reasons); to let other traffic through, use the parts instead.
  */
 import { defineStage } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
+import reassembleStage from './reassemble.js';
 import filterIcmpEcho from './filter-icmp-echo.js';
 import swapAddrsStage from './swap-addrs.js';
 import toReplyStage from './to-reply.js';
 
 const icmpEchoStage = defineStage({
   name: 'icmp-echo',
-  summary: 'answer pings: filter-icmp-echo | swap-addrs | to-reply (then checksum)',
+  summary: 'answer pings: reassemble | filter-icmp-echo | swap-addrs | to-reply (then checksum)',
+  help: 'Fragmented requests (ping -s 3000) are reassembled and answered; add `fragment mtu=N` after checksum\nto send the reply in fragments that fit the MTU.',
   args: [],
-  expand: 'filter-icmp-echo | swap-addrs | to-reply',
+  expand: 'reassemble | filter-icmp-echo | swap-addrs | to-reply',
 });
 export default icmpEchoStage;
 
-/** it-pipe transform: the three stages of `icmp-echo`. */
+/** it-pipe transform: the stages of `icmp-echo`. */
 export function icmpEcho(): PacketTransform {
-  return stageTransform(icmpEchoStage, {}, [filterIcmpEcho, swapAddrsStage, toReplyStage]);
+  return stageTransform(icmpEchoStage, {}, [reassembleStage, filterIcmpEcho, swapAddrsStage, toReplyStage]);
 }

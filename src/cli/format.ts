@@ -17,7 +17,7 @@ export function formatCounters(result: RunResult): string {
   for (const s of result.stages) {
     const why = [...s.reasons].map(([r, n]) => `${r}: ${n}`).join('; ');
     const held = s.held ? `${why ? '; ' : ''}held: ${s.held}` : '';
-    lines.push(`${pad(s.name, width)}${lpad(String(s.packetsIn), 10)}${lpad(String(s.packetsOut), 10)}${lpad(String(s.dropped), 10)}  ${why}${held}`);
+    lines.push(`${pad(s.name, width)}${lpad(String(s.packetsIn), 10)}${lpad(String(s.packetsOut + s.emitted), 10)}${lpad(String(s.dropped), 10)}  ${why}${held}`);
     const extra = result.reports.get(s.name);
     if (extra) lines.push(`${pad('', width)}  ${extra}`);
   }

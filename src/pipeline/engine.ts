@@ -97,7 +97,10 @@ export class Engine {
       this.slots.push(slot);
       const ctx: StageContext = {
         name: s.label,
-        emit: (p) => this.runFrom(index + 1, p),
+        emit: (p) => {
+          stats.emitted++;
+          this.runFrom(index + 1, p);
+        },
         warn: (m) => this.warnOnce(slot, m),
         fail: (err) => this.fail(err),
       };

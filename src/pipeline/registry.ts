@@ -7,8 +7,10 @@ import toReply from '../../transforms/to-reply.js';
 import icmpEcho from '../../transforms/icmp-echo.js';
 import checksum from '../../transforms/checksum.js';
 import pcap from '../../transforms/pcap.js';
+import reassemble from '../../transforms/reassemble.js';
+import fragment from '../../transforms/fragment.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, filterIcmpEcho, swapAddrs, toReply, checksum, pcap];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

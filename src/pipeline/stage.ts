@@ -103,6 +103,9 @@ export class StageStats {
   packetsOut = 0;
   dropped = 0;
   held = 0;
+  /** Extra packets a stage passed on through ctx.emit (fragments, reassembled datagrams): not in packetsOut,
+   * so that packetsIn === packetsOut + dropped + held always holds. */
+  emitted = 0;
   /** Drops by reason. */
   readonly reasons = new Map<string, number>();
 

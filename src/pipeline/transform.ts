@@ -44,7 +44,10 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
   let failure: Error | null = null;
   const ctx: StageContext = {
     name: s.label,
-    emit: (p) => void emitted.push(p),
+    emit: (p) => {
+      stats.emitted++;
+      emitted.push(p);
+    },
     warn: (m) => process.stderr.write(`tunpipe: stage '${s.label}': ${m}\n`),
     fail: (err) => void (failure ??= err),
   };
