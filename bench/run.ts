@@ -480,9 +480,7 @@ async function waitUntilDeviceReady(r: Responder): Promise<void> {
   const deadline = performance.now() + DEVICE_READY_TIMEOUT_MS;
   let configured = r.spec.assignsAddress;
   for (;;) {
-    if (!isRunning(r.child)) {
-      throw new Error(`${r.spec.label} exited (${exitDescription(r.child)}) before its device was ready: ${r.output()}`);
-    }
+    if (!isRunning(r.child)) throw new Error(EXITED_BEFORE_READY);
     const dev = await readDevice();
     if (dev.exists && !configured) {
       await runChecked('ip', ['-n', requireNs(), 'addr', 'add', LOCAL_CIDR, 'dev', DEV]);
@@ -717,6 +715,7 @@ async function measureRun(spec: ResponderSpec, round: number, opts: Options, run
     rec.queueDrops = dev.txDropped;
     rec.ok = true;
   } catch (err) {
+    await waitForExit(responder.child, 300); // if it died, let its exit status arrive: that is the cause to report
     rec.error = errorText(err, responder);
   } finally {
     rec.stop = await stopResponder(responder);
@@ -730,10 +729,15 @@ async function measureRun(spec: ResponderSpec, round: number, opts: Options, run
   return rec;
 }
 
-function errorText(err: unknown, r?: Responder): string {
+const EXITED_BEFORE_READY = 'exited before its device was ready';
+
+/** The error, prefixed with how the responder ended if it is gone (then that is the real cause). */
+function errorText(err: unknown, r: Responder): string {
   const msg = err instanceof Error ? err.message : String(err);
-  if (r && !isRunning(r.child) && !msg.includes(r.output())) return `${msg} [${r.spec.label} ${exitDescription(r.child)}: ${r.output()}]`;
-  return msg;
+  if (isRunning(r.child)) return msg;
+  const out = r.output();
+  const exited = `${r.spec.label} exited (${exitDescription(r.child)}${out ? `; its output: ${out}` : '; no output'})`;
+  return msg === EXITED_BEFORE_READY ? `${exited} before its device was ready` : `${exited}, then: ${msg}`;
 }
 
 function checkCapture(file: string, requestsRead: number): CaptureCheck {
@@ -797,6 +801,7 @@ async function runSoak(spec: ResponderSpec, opts: Options, runDir: string): Prom
     res.nstat = checkCounters(counters, await readIcmpCounters(), ping);
     res.ok = true;
   } catch (err) {
+    await waitForExit(responder.child, 300);
     res.error = errorText(err, responder);
   } finally {
     res.stop = await stopResponder(responder);

@@ -14,6 +14,9 @@ import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:f
 import { TunpipeError } from '../errors.js';
 import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, RECORD_HEADER_SIZE } from './format.js';
 
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const EAGAIN_WAIT_MS = 5000;
+
 export interface PcapWriterOptions {
   /** Nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds. */
   nanos?: boolean;
@@ -112,8 +115,19 @@ export class PcapWriter {
     if (this.used === 0) return;
     if (this.failed) throw this.failed;
     let off = 0;
+    let waited = 0;
     try {
-      while (off < this.used) off += writeSync(this.fd, this.buf, off, this.used - off);
+      while (off < this.used) {
+        try {
+          off += writeSync(this.fd, this.buf, off, this.used - off);
+        } catch (err) {
+          // A non-blocking stdout (another part of the process made it so) whose reader is slow: wait for it
+          // rather than drop records, for at most a few seconds.
+          if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || waited >= EAGAIN_WAIT_MS) throw err;
+          Atomics.wait(sleeper, 0, 0, 1);
+          waited++;
+        }
+      }
     } catch (err) {
       this.failed = writeError(err, this.live ? 'stdout' : this.target);
       // Whole records only: cut the file after the last record that was written whole.
