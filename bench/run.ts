@@ -529,7 +529,7 @@ interface PingSummary {
 function parsePingSummary(out: string): PingSummary {
   const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
   const time = /, time (\d+)ms/.exec(out);
-  if (!counts || !time) throw new Error(`no summary in ping output: ${out.trim().slice(-300)}`);
+  if (!counts || !time) throw new Error(`no summary in ping output: ${oneLine(out)}`);
   return { transmitted: Number(counts[1]), received: Number(counts[2]), timeMs: Number(time[1]) };
 }
 
@@ -729,13 +729,25 @@ async function measureRun(spec: ResponderSpec, round: number, opts: Options, run
   return rec;
 }
 
+/**
+ * A process's output on one short line: its first line that mentions an error (where Node and most CLIs say
+ * what went wrong; a stack trace follows it) and its last line.
+ */
+function oneLine(text: string, max = 300): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const last = lines[lines.length - 1] ?? '';
+  const firstError = lines.find((l) => /error/i.test(l));
+  const joined = firstError && firstError !== last ? `${firstError} … ${last}` : last;
+  return joined.length > max ? `${joined.slice(0, max)}…` : joined;
+}
+
 const EXITED_BEFORE_READY = 'exited before its device was ready';
 
 /** The error, prefixed with how the responder ended if it is gone (then that is the real cause). */
 function errorText(err: unknown, r: Responder): string {
   const msg = err instanceof Error ? err.message : String(err);
   if (isRunning(r.child)) return msg;
-  const out = r.output();
+  const out = oneLine(r.output());
   const exited = `${r.spec.label} exited (${exitDescription(r.child)}${out ? `; its output: ${out}` : '; no output'})`;
   return msg === EXITED_BEFORE_READY ? `${exited} before its device was ready` : `${exited}, then: ${msg}`;
 }
@@ -1047,6 +1059,8 @@ interface LabelSummary {
   rssEndKb: number;
   stopMsMax: number;
   killed: number;
+  /** Runs whose responder was still there to be stopped (not the ones that died on their own). */
+  stoppable: number;
   nstatValid: number;
   captureOk: number;
   captureRuns: number;
@@ -1056,6 +1070,7 @@ function summarize(label: string, runs: RunRecord[], checksCapture = false): Lab
   const mine = runs.filter((r) => r.label === label);
   const ok = mine.filter((r) => r.ok);
   const pick = (f: (r: RunRecord) => number | undefined) => median(ok.map((r) => f(r) ?? NaN));
+  const stopped = mine.filter((r) => r.stop && !r.stop.diedEarly); // runs where we had a process to stop
   return {
     label,
     runs: mine.length,
@@ -1067,8 +1082,9 @@ function summarize(label: string, runs: RunRecord[], checksCapture = false): Lab
     idleTicksMax: ok.length ? Math.max(...ok.map((r) => r.idleTicks ?? NaN)) : NaN,
     rssStartKb: pick((r) => r.rssStartKb),
     rssEndKb: pick((r) => r.rssEndKb),
-    stopMsMax: mine.length ? Math.max(...mine.map((r) => r.stop?.ms ?? NaN)) : NaN,
-    killed: mine.filter((r) => r.stop?.killed).length,
+    stopMsMax: stopped.length ? Math.max(...stopped.map((r) => r.stop!.ms)) : NaN,
+    killed: stopped.filter((r) => r.stop!.killed).length,
+    stoppable: stopped.length,
     nstatValid: ok.filter((r) => r.flood?.nstat.valid && r.latency?.nstat.valid).length,
     captureOk: mine.filter((r) => r.capture?.ok).length,
     captureRuns: checksCapture ? mine.length : 0,
@@ -1165,7 +1181,7 @@ function commonRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
       value: fmtInt(c.stopMsMax),
       ratio: '',
       bar: `< ${STOP_GRACE_MS} (no SIGKILL)`,
-      result: verdict(c.runs ? c.killed === 0 : null),
+      result: verdict(c.stoppable ? c.killed === 0 : null),
     },
     {
       metric: `nstat valid runs${tag}`,
@@ -1194,7 +1210,7 @@ function soakRow(s: SoakResult): Row {
   return {
     metric: `RSS kB over ${s.seconds} s flood [${s.label}]`,
     ref: '',
-    value: s.ok ? `${fmtInt(s.rssStartKb!)} → ${fmtInt(s.rssEndKb!)} (max ${fmtInt(s.rssMaxKb!)})` : `failed: ${s.error}`,
+    value: s.ok ? `${fmtInt(s.rssStartKb!)} → ${fmtInt(s.rssEndKb!)} (max ${fmtInt(s.rssMaxKb!)})` : 'failed (below)',
     ratio: s.ok ? fmtNum(s.rssEndKb! / s.rssStartKb!, 2) : '',
     bar: 'end within ±10% of start',
     result: verdict(flat),
@@ -1286,6 +1302,7 @@ async function runRounds(specs: ResponderSpec[], opts: Options, runDir: string, 
     for (const spec of specs) {
       if (!fitsBudget(estimatedRunS(opts), `${spec.label} round ${round}`, skipped)) continue;
       const rec = await measureRun(spec, round, opts, runDir);
+      if (state.shuttingDown) return { runs, stopped: true }; // interrupted: its failure is ours, not the responder's
       runs.push(rec);
       log(`[round ${round}/${opts.rounds}] ${spec.label}: ${describeRun(rec)}`);
       if (!rec.ok && !opts.keepGoing) return { runs, stopped: true };
@@ -1340,6 +1357,7 @@ function printReport(report: Report, opts: Options): void {
   if (report.skipped.length) out.push(`skipped: ${report.skipped.join('; ')}`);
   const failed = report.runs.filter((r) => !r.ok);
   for (const f of failed) out.push(`failed run: ${f.label} round ${f.round}: ${f.error}`);
+  if (report.soak && !report.soak.ok) out.push(`failed soak: ${report.soak.label}: ${report.soak.error}`);
   out.push(`total ${fmtNum(report.durationS, 0)} s; JSON: ${path.relative(process.cwd(), OUT_JSON) || OUT_JSON}`);
   console.log(out.join('\n'));
 }
@@ -1386,7 +1404,7 @@ async function main(): Promise<number> {
   const soakSpec = specs.find((s) => s.soak);
   if (!stopped && soakSpec && fitsBudget(opts.soakSeconds + 6, `${soakSpec.label} soak`, skipped)) {
     soak = await runSoak(soakSpec, opts, state.tmpDir);
-    log(`soak ${soakSpec.label}: ${soak.ok ? soakRow(soak).value : `FAILED: ${soak.error}`}`);
+    if (!state.shuttingDown) log(`soak ${soakSpec.label}: ${soak.ok ? soakRow(soak).value : `FAILED: ${soak.error}`}`);
   }
   let offline: OfflineResult | null = null;
   if (!stopped && offlineWanted && fitsBudget(20, 'offline bench', skipped)) offline = await runOffline(opts, state.tmpDir);

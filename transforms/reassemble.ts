@@ -136,7 +136,10 @@ export function createReassembler(timeoutMs: number, max: number, now: () => num
   return {
     process,
     flush: () => expire(now()),
-    report: () => `${reassembled} datagrams reassembled, ${table.size} in progress, ${expired} fragments discarded (timeout or overlap)`,
+    report: () =>
+      reassembled + expired + table.size === 0
+        ? ''
+        : `${reassembled} datagrams reassembled, ${table.size} in progress, ${expired} fragments discarded (timeout or overlap)`,
   };
 }
 
