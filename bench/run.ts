@@ -9,9 +9,10 @@
  *   - idle cost: the responder's CPU ticks over 2 s without traffic (should be ~0: no busy polling);
  *   - memory: VmRSS after warm-up and at the end of each run, plus one long flood for tunpipe (the "soak") to
  *     see whether RSS stays flat under sustained load;
- *   - validity: the kernel's ICMP counters in the namespace (`nstat`): no IcmpInCsumErrors/IpInCsumErrors, and
- *     IcmpInEchoReps equal to the replies ping counted; for the pcap variant, the capture holds exactly as many
- *     records as the requests the responder read (the tun device's tx_packets);
+ *   - validity: the kernel's counters in the namespace (`nstat`): no IcmpInCsumErrors or IpExtInCsumErrors, and
+ *     IcmpInEchoReps matching the replies ping counted (ping alone cannot tell: it does not check reply
+ *     checksums); for the pcap variant, the capture holds exactly as many records as the requests the
+ *     responder read (the tun device's tx_packets);
  *   - shutdown: time from SIGTERM to exit (SIGKILL after 3 s, reported).
  * Responders alternate within each round (ref, tunpipe, tunpipe+pcap, ref, ...) so that slow drifts of a shared,
  * noisy 2-core machine hit all of them alike; the table shows medians over the rounds.
@@ -122,6 +123,8 @@ function parseOptions(argv: string[]): Options | null {
 // The responders under test. Add a row to compare another pipeline or program.
 
 interface RunFiles {
+  /** The compiled bench/echo-ref.c. */
+  refBinary: string;
   /** Where a capturing responder writes its pcap (a fresh path per run). */
   pcap: string;
 }
@@ -147,10 +150,10 @@ interface ResponderSpec {
   bars: Bars;
 }
 
-function responderTable(refBinary: string, cli: string): ResponderSpec[] {
+function responderTable(cli: string): ResponderSpec[] {
   const tunpipe = (pipeline: string) => [process.execPath, cli, '--dev', DEV, '--addr', LOCAL_CIDR, pipeline];
   return [
-    { label: 'ref', argv: () => [refBinary, DEV], assignsAddress: false, usesCli: false, bars: {} },
+    { label: 'ref', argv: (files) => [files.refBinary, DEV], assignsAddress: false, usesCli: false, bars: {} },
     {
       label: 'tunpipe',
       argv: () => tunpipe('parse | icmp-echo | checksum'),
@@ -697,9 +700,10 @@ async function warmUp(count: number): Promise<number> {
   return ping.received;
 }
 
-async function measureRun(spec: ResponderSpec, round: number, opts: Options, runDir: string): Promise<RunRecord> {
+async function measureRun(spec: ResponderSpec, round: number, opts: Options, setup: Setup): Promise<RunRecord> {
   const rec: RunRecord = { label: spec.label, round, ok: false };
-  const files: RunFiles = { pcap: path.join(runDir, `${spec.label}-r${round}.pcap`.replace(/[^\w.-]/g, '_')) };
+  const pcapName = `${spec.label}-r${round}.pcap`.replace(/[^\w.-]/g, '_');
+  const files: RunFiles = { refBinary: setup.refBinary, pcap: path.join(setup.tmpDir, pcapName) };
   const responder = startResponder(spec, files);
   try {
     await waitUntilDeviceReady(responder);
@@ -723,7 +727,7 @@ async function measureRun(spec: ResponderSpec, round: number, opts: Options, run
   if (rec.ok && spec.checksCapture) rec.capture = checkCapture(files.pcap, rec.requestsRead ?? 0);
   if (rec.ok && rec.stop.diedEarly) {
     rec.ok = false;
-    rec.error = `${spec.label} exited during the run (${rec.stop.exit}): ${responder.output()}`;
+    rec.error = `${spec.label} exited during the run (${rec.stop.exit}): ${oneLine(responder.output())}`;
   }
   fs.rmSync(files.pcap, { force: true }); // captures are large; only their record count matters
   return rec;
@@ -792,9 +796,9 @@ interface SoakResult {
   stop?: StopResult;
 }
 
-async function runSoak(spec: ResponderSpec, opts: Options, runDir: string): Promise<SoakResult> {
+async function runSoak(spec: ResponderSpec, opts: Options, setup: Setup): Promise<SoakResult> {
   const res: SoakResult = { label: spec.label, ok: false, seconds: opts.soakSeconds };
-  const responder = startResponder(spec, { pcap: path.join(runDir, 'soak.pcap') });
+  const responder = startResponder(spec, { refBinary: setup.refBinary, pcap: path.join(setup.tmpDir, 'soak.pcap') });
   try {
     await waitUntilDeviceReady(responder);
     await warmUp(opts.warmupCount);
@@ -989,20 +993,30 @@ interface OfflineResult {
   tcpdump: OfflineTool;
 }
 
-async function timeOfflineTool(cmd: string, args: string[], outFile: string, packets: number, checkReplies: boolean): Promise<OfflineTool> {
+/** Times one command that turns in.pcap into outFile; counts the output and, if asked, checks each reply. */
+async function timeOfflineTool(
+  cmd: string,
+  args: string[],
+  outFile: string,
+  packets: number,
+  checkReplies: boolean,
+): Promise<OfflineTool> {
   let r: CommandResult;
+  // Up to a minute, but not far past the bench's time budget.
+  const timeoutS = Math.min(60, Math.max(10, TIME_BUDGET_S + 10 - elapsedS()));
   try {
-    r = await runCommand(cmd, args, 60_000);
+    r = await runCommand(cmd, args, timeoutS * 1000);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return { ok: false, note: code === 'ENOENT' ? `${cmd} not installed` : String(err) };
   }
   if (r.code !== 0 || r.timedOut) {
-    const why = r.timedOut ? 'timed out after 60 s' : `exit ${r.code ?? r.signal}`;
-    return { ok: false, note: `${why}: ${r.stderr.trim().slice(-300)}` };
+    const why = r.timedOut ? `timed out after ${fmtNum(timeoutS, 0)} s` : `exit ${r.code ?? r.signal}`;
+    return { ok: false, note: `${why}: ${oneLine(r.stderr)}` };
   }
   let validReplies = 0;
-  const scan = scanPcap(outFile, checkReplies ? (p, lt) => void (isValidEchoReply(p, lt) && validReplies++) : undefined);
+  const countValid = (pkt: Buffer, linkType: number) => void (isValidEchoReply(pkt, linkType) && validReplies++);
+  const scan = scanPcap(outFile, checkReplies ? countValid : undefined);
   const wallS = r.wallMs / 1000;
   return {
     ok: true,
@@ -1017,10 +1031,13 @@ async function runOffline(opts: Options, dir: string): Promise<OfflineResult> {
   const input = path.join(dir, 'in.pcap');
   const t0 = performance.now();
   writeEchoRequestPcap(input, opts.offlinePackets);
-  log(`offline: wrote ${fmtInt(opts.offlinePackets)} echo requests to ${input} in ${fmtNum((performance.now() - t0) / 1000, 1)} s`);
+  const genS = (performance.now() - t0) / 1000;
+  log(`offline: wrote ${fmtInt(opts.offlinePackets)} echo requests to ${input} in ${fmtNum(genS, 1)} s`);
   const out = path.join(dir, 'out.pcap');
+  // Wall time includes Node's start-up (~50 ms): the number a user of the CLI gets.
+  const cliArgs = [opts.cli, '--read', input, '--write', out, 'parse | icmp-echo | checksum'];
   const tunpipe = fs.existsSync(opts.cli)
-    ? await timeOfflineTool(process.execPath, [opts.cli, '--read', input, '--write', out, 'parse | icmp-echo | checksum'], out, opts.offlinePackets, true)
+    ? await timeOfflineTool(process.execPath, cliArgs, out, opts.offlinePackets, true)
     : { ok: false, note: `${opts.cli} not found` };
   const out2 = path.join(dir, 'out2.pcap');
   const tcpdump = await timeOfflineTool('tcpdump', ['-r', input, '-w', out2], out2, opts.offlinePackets, false);
@@ -1171,7 +1188,7 @@ function commonRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
       metric: `RSS kB after warm-up → end${tag}`,
       ref: `${fmtInt(r.rssStartKb)} → ${fmtInt(r.rssEndKb)}`,
       value: `${fmtInt(c.rssStartKb)} → ${fmtInt(c.rssEndKb)}`,
-      ratio: ratioText(c.rssEndKb, r.rssEndKb),
+      ratio: '', // a Node process against a 1 MB C program: a ratio says nothing
       bar: '',
       result: '',
     },
@@ -1236,7 +1253,7 @@ function offlineRows(o: OfflineResult): Row[] {
     {
       metric: 'offline pkts/s (ref = tcpdump -r -w)',
       ref: td.ok ? fmtInt(td.pktsPerSec!) : (td.note ?? 'failed'),
-      value: tp.ok ? fmtInt(tp.pktsPerSec!) : (tp.note ?? 'failed'),
+      value: tp.ok ? fmtInt(tp.pktsPerSec!) : 'failed (below)',
       ratio: tp.ok && td.ok ? fmtNum(tp.pktsPerSec! / td.pktsPerSec!, 2) : '',
       bar: `aim > ${fmtInt(aim)}/s`,
       result: verdict(tp.ok ? tp.pktsPerSec! > aim : false),
@@ -1269,7 +1286,9 @@ function formatTable(rows: Row[]): string {
 
 function machineLine(): string {
   const cpus = os.cpus();
-  return `machine: ${cpus.length} cores, ${cpus[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}, kernel ${os.release()}, CLK_TCK ${TICKS_PER_S}`;
+  const model = cpus[0]?.model.trim() ?? 'unknown CPU';
+  const node = `Node ${process.version}`;
+  return `machine: ${cpus.length} cores, ${model}, ${node}, kernel ${os.release()}, CLK_TCK ${TICKS_PER_S}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1283,9 +1302,14 @@ function selectResponders(all: ResponderSpec[], only: Set<string> | null): Respo
   return all.filter((s) => only.has(s.label));
 }
 
-/** Rough duration of one run, to stop starting runs that would blow the time budget. */
-function estimatedRunS(opts: Options): number {
-  return 2 + opts.warmupCount / 100_000 + opts.floodCount / 150_000 + opts.latencyCount * 0.0025 + IDLE_WINDOW_MS / 1000 + 1;
+/**
+ * Expected duration of a run, to stop starting runs that would blow the time budget: the nominal duration, or
+ * what the previous run of the same responder took if longer (a slow responder makes pings run to their -w).
+ */
+function estimatedRunS(opts: Options, previousS: number | undefined): number {
+  const startStop = 3;
+  const load = opts.warmupCount / 100_000 + opts.floodCount / 150_000 + opts.latencyCount * 0.0025;
+  return Math.max(startStop + load + IDLE_WINDOW_MS / 1000, previousS ?? 0);
 }
 
 function fitsBudget(seconds: number, what: string, skipped: string[]): boolean {
@@ -1295,13 +1319,28 @@ function fitsBudget(seconds: number, what: string, skipped: string[]): boolean {
   return false;
 }
 
+/** Files every run needs, made once after the namespace exists. */
+interface Setup {
+  tmpDir: string;
+  refBinary: string;
+}
+
 /** Runs every responder once per round. Without --keep-going the first failed run ends the rounds (stopped). */
-async function runRounds(specs: ResponderSpec[], opts: Options, runDir: string, skipped: string[]): Promise<{ runs: RunRecord[]; stopped: boolean }> {
+async function runRounds(
+  specs: ResponderSpec[],
+  opts: Options,
+  setup: Setup,
+  skipped: string[],
+): Promise<{ runs: RunRecord[]; stopped: boolean }> {
   const runs: RunRecord[] = [];
+  const lastDurationS = new Map<string, number>();
   for (let round = 1; round <= opts.rounds; round++) {
     for (const spec of specs) {
-      if (!fitsBudget(estimatedRunS(opts), `${spec.label} round ${round}`, skipped)) continue;
-      const rec = await measureRun(spec, round, opts, runDir);
+      const what = `${spec.label} round ${round}`;
+      if (!fitsBudget(estimatedRunS(opts, lastDurationS.get(spec.label)), what, skipped)) continue;
+      const started = elapsedS();
+      const rec = await measureRun(spec, round, opts, setup);
+      lastDurationS.set(spec.label, elapsedS() - started);
       if (state.shuttingDown) return { runs, stopped: true }; // interrupted: its failure is ours, not the responder's
       runs.push(rec);
       log(`[round ${round}/${opts.rounds}] ${spec.label}: ${describeRun(rec)}`);
@@ -1322,7 +1361,12 @@ interface Report {
   rows: Row[];
 }
 
-function buildRows(specs: ResponderSpec[], runs: RunRecord[], soak: SoakResult | null, offline: OfflineResult | null): Row[] {
+function buildRows(
+  specs: ResponderSpec[],
+  runs: RunRecord[],
+  soak: SoakResult | null,
+  offline: OfflineResult | null,
+): Row[] {
   const hasRef = specs.some((s) => s.label === 'ref');
   const ref = hasRef ? summarize('ref', runs) : null;
   const candidates = specs.filter((s) => s.label !== 'ref');
@@ -1331,7 +1375,9 @@ function buildRows(specs: ResponderSpec[], runs: RunRecord[], soak: SoakResult |
     // Only the reference ran: show its own numbers, with nothing to compare.
     rows.push(...rowsForCandidate(ref, ref, {}).map((r) => ({ ...r, value: '—', ratio: '' })));
   }
-  for (const spec of candidates) rows.push(...rowsForCandidate(summarize(spec.label, runs, spec.checksCapture), ref, spec.bars));
+  for (const spec of candidates) {
+    rows.push(...rowsForCandidate(summarize(spec.label, runs, spec.checksCapture), ref, spec.bars));
+  }
   if (soak) rows.push(soakRow(soak), soakValidityRow(soak));
   if (offline) rows.push(...offlineRows(offline));
   return rows;
@@ -1353,11 +1399,13 @@ function printReport(report: Report, opts: Options): void {
   out.push('');
   out.push(formatTable(report.rows));
   out.push('* threshold chosen by the bench, not from the issue');
-  out.push('† IcmpInEchoReps between the replies ping counted and the requests it sent (ping -f sends a few past -c)');
+  out.push('† IcmpInEchoReps between the replies ping counted and the requests it sent (ping -f sends past -c)');
   if (report.skipped.length) out.push(`skipped: ${report.skipped.join('; ')}`);
   const failed = report.runs.filter((r) => !r.ok);
   for (const f of failed) out.push(`failed run: ${f.label} round ${f.round}: ${f.error}`);
   if (report.soak && !report.soak.ok) out.push(`failed soak: ${report.soak.label}: ${report.soak.error}`);
+  const offlineTp = report.offline?.tunpipe;
+  if (offlineTp && !offlineTp.ok) out.push(`failed offline: tunpipe --read/--write: ${offlineTp.note}`);
   out.push(`total ${fmtNum(report.durationS, 0)} s; JSON: ${path.relative(process.cwd(), OUT_JSON) || OUT_JSON}`);
   console.log(out.join('\n'));
 }
@@ -1368,7 +1416,8 @@ function harnessOrValidityFailed(runs: RunRecord[], soak: SoakResult | null, off
     !r.ok || !r.flood?.nstat.valid || !r.latency?.nstat.valid || r.stop?.killed || (r.capture && !r.capture.ok);
   const badSoak = soak !== null && (!soak.ok || !soak.nstat?.valid);
   const tp = offline?.tunpipe;
-  const badOffline = tp !== undefined && (!tp.ok || tp.validReplies !== offline!.packets || tp.outRecords !== offline!.packets);
+  const n = offline?.packets;
+  const badOffline = tp !== undefined && (!tp.ok || tp.validReplies !== n || tp.outRecords !== n);
   return runs.some(badRun) || badSoak || badOffline;
 }
 
@@ -1384,30 +1433,39 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  let specs: ResponderSpec[];
+  try {
+    specs = selectResponders(responderTable(opts.cli), opts.only);
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}`);
+    return 2;
+  }
+  const offlineWanted = opts.only === null || opts.only.has('offline');
+  if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
+    console.error(`bench: ${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
+    return 1;
+  }
   ensureRoot();
   installSignalHandlers();
   removeStaleNamespaces();
   createNamespace();
   state.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpbench-'));
-  const refBinary = compileReference(state.tmpDir);
-  const specs = selectResponders(responderTable(refBinary, opts.cli), opts.only);
-  const offlineWanted = opts.only === null || opts.only.has('offline');
-  if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
-    throw new Error(`${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
-  }
+  const setup: Setup = { tmpDir: state.tmpDir, refBinary: compileReference(state.tmpDir) };
   log(`${machineLine()}\nnamespace ${requireNs()}, temp dir ${state.tmpDir}`);
 
   const skipped: string[] = [];
-  const { runs, stopped } = await runRounds(specs, opts, state.tmpDir, skipped);
+  const { runs, stopped } = await runRounds(specs, opts, setup, skipped);
   if (stopped) skipped.push('the rest, after the first failed run (--keep-going goes on)');
   let soak: SoakResult | null = null;
   const soakSpec = specs.find((s) => s.soak);
   if (!stopped && soakSpec && fitsBudget(opts.soakSeconds + 6, `${soakSpec.label} soak`, skipped)) {
-    soak = await runSoak(soakSpec, opts, state.tmpDir);
+    soak = await runSoak(soakSpec, opts, setup);
     if (!state.shuttingDown) log(`soak ${soakSpec.label}: ${soak.ok ? soakRow(soak).value : `FAILED: ${soak.error}`}`);
   }
   let offline: OfflineResult | null = null;
-  if (!stopped && offlineWanted && fitsBudget(20, 'offline bench', skipped)) offline = await runOffline(opts, state.tmpDir);
+  if (!stopped && offlineWanted && fitsBudget(20, 'offline bench', skipped)) {
+    offline = await runOffline(opts, setup.tmpDir);
+  }
 
   const report: Report = {
     machine: machineLine(),
@@ -1429,6 +1487,6 @@ main().then(
   (err: unknown) => {
     if (state.shuttingDown) return; // a signal got there first; its shutdown exits
     console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
-    return shutdown(err instanceof UsageError ? 2 : 1);
+    return shutdown(1);
   },
 );

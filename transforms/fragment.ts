@@ -30,7 +30,7 @@ function fragmentPacket(p: Packet, header: Buffer, offset: number, len: number, 
   const mf = last ? baseWord & FLAG_MF : FLAG_MF;
   out.writeUInt16BE((baseWord & FLAG_DF) | mf | ((origOffset + offset) / 8), l3 + OFF_FLAGS_FRAGMENT);
   writeChecksumAt(out, l3, header.length, l3 + OFF_HEADER_CHECKSUM);
-  const f = new Packet(out, p.time);
+  const f = new Packet(out, p.sec, p.nsec);
   f.l3 = l3;
   f.version = 4;
   f.l4 = l3 + header.length;
@@ -69,7 +69,7 @@ export function splitToMtu(p: Packet, mtu: number, ctx: Pick<StageContext, 'emit
 const fragmentStage = defineStage({
   name: 'fragment',
   summary: 'split IPv4 packets longer than the MTU into fragments (put it after checksum)',
-  args: [{ name: 'mtu', type: 'number', positional: true, default: 1500, min: 68, max: 65535, description: 'largest packet passed, in bytes' }],
+  args: [{ name: 'mtu', type: 'number', integer: true, positional: true, default: 1500, min: 68, max: 65535, description: 'largest packet passed, in bytes' }],
   create: (args, ctx) => {
     const mtu = args.mtu as number;
     return { process: (p: Packet) => splitToMtu(p, mtu, ctx) };

@@ -20,7 +20,14 @@ import { PcapWriter } from '../src/pcap/writer.js';
 import type { Packet } from '../src/packet/packet.js';
 import type { TunpipeError } from '../src/errors.js';
 
-const wallClockMs = (): number => performance.timeOrigin + performance.now();
+
+/** Stamps a packet with the wall clock (microsecond resolution is what the clock gives here). */
+function stampNow(p: Packet): void {
+  const ms = performance.timeOrigin + performance.now();
+  const sec = Math.floor(ms / 1000);
+  p.sec = sec;
+  p.nsec = Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6));
+}
 
 interface PcapArgs {
   file: string;
@@ -43,7 +50,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     process(p: Packet): Packet {
       if (!off) {
         try {
-          writer.write(p.data, p.time || wallClockMs());
+          if (p.sec === 0) stampNow(p);
+          writer.write(p.data, p.sec, p.nsec);
         } catch (err) {
           failed(err as TunpipeError);
         }
@@ -75,7 +83,7 @@ const pcapStage = defineStage({
   args: [
     { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout' },
     { name: 'nanos', type: 'boolean', default: false, description: 'nanosecond timestamps' },
-    { name: 'snaplen', type: 'number', default: 262144, min: 1, max: 262144, description: 'bytes kept of each packet' },
+    { name: 'snaplen', type: 'number', integer: true, default: 262144, min: 1, max: 262144, description: 'bytes kept of each packet' },
     { name: 'append', type: 'boolean', default: false, description: 'append to an existing capture' },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],

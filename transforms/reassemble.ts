@@ -70,7 +70,7 @@ export function createReassembler(timeoutMs: number, max: number, now: () => num
     out.writeUInt16BE(hlen + d.total, l3 + OFF_TOTAL_LENGTH);
     out.writeUInt16BE(out.readUInt16BE(l3 + OFF_FLAGS_FRAGMENT) & ~(FLAG_MF | FRAGMENT_OFFSET_MASK), l3 + OFF_FLAGS_FRAGMENT);
     writeChecksumAt(out, l3, hlen, l3 + OFF_HEADER_CHECKSUM);
-    const p = new Packet(out, first.time);
+    const p = new Packet(out, first.sec, first.nsec);
     p.l3 = l3;
     p.version = 4;
     p.l4 = first.l4;
@@ -120,7 +120,7 @@ export function createReassembler(timeoutMs: number, max: number, now: () => num
     d.count++;
     if (offset === 0) {
       const head = Buffer.from(b.subarray(0, p.l4));
-      const f = new Packet(head, p.time);
+      const f = new Packet(head, p.sec, p.nsec);
       f.l3 = p.l3;
       f.l4 = p.l4;
       f.proto = p.proto;
@@ -148,7 +148,7 @@ const reassembleStage = defineStage({
   summary: 'put fragmented IPv4 datagrams back together (bounded, with a timeout)',
   args: [
     { name: 'timeout', type: 'number', default: 30, min: 0.001, description: 'seconds to wait for missing fragments' },
-    { name: 'max', type: 'number', default: 64, min: 1, max: 65536, description: 'datagrams in progress at once' },
+    { name: 'max', type: 'number', integer: true, default: 64, min: 1, max: 65536, description: 'datagrams in progress at once' },
   ],
   create: (args) => createReassembler((args.timeout as number) * 1000, args.max as number),
 });

@@ -75,7 +75,7 @@ function parser(argv: string[]) {
     .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device:' })
     .option('user', { type: 'string', describe: 'drop root to this user once the device is open', group: 'Device:' })
     .option('group', { type: 'string', describe: 'drop root to this group once the device is open', group: 'Device:' })
-    .option('read', { type: 'string', describe: 'offline: read packets from this pcap file instead of a device', group: 'Offline:' })
+    .option('read', { type: 'string', describe: 'offline: read packets from this pcap file (- for stdin) instead of a device', group: 'Offline:' })
     .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
     .option('count', { type: 'number', describe: 'stop after N packets have entered the pipeline', group: 'Run:' })
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
@@ -100,6 +100,16 @@ function parser(argv: string[]) {
     .exitProcess(false);
 }
 
+/** yargs takes a lone '-' for a positional argument: `--write -` becomes `--write=-` (same for --read). */
+function bindDashValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if ((argv[i] === '--write' || argv[i] === '--read') && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
+    else out.push(argv[i]);
+  }
+  return out;
+}
+
 function say(line: string): void {
   process.stderr.write(`tunpipe: ${line}\n`);
 }
@@ -121,6 +131,7 @@ function listStages(name: string | undefined): number {
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
   let args: CliArgs;
+  argv = bindDashValues(argv);
   const p = parser(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`${await p.getHelp()}\n`);

@@ -20,8 +20,10 @@ export const enum Dirty {
 export class Packet {
   /** The packet's bytes. Stages may modify them in place. */
   data: Buffer;
-  /** When the packet arrived, in milliseconds since the epoch with a sub-millisecond fraction; 0 if unknown. */
-  time: number;
+  /** When the packet was captured: whole seconds since the epoch; 0 if unknown (a capture stage stamps it). */
+  sec: number;
+  /** Nanoseconds within `sec` (0..999999999). Kept as integers so a pcap file's timestamps survive exactly. */
+  nsec: number;
   /** IP version once a parser stage has validated the header (4, later 6); 0 before. */
   version = 0;
   /** Offset of the network-layer header in `data`. */
@@ -39,9 +41,10 @@ export class Packet {
   /** Unfolded sum of RFC 1624 terms pending for the transport checksum. */
   l4SumAdj = 0;
 
-  constructor(data: Buffer, time = 0) {
+  constructor(data: Buffer, sec = 0, nsec = 0) {
     this.data = data;
-    this.time = time;
+    this.sec = sec;
+    this.nsec = nsec;
     this.end = data.length;
   }
 

@@ -3,7 +3,7 @@
  * views into large chunks read from the file (no copy per packet), in batches, so offline runs move
  * millions of packets a second.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { GLOBAL_HEADER_SIZE, PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS, PCAPNG_MAGIC, RECORD_HEADER_SIZE } from './format.js';
 
@@ -27,10 +27,15 @@ export class PcapReader {
   private pos = 0;
   private eof = false;
 
-  /** Opens a pcap file and checks its header; throws a TunpipeError that says what is wrong. */
+  /** Opens a pcap file (`-`: standard input) and checks its header; throws a TunpipeError saying what is wrong. */
   constructor(readonly path: string) {
     try {
-      this.fd = openSync(path, 'r');
+      this.fd = path === '-' ? 0 : openSync(path, 'r');
+      // Opening a directory for reading succeeds; reading it fails with a less helpful message.
+      if (fstatSync(this.fd).isDirectory()) {
+        closeSync(this.fd);
+        throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+      }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
@@ -39,7 +44,7 @@ export class PcapReader {
     try {
       this.header = this.readHeader();
     } catch (err) {
-      closeSync(this.fd);
+      this.close();
       throw err;
     }
   }
@@ -90,12 +95,12 @@ export class PcapReader {
   }
 
   /**
-   * Calls `onPacket(data, timeMs)` for up to `max` packets; returns how many it delivered (0 at the end).
+   * Calls `onPacket(data, sec, nsec)` for up to `max` packets; returns how many it delivered (0 at the end).
    * `data` is a view into the reader's chunk: valid for as long as it is held, never overwritten.
    */
-  readBatch(max: number, onPacket: (data: Buffer, timeMs: number) => void): number {
+  readBatch(max: number, onPacket: (data: Buffer, sec: number, nsec: number) => void): number {
     const be = this.header.bigEndian;
-    const fracScale = this.header.nanos ? 1e-6 : 1e-3;
+    const fracScale = this.header.nanos ? 1 : 1000;
     let count = 0;
     while (count < max) {
       if (this.chunk.length - this.pos < RECORD_HEADER_SIZE) this.refill(RECORD_HEADER_SIZE);
@@ -121,13 +126,13 @@ export class PcapReader {
         continue;
       }
       this.pos = end;
-      onPacket(c.subarray(o + RECORD_HEADER_SIZE, end), secs * 1000 + frac * fracScale);
+      onPacket(c.subarray(o + RECORD_HEADER_SIZE, end), secs, frac * fracScale);
       count++;
     }
     return count;
   }
 
   close(): void {
-    closeSync(this.fd);
+    if (this.fd !== 0) closeSync(this.fd);
   }
 }

@@ -10,9 +10,9 @@
  * the last whole record before the error is raised. A process killed mid-write leaves at most the last
  * record cut, which tcpdump reports and skips.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
-import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, RECORD_HEADER_SIZE } from './format.js';
+import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS, RECORD_HEADER_SIZE } from './format.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
@@ -69,7 +69,7 @@ export class PcapWriter {
       this.ownsFd = false;
     } else {
       try {
-        this.fd = openSync(target, options.append ? 'a' : 'w', options.mode ?? 0o600);
+        this.fd = openSync(target, options.append ? 'a+' : 'w', options.mode ?? 0o600);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const why = code === 'ENOENT' ? 'its directory does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
@@ -78,6 +78,14 @@ export class PcapWriter {
       this.ownsFd = true;
     }
     const existing = options.append && this.ownsFd ? fstatSync(this.fd).size : 0;
+    if (existing > 0) {
+      try {
+        this.checkAppendable(options.linkType ?? LINKTYPE_RAW);
+      } catch (err) {
+        closeSync(this.fd);
+        throw err;
+      }
+    }
     this.committed = existing;
     if (existing === 0) {
       const h = globalHeader(options.linkType ?? LINKTYPE_RAW, this.nanos, this.snaplen);
@@ -87,8 +95,22 @@ export class PcapWriter {
     }
   }
 
-  /** Appends one record; `timeMs` is milliseconds since the epoch with a fractional part. */
-  write(data: Uint8Array, timeMs: number): void {
+  /** Refuses to append to a file that is not a little-endian pcap of the same time unit and link type. */
+  private checkAppendable(linkType: number): void {
+    const h = Buffer.alloc(GLOBAL_HEADER_SIZE);
+    const n = readSync(this.fd, h, 0, GLOBAL_HEADER_SIZE, 0);
+    const magic = h.readUInt32LE(0);
+    const what = `cannot append to ${this.target}`;
+    if (n < GLOBAL_HEADER_SIZE || (magic !== PCAP_MAGIC_MICROS && magic !== PCAP_MAGIC_NANOS)) {
+      throw new TunpipeError(`${what}: it is not a pcap file this machine wrote (choose another file, or drop append=true to replace it)`);
+    }
+    const fileNanos = magic === PCAP_MAGIC_NANOS;
+    if (fileNanos !== this.nanos) throw new TunpipeError(`${what}: it has ${fileNanos ? 'nanosecond' : 'microsecond'} timestamps; add nanos=${fileNanos}`);
+    if (h.readUInt32LE(20) !== linkType) throw new TunpipeError(`${what}: its link type is ${h.readUInt32LE(20)}, not ${linkType}`);
+  }
+
+  /** Appends one record stamped `sec` seconds and `nsec` nanoseconds since the epoch. */
+  write(data: Uint8Array, sec: number, nsec: number): void {
     if (this.failed) throw this.failed;
     const caplen = data.length < this.snaplen ? data.length : this.snaplen;
     if (this.used + RECORD_HEADER_SIZE + caplen > this.buf.length) {
@@ -97,9 +119,9 @@ export class PcapWriter {
     }
     const b = this.buf;
     let o = this.used;
-    const secs = Math.floor(timeMs / 1000);
-    const frac = this.nanos ? Math.floor((timeMs - secs * 1000) * 1e6) : Math.floor((timeMs - secs * 1000) * 1e3);
-    b.writeUInt32LE(secs >>> 0, o);
+    // Microseconds are truncated, as libpcap does when it writes a nanosecond time to a microsecond file.
+    const frac = this.nanos ? nsec : Math.floor(nsec / 1000);
+    b.writeUInt32LE(sec >>> 0, o);
     b.writeUInt32LE(frac, o + 4);
     b.writeUInt32LE(caplen, o + 8);
     b.writeUInt32LE(data.length, o + 12);

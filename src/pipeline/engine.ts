@@ -39,20 +39,31 @@ function isThenable(x: unknown): x is PromiseLike<StageResult> {
 class AsyncGate {
   readonly queue: Pushable<Packet> = pushable<Packet>({ objectMode: true });
   readonly done: Promise<void>;
+  /** A packet the stage is working on now (counted as dropped if the pipeline gives up waiting). */
+  inFlight = false;
 
   constructor(engine: Engine, index: number, first: PromiseLike<StageResult>, firstPacket: Packet) {
     const slot = engine.slots[index];
     const settle = async (p: Packet, r: StageResult | PromiseLike<StageResult>): Promise<void> => {
+      this.inFlight = true;
+      let result: StageResult;
       try {
-        engine.afterStage(index, p, await r);
+        result = await r;
       } catch (err) {
-        engine.stageError(index, err);
+        this.inFlight = false;
+        if (!engine.abandoned) engine.stageError(index, err);
+        return;
       }
+      this.inFlight = false;
+      // Given up on by close(): this packet was already counted as dropped there.
+      if (!engine.abandoned) engine.afterStage(index, p, result);
     };
     this.done = (async () => {
       await settle(firstPacket, first);
       await pipe(this.queue, async (source) => {
         for await (const p of source) {
+          // After close() gave up waiting, the stage is closed: never call it again.
+          if (engine.abandoned) break;
           let r: StageResult | PromiseLike<StageResult>;
           try {
             r = slot.instance.process(p);
@@ -73,7 +84,12 @@ interface Slot {
   stats: StageStats;
   gate: AsyncGate | null;
   warned: Set<string>;
+  reportedError: boolean;
+  errorReasons: number;
 }
+
+/** Distinct error messages counted per stage before the rest are lumped together. */
+const MAX_ERROR_REASONS = 8;
 
 export class Engine {
   readonly slots: Slot[] = [];
@@ -84,7 +100,8 @@ export class Engine {
   /** The first error a stage stopped the pipeline with. */
   failure: Error | null = null;
   private closed = false;
-  private abandoned = false;
+  /** Set when close() stopped waiting for a slow asynchronous stage. */
+  abandoned = false;
 
   constructor(stages: ResolvedStage[], options: EngineOptions) {
     this.sink = options.sink;
@@ -93,7 +110,7 @@ export class Engine {
     this.onFail = options.onFail ?? (() => {});
     stages.forEach((s, index) => {
       const stats = new StageStats(s.label);
-      const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set() };
+      const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set(), reportedError: false, errorReasons: 0 };
       this.slots.push(slot);
       const ctx: StageContext = {
         name: s.label,
@@ -104,7 +121,13 @@ export class Engine {
         warn: (m) => this.warnOnce(slot, m),
         fail: (err) => this.fail(err),
       };
-      slot.instance = s.def.create(s.args, ctx);
+      try {
+        slot.instance = s.def.create(s.args, ctx);
+      } catch (err) {
+        // Release what the stages before this one opened (capture files), then report.
+        for (const done of this.slots.slice(0, index)) void Promise.resolve().then(() => done.instance.close?.()).catch(() => {});
+        throw err;
+      }
     });
   }
 
@@ -180,12 +203,25 @@ export class Engine {
     }
   }
 
-  /** A stage threw: drop the packet under the error's message and report the first of each kind. */
+  /**
+   * A stage threw: the packet is dropped and counted under the error's message (at most MAX_ERROR_REASONS
+   * distinct messages per stage, the rest under one reason, so a message with a packet number in it
+   * cannot grow the table), and the first error of the stage is reported.
+   */
   stageError(i: number, err: unknown): void {
     const slot = this.slots[i];
     const msg = err instanceof Error ? err.message : String(err);
-    slot.stats.drop(`error: ${msg}`);
-    this.warnOnce(slot, `threw '${msg}'; the packet was dropped (further errors like it are only counted)`);
+    const reason = `error: ${msg}`;
+    if (slot.stats.reasons.has(reason) || slot.errorReasons < MAX_ERROR_REASONS) {
+      if (!slot.stats.reasons.has(reason)) slot.errorReasons++;
+      slot.stats.drop(reason);
+    } else {
+      slot.stats.drop('error: (other messages)');
+    }
+    if (!slot.reportedError) {
+      slot.reportedError = true;
+      this.warnOut(`stage '${slot.label}' threw: ${msg}; the packet was dropped and counted, the pipeline goes on (further errors are counted, not printed)`);
+    }
   }
 
   private warnOnce(slot: Slot, message: string): void {
@@ -236,15 +272,20 @@ export class Engine {
       ]);
       clearTimeout(timer);
       if (timedOut) {
-        const n = slot.gate.queue.readableLength;
+        const n = slot.gate.queue.readableLength + (slot.gate.inFlight ? 1 : 0);
         for (let k = 0; k < n; k++) slot.stats.drop('stopped before the stage got to it');
         this.abandoned = true;
       }
     }
     this.closed = true;
     for (const slot of this.slots) {
+      // Separately: a flush that fails must not keep the stage from closing its file.
       try {
         slot.instance.flush?.();
+      } catch (err) {
+        errors.push(err as Error);
+      }
+      try {
         await slot.instance.close?.();
       } catch (err) {
         errors.push(err as Error);

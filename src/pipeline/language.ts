@@ -22,6 +22,14 @@ export interface StageNode {
   args: ArgNode[];
 }
 
+/** "column C", or "line L, column C" for text of several lines. */
+function where(text: string, pos: number): string {
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  const column = pos - (before.lastIndexOf('\n') + 1) + 1;
+  return text.includes('\n') ? `line ${line}, column ${column}` : `column ${column}`;
+}
+
 /** An error in pipeline text, with the offset it points at. `format()` draws the caret. */
 export class PipelineSyntaxError extends TunpipeError {
   constructor(
@@ -30,12 +38,15 @@ export class PipelineSyntaxError extends TunpipeError {
     readonly pos: number,
     readonly hint?: string,
   ) {
-    super(`pipeline error at column ${pos + 1}: ${reason}`);
+    super(`pipeline error at ${where(text, pos)}: ${reason}`);
   }
 
-  /** The message, the pipeline text, a caret under the offending place, and a hint if there is one. */
+  /** The message, the line of pipeline text at fault, a caret under the offending place, and a hint. */
   format(): string {
-    const lines = [this.message, `  ${this.text}`, `  ${' '.repeat(Math.max(0, this.pos))}^`];
+    const start = this.text.lastIndexOf('\n', this.pos - 1) + 1;
+    const endAt = this.text.indexOf('\n', this.pos);
+    const line = this.text.slice(start, endAt < 0 ? undefined : endAt);
+    const lines = [this.message, `  ${line}`, `  ${' '.repeat(Math.max(0, this.pos - start))}^`];
     if (this.hint) lines.push(this.hint);
     return lines.join('\n');
   }

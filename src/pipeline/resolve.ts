@@ -42,8 +42,10 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
     if (['false', '0', 'no', 'off'].includes(v)) return false;
     throw new PipelineSyntaxError(`${where}: expected true or false, got '${arg.value}'`, text, arg.pos);
   }
-  const n = Number(arg.value);
-  if (arg.value.trim() === '' || !Number.isFinite(n)) throw new PipelineSyntaxError(`${where}: expected a number, got '${arg.value}'`, text, arg.pos);
+  // Decimal only: Number() would also take hex, binary and exponents.
+  const n = /^-?(\d+\.?\d*|\.\d+)$/.test(arg.value) ? Number(arg.value) : NaN;
+  if (!Number.isFinite(n)) throw new PipelineSyntaxError(`${where}: expected a number, got '${arg.value}'`, text, arg.pos);
+  if (spec.integer && !Number.isInteger(n)) throw new PipelineSyntaxError(`${where}: expected a whole number, got '${arg.value}'`, text, arg.pos);
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     throw new PipelineSyntaxError(`${where}: ${n} is out of range ${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`, text, arg.pos);
   }

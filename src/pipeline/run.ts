@@ -85,15 +85,19 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
   let reader: PcapReader | null = null;
   let writer: PcapWriter | null = null;
   let engine: Engine;
+  let l3 = 0;
   try {
-    if (options.read) reader = new PcapReader(options.read);
+    if (options.read) {
+      reader = new PcapReader(options.read);
+      l3 = l3OffsetFor(reader.header.linkType, reader.path);
+    }
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader?.header.linkType, nanos: reader?.header.nanos });
     const device = options.device;
     const sink = writer
       ? (p: Packet) => {
           packetsOut++;
           try {
-            writer!.write(p.data, p.time);
+            writer!.write(p.data, p.sec, p.nsec);
           } catch (err) {
             stop('error', err as Error);
           }
@@ -140,10 +144,9 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
     await stopped;
     device.stopReading();
   } else if (reader) {
-    const l3 = l3OffsetFor(reader.header.linkType, reader.path);
     const r = reader;
-    const onPacket = (data: Buffer, time: number) => {
-      const p = new Packet(data, time);
+    const onPacket = (data: Buffer, sec: number, nsec: number) => {
+      const p = new Packet(data, sec, nsec);
       p.l3 = l3;
       packetsIn++;
       engine.push(p);

@@ -58,6 +58,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** Numbers only: whole numbers only. */
+  integer?: boolean;
   /** Inclusive bounds for numbers. */
   min?: number;
   max?: number;

@@ -42,6 +42,7 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
 async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
   let failure: Error | null = null;
+  let reportedError = false;
   const ctx: StageContext = {
     name: s.label,
     emit: (p) => {
@@ -60,7 +61,10 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
         r = inst.process(p);
         if (isThenable(r)) r = await r;
       } catch (err) {
-        stats.drop(`error: ${(err as Error).message}`);
+        const msg = (err as Error).message;
+        if (!reportedError) ctx.warn(`threw: ${msg}; the packet was dropped (further errors are counted, not printed)`);
+        reportedError = true;
+        stats.drop(`error: ${msg}`);
         continue;
       }
       if (failure) throw failure;

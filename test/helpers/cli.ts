@@ -2,7 +2,7 @@
  * Running the compiled CLI as a child process for end-to-end tests: its exit code, stdout and stderr, plus
  * temporary directories under os.tmpdir() and the checks every user-facing error must pass.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +26,6 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Killed with SIGKILL after this long (a hung CLI fails the test instead of hanging the suite). */
   timeoutMs?: number;
-  /** stdout of the child: collected ('pipe', the default) or handed over (a pipe to another process). */
-  stdout?: StdioOptions extends (infer T)[] ? T : never;
 }
 
 /** Runs `node dist/bin/tunpipe.js ARGS` and collects what it printed. */
@@ -36,11 +34,11 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
     const child = spawn(process.execPath, [TUNPIPE_BIN, ...args], {
       cwd: opts.cwd,
       env: opts.env ?? process.env,
-      stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];
     let err = '';
-    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
     child.on('error', reject);

@@ -40,10 +40,9 @@ export interface Netns {
   run(cmd: string, args: string[], timeoutMs?: number): string;
   /** Starts a long-running command in the namespace. */
   spawn(cmd: string, args: string[]): ChildProcess;
-  /** The kernel's SNMP counters in the namespace (`nstat -az`), by name. */
+  /** The kernel's SNMP counters in the namespace, absolute values by name (`nstat -asz`: -s leaves root's
+   * shared history file alone). Compare two readings to count what happened in between. */
   nstat(): Record<string, number>;
-  /** Resets nstat's history so the next nstat() counts from now. */
-  nstatReset(): void;
   /** Deletes the namespace (and with it any device left in it). */
   delete(): void;
 }
@@ -61,16 +60,13 @@ export function createNetns(prefix = 'tptest'): Netns {
     run,
     spawn: (cmd, args) => spawn('ip', ['netns', 'exec', name, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
     nstat() {
-      const out = run('nstat', ['-az']);
+      const out = run('nstat', ['-asz']);
       const counters: Record<string, number> = {};
       for (const line of out.split('\n')) {
         const m = /^(\w+)\s+(\d+)/.exec(line);
         if (m) counters[m[1]] = Number(m[2]);
       }
       return counters;
-    },
-    nstatReset() {
-      run('nstat', ['-n']);
     },
     delete() {
       if (!created.has(name)) return;

@@ -94,3 +94,16 @@ export function ipv6Packet(next: number, payload: Buffer, padding = 0, src?: Buf
   (dst ?? Buffer.from('20010db8000000000000000000000001', 'hex')).copy(h, 24);
   return Buffer.concat([h, payload, Buffer.alloc(padding)]);
 }
+
+import assert from 'node:assert/strict';
+import { Packet } from '../../src/packet/packet.js';
+import { parsePacket } from '../../transforms/parse.js';
+
+/** A Packet that the parse stage accepted (fails the test if it did not). */
+export function parsed(buf: Buffer, l3 = 0): Packet {
+  const p = new Packet(buf);
+  p.l3 = l3;
+  const r = parsePacket(p);
+  assert.equal(r, p, `parse refused the test packet: ${String(r)}`);
+  return p;
+}

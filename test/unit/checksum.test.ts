@@ -72,7 +72,9 @@ test('fold16 folds with end-around carry and never turns a non-zero sum into 0',
   assert.equal(fold16(0x10000), 1);
   assert.equal(fold16(0x1fffe), 0xffff);
   assert.equal(fold16(0xffff * 0x10001), 0xffff);
-  assert.equal(fold16(2 ** 40), 1);
+  // 2^40 = 2^(16+16+8): ones'-complement 2^8; 2^48 folds to 1.
+  assert.equal(fold16(2 ** 40), 0x100);
+  assert.equal(fold16(2 ** 48), 1);
 });
 
 test('checksumIsValid accepts data with its checksum written in, and rejects any single bit flip', () =>

@@ -1,0 +1,329 @@
+/**
+ * The fuzz case generator: valid echo requests and every way of getting them wrong. Packets are built here
+ * byte by byte (checksums with the reference checksum of test/helpers), never with tunpipe's own code.
+ */
+import { referenceChecksum } from '../helpers/packets.js';
+import type { Rng } from './rng.js';
+
+export interface FuzzCase {
+  /** What the generator meant to make (for the report; the oracle judges the bytes, not the label). */
+  kind: string;
+  /** The bytes handed to the pipeline. */
+  data: Buffer;
+  /** Offset of the IP header in `data` (14 for a case with a link-layer header in front). */
+  l3: number;
+}
+
+interface IpFields {
+  src: number;
+  dst: number;
+  id: number;
+  ttl: number;
+  tos: number;
+  frag: number;
+  proto: number;
+  options: Buffer;
+}
+
+function writeAddr(b: Buffer, at: number, a: number): void {
+  b.writeUInt32BE(a >>> 0, at);
+}
+
+/** An IPv4 header (with options) followed by `payload`, checksum right. */
+export function ipv4(f: IpFields, payload: Buffer): Buffer {
+  const ihl = 20 + f.options.length;
+  const b = Buffer.alloc(ihl + payload.length);
+  b[0] = 0x40 | (ihl / 4);
+  b[1] = f.tos;
+  b.writeUInt16BE(Math.min(ihl + payload.length, 0xffff), 2);
+  b.writeUInt16BE(f.id, 4);
+  b.writeUInt16BE(f.frag, 6);
+  b[8] = f.ttl;
+  b[9] = f.proto;
+  writeAddr(b, 12, f.src);
+  writeAddr(b, 16, f.dst);
+  f.options.copy(b, 20);
+  b.writeUInt16BE(referenceChecksum(b.subarray(0, ihl)), 10);
+  payload.copy(b, ihl);
+  return b;
+}
+
+/** An ICMP message with a right checksum. */
+export function icmpMessage(type: number, code: number, id: number, seq: number, data: Buffer): Buffer {
+  const m = Buffer.alloc(8 + data.length);
+  m[0] = type;
+  m[1] = code;
+  m.writeUInt16BE(id, 4);
+  m.writeUInt16BE(seq, 6);
+  data.copy(m, 8);
+  m.writeUInt16BE(referenceChecksum(m), 2);
+  return m;
+}
+
+/** Rewrites the IPv4 header checksum of `b` (header at `l3`) after the header was edited. */
+export function fixHeaderChecksum(b: Buffer, l3 = 0): void {
+  const ihl = (b[l3] & 15) * 4;
+  if (ihl < 20 || l3 + ihl > b.length) return;
+  b.writeUInt16BE(0, l3 + 10);
+  b.writeUInt16BE(referenceChecksum(b.subarray(l3, l3 + ihl)), l3 + 10);
+}
+
+const a4 = (x: number, y: number, z: number, w: number): number => ((x << 24) | (y << 16) | (z << 8) | w) >>> 0;
+
+/** A unicast address from the benchmarking range 198.18.0.0/15. */
+function testAddress(rng: Rng): number {
+  return a4(198, 18 + rng.int(2), rng.int(256), rng.range(1, 254));
+}
+
+/** Addresses of every class the receive path treats differently. */
+function specialAddress(rng: Rng): number {
+  return rng.pick([
+    a4(0, 0, 0, 0),
+    a4(0, rng.int(256), rng.int(256), rng.int(256)),
+    a4(127, 0, 0, 1),
+    a4(127, rng.int(256), rng.int(256), rng.int(256)),
+    a4(224, 0, 0, 1),
+    a4(224 + rng.int(16), rng.int(256), rng.int(256), rng.int(256)),
+    a4(240 + rng.int(15), rng.int(256), rng.int(256), rng.int(256)),
+    0xffffffff,
+    a4(10, rng.int(256), rng.int(256), rng.int(256)),
+    a4(198, 18, 0, 255),
+    a4(rng.int(256), rng.int(256), rng.int(256), rng.int(256)),
+  ]);
+}
+
+function payloadSize(rng: Rng): number {
+  const r = rng.int(1000);
+  if (r < 500) return rng.int(65);
+  if (r < 850) return rng.range(65, 1472);
+  if (r < 990) return rng.range(1473, 9000);
+  return rng.range(9001, 65507 - 40);
+}
+
+/** IP options that Linux accepts: record route, timestamps, router alert, no-ops; padded to 4 bytes. */
+function validOptions(rng: Rng): Buffer {
+  const parts: Buffer[] = [];
+  let room = 40;
+  const add = (b: Buffer) => {
+    if (b.length <= room) {
+      parts.push(b);
+      room -= b.length;
+    }
+  };
+  for (let n = rng.range(1, 3); n > 0 && room > 0; n--) {
+    const which = rng.int(5);
+    if (which === 0 && !parts.some((p) => p[0] === 7)) {
+      const slots = rng.range(1, Math.max(1, Math.floor((room - 3) / 4)));
+      const len = 3 + 4 * slots;
+      const o = Buffer.alloc(len);
+      o[0] = 7;
+      o[1] = len;
+      o[2] = 4 + 4 * rng.int(slots + 1); // empty, part filled, or full (pointer past the end)
+      for (let i = 3; i < o[2] - 1; i++) o[i] = rng.int(256);
+      add(o);
+    } else if (which === 1 && !parts.some((p) => p[0] === 68)) {
+      const flags = rng.pick([0, 1, 3]);
+      const unit = flags === 0 ? 4 : 8;
+      const slots = rng.range(1, Math.max(1, Math.floor((room - 4) / unit)));
+      const len = 4 + unit * slots;
+      const o = Buffer.alloc(len);
+      o[0] = 68;
+      o[1] = len;
+      const filled = rng.int(slots + 1);
+      o[2] = 5 + unit * filled;
+      o[3] = (filled === slots ? rng.int(15) << 4 : 0) | flags;
+      for (let i = 4; i < o[2] - 1; i++) o[i] = rng.int(256);
+      add(o);
+    } else if (which === 2) {
+      add(Buffer.from([148, 4, 0, 0]));
+    } else {
+      add(Buffer.from([1]));
+    }
+  }
+  let opts = Buffer.concat(parts);
+  const pad = (4 - (opts.length % 4)) % 4;
+  opts = Buffer.concat([opts, Buffer.alloc(pad)]);
+  return opts.length === 0 ? Buffer.from([1, 1, 1, 0]) : opts;
+}
+
+interface EchoShape {
+  fields: IpFields;
+  icmp: Buffer;
+}
+
+function echoShape(rng: Rng, opts: { options?: Buffer; size?: number } = {}): EchoShape {
+  const fields: IpFields = {
+    src: testAddress(rng),
+    dst: testAddress(rng),
+    id: rng.int(65536),
+    ttl: rng.chance(0.1) ? rng.int(256) : 64,
+    tos: rng.chance(0.1) ? rng.int(256) : 0,
+    frag: rng.chance(0.5) ? 0x4000 : 0,
+    proto: 1,
+    options: opts.options ?? Buffer.alloc(0),
+  };
+  const size = Math.min(opts.size ?? payloadSize(rng), 65535 - 28 - fields.options.length);
+  return { fields, icmp: icmpMessage(8, 0, rng.int(65536), rng.int(65536), rng.bytes(size)) };
+}
+
+function validEcho(rng: Rng, opts: { options?: Buffer; size?: number } = {}): Buffer {
+  const s = echoShape(rng, opts);
+  return ipv4(s.fields, s.icmp);
+}
+
+function flipBits(rng: Rng, b: Buffer, n: number): Buffer {
+  for (let i = 0; i < n && b.length > 0; i++) {
+    // Mostly in the headers, where flips change how the packet is judged.
+    const at = rng.chance(0.7) ? rng.int(Math.min(b.length, 48)) : rng.int(b.length);
+    b[at] ^= 1 << rng.int(8);
+  }
+  return b;
+}
+
+/** An echo request whose reply's ICMP checksum (or IP header checksum) lands on the 0x0000/0xFFFF corner. */
+function checksumCorner(rng: Rng): Buffer {
+  if (rng.chance(0.3)) {
+    // All-zero reply: id 0, seq 0, no data; its checksum must be 0xFFFF, never 0x0000.
+    return ipv4({ ...echoShape(rng).fields, frag: 0 }, icmpMessage(8, 0, 0, 0, Buffer.alloc(0)));
+  }
+  const size = 2 * rng.int(16);
+  const data = rng.bytes(size);
+  const id = rng.int(65536);
+  // Choose seq so that the reply (type 0) sums to 0xFFFF: its checksum is then 0x0000.
+  let sum = id;
+  for (let i = 0; i < size; i += 2) sum += (data[i] << 8) | data[i + 1];
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  const seq = (0xffff - sum) & 0xffff;
+  const fields = echoShape(rng).fields;
+  const icmp = icmpMessage(8, 0, id, seq, data);
+  if (rng.chance(0.5)) {
+    // Also choose the IP id so that the reply's header checksum (TTL 64, addresses swapped: same sum) is 0.
+    fields.ttl = 64;
+    fields.options = Buffer.alloc(0);
+    const probe = ipv4({ ...fields, id: 0 }, icmp);
+    probe.writeUInt16BE(0, 10);
+    let s = 0;
+    for (let i = 0; i < 20; i += 2) s += probe.readUInt16BE(i);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    fields.id = (0xffff - s) & 0xffff;
+  }
+  return ipv4(fields, icmp);
+}
+
+/** The fragments of one valid echo request, in one of several orders (the whole group is one "case"). */
+function fragmentGroup(rng: Rng): FuzzCase[] {
+  const options = rng.chance(0.2) ? validOptions(rng) : Buffer.alloc(0);
+  const s = echoShape(rng, { options, size: rng.range(8, rng.chance(0.9) ? 4000 : 20000) });
+  s.fields.frag = 0;
+  const unit = 8 * rng.range(1, 185);
+  const pieces: Buffer[] = [];
+  for (let off = 0; off < s.icmp.length; off += unit) {
+    const last = off + unit >= s.icmp.length;
+    const f: IpFields = { ...s.fields, options: off === 0 ? options : Buffer.alloc(0), frag: (last ? 0 : 0x2000) | (off / 8) };
+    pieces.push(ipv4(f, s.icmp.subarray(off, off + unit)));
+  }
+  let order = pieces.map((_, i) => i);
+  const how = rng.int(100);
+  let kind = 'fragments in order';
+  if (how < 15) {
+    order.reverse();
+    kind = 'fragments reversed';
+  } else if (how < 30) {
+    rng.shuffle(order);
+    kind = 'fragments shuffled';
+  } else if (how < 40 && order.length > 1) {
+    order.splice(rng.int(order.length), 1);
+    kind = 'fragments, one missing';
+  } else if (how < 47) {
+    order.splice(rng.int(order.length + 1), 0, order[rng.int(order.length)]);
+    kind = 'fragments, one duplicated';
+  }
+  const out = order.map((i) => ({ kind, data: Buffer.from(pieces[i]), l3: 0 }));
+  if (how >= 47 && how < 57) {
+    const victim = out[rng.int(out.length)];
+    flipBits(rng, victim.data, 1);
+    for (const c of out) c.kind = 'fragments, one bit-flipped';
+  }
+  return out;
+}
+
+type Maker = (rng: Rng) => Buffer | FuzzCase[];
+
+/** Case kinds and their weights. */
+const MAKERS: [string, number, Maker][] = [
+  ['echo', 20, (r) => validEcho(r)],
+  ['echo with valid IP options', 6, (r) => validEcho(r, { options: validOptions(r) })],
+  ['echo with garbage IP options', 5, (r) => validEcho(r, { options: r.bytes(4 * r.range(1, 10)) })],
+  ['bit flips of an echo request', 12, (r) => flipBits(r, validEcho(r, { options: r.chance(0.2) ? validOptions(r) : undefined }), r.range(1, 4))],
+  ['truncated echo request', 6, (r) => { const b = validEcho(r); return b.subarray(0, r.int(b.length)); }],
+  ['echo with trailing bytes', 3, (r) => Buffer.concat([validEcho(r), r.bytes(r.range(1, 64))])],
+  ['total length wrong', 5, (r) => {
+    const b = validEcho(r);
+    const total = b.readUInt16BE(2);
+    b.writeUInt16BE(r.chance(0.5) ? Math.min(0xffff, total + r.range(1, 100)) : Math.max(0, total - r.range(1, 40)), 2);
+    if (r.chance(0.8)) fixHeaderChecksum(b);
+    return b;
+  }],
+  ['bad IHL', 4, (r) => {
+    const b = validEcho(r, { options: r.chance(0.3) ? validOptions(r) : undefined });
+    b[0] = 0x40 | r.int(16);
+    if (r.chance(0.7)) fixHeaderChecksum(b);
+    return b;
+  }],
+  ['bad IP header checksum', 3, (r) => { const b = validEcho(r); b.writeUInt16BE(b.readUInt16BE(10) ^ (1 + r.int(0xffff)), 10); return b; }],
+  ['bad ICMP checksum', 3, (r) => { const b = validEcho(r); const at = ((b[0] & 15) * 4) + 2; b.writeUInt16BE(b.readUInt16BE(at) ^ (1 + r.int(0xffff)), at); return b; }],
+  ['ICMP shorter than 8 bytes', 4, (r) => ipv4({ ...echoShape(r).fields }, Buffer.from([8, 0, ...r.bytes(r.int(6))]))],
+  ['other ICMP type or code', 4, (r) => ipv4(echoShape(r).fields, icmpMessage(r.pick([0, 3, 5, 8, 11, 13, 17, r.int(256)]), r.chance(0.5) ? 0 : r.int(256), r.int(65536), r.int(65536), r.bytes(r.int(64))))],
+  ['special addresses', 5, (r) => { const s = echoShape(r, { size: r.int(64) }); if (r.chance(0.6)) s.fields.src = specialAddress(r); if (r.chance(0.6)) s.fields.dst = specialAddress(r); return ipv4(s.fields, s.icmp); }],
+  ['fragment group', 6, fragmentGroup],
+  ['single random fragment', 3, (r) => { const s = echoShape(r); s.fields.frag = r.int(0x10000) & 0x3fff || 0x2000; return ipv4(s.fields, r.chance(0.5) ? s.icmp : r.bytes(r.int(1500))); }],
+  ['IPv6', 4, (r) => {
+    const plen = r.int(1500);
+    const b = Buffer.concat([Buffer.alloc(40), r.bytes(plen)]);
+    b[0] = 0x60;
+    b.writeUInt16BE(r.chance(0.8) ? plen : r.int(0x10000), 4);
+    b[6] = r.pick([58, 17, 6, 0, 44, r.int(256)]);
+    b[7] = 64;
+    r.bytes(32).copy(b, 8);
+    return r.chance(0.2) ? b.subarray(0, r.int(b.length)) : b;
+  }],
+  ['not IP', 3, (r) => { const b = r.bytes(r.range(1, 200)); b[0] = (r.pick([0, 1, 2, 3, 5, 7, 8, 15]) << 4) | (b[0] & 15); return b; }],
+  ['empty or tiny', 3, (r) => { const b = r.bytes(r.int(20)); if (b.length && r.chance(0.7)) b[0] = 0x45; return b; }],
+  ['other protocol', 4, (r) => {
+    const s = echoShape(r);
+    s.fields.proto = r.pick([6, 17, 17, 6, 2, 47, 58, r.int(256)]);
+    return ipv4(s.fields, r.bytes(r.chance(0.2) ? r.int(8) : r.range(8, 1500)));
+  }],
+  ['checksum corner', 3, checksumCorner],
+  ['random bytes', 3, (r) => r.bytes(r.int(r.chance(0.9) ? 120 : 70000))],
+  ['huge', 1, (r) => { const b = validEcho(r, { size: 65507 }); return r.chance(0.5) ? b : Buffer.concat([b, r.bytes(r.range(1, 5000))]); }],
+];
+
+const TOTAL_WEIGHT = MAKERS.reduce((n, m) => n + m[1], 0);
+
+/** Names of the case kinds, for reports. */
+export const CASE_KINDS = MAKERS.map((m) => m[0]);
+
+/**
+ * Generates at least `n` cases (a fragment group counts as one, but adds all its fragments). Some cases get
+ * 14 bytes of link-layer junk in front of the IP header, as an Ethernet capture would.
+ */
+export function generateCases(rng: Rng, n: number): FuzzCase[] {
+  const out: FuzzCase[] = [];
+  for (let i = 0; i < n; i++) {
+    let w = rng.int(TOTAL_WEIGHT);
+    let m = MAKERS[0];
+    for (const candidate of MAKERS) {
+      if (w < candidate[1]) {
+        m = candidate;
+        break;
+      }
+      w -= candidate[1];
+    }
+    const made = m[2](rng);
+    const cases = Array.isArray(made) ? made : [{ kind: m[0], data: made, l3: 0 }];
+    const framed = rng.chance(0.08);
+    for (const c of cases) out.push(framed ? { kind: c.kind, data: Buffer.concat([rng.bytes(14), c.data]), l3: 14 } : c);
+  }
+  return out;
+}

@@ -1,0 +1,155 @@
+/**
+ * Hand-built IPv4 packets for the offline echo tests: echo requests a host must answer (odd payload lengths,
+ * IP options, checksum corner cases) with the reply each one must get, built here independently of the code
+ * under test; and packets that must not be answered (malformed, not echo requests), with where they drop.
+ */
+import { echoRequest, referenceChecksum } from './packets.js';
+
+/** Where a packet that gets no reply is dropped: by `parse`, or by a later stage of the echo pipeline. */
+export type DropPlace = 'parse' | 'after-parse';
+
+export interface AnswerableRequest {
+  name: string;
+  packet: Buffer;
+  /** The reply a host sends: addresses swapped, type 0, TTL 64, both checksums recomputed from scratch. */
+  reply: Buffer;
+}
+
+export interface UnanswerablePacket {
+  name: string;
+  packet: Buffer;
+  dropped: DropPlace;
+}
+
+function ihlOf(p: Buffer): number {
+  return (p[0] & 0x0f) * 4;
+}
+
+/** Recomputes the IPv4 header checksum after a header was edited by hand. */
+function fixIpChecksum(p: Buffer): Buffer {
+  const ihl = Math.min(ihlOf(p), p.length);
+  p.writeUInt16BE(0, 10);
+  p.writeUInt16BE(referenceChecksum(p.subarray(0, ihl)), 10);
+  return p;
+}
+
+/** Recomputes the ICMP checksum of a whole, unpadded IPv4 ICMP packet. */
+function fixIcmpChecksum(p: Buffer): Buffer {
+  const l4 = ihlOf(p);
+  p.writeUInt16BE(0, l4 + 2);
+  p.writeUInt16BE(referenceChecksum(p.subarray(l4)), l4 + 2);
+  return p;
+}
+
+/** The reply to an echo request, built by hand: the oracle the output is compared against byte for byte. */
+export function expectedReply(request: Buffer, ttl = 64): Buffer {
+  const r = Buffer.from(request);
+  const src = Buffer.from(r.subarray(12, 16));
+  r.copy(r, 12, 16, 20);
+  src.copy(r, 16);
+  r[8] = ttl;
+  r[ihlOf(r)] = 0; // type 0: echo reply
+  return fixIcmpChecksum(fixIpChecksum(r));
+}
+
+function payload(n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + 7) & 0xff;
+  return b;
+}
+
+function nops(n: number): Buffer {
+  const b = Buffer.alloc(n, 1); // NOP
+  b[n - 1] = 0; // end of option list
+  return b;
+}
+
+/** Ones'-complement sum folded to 16 bits (the sum the checksum is the complement of). */
+function foldedSum(bytes: Uint8Array): number {
+  return ~referenceChecksum(bytes) & 0xffff;
+}
+
+/**
+ * A request whose reply's IPv4 header sums to 0xFFFF, so the reply's header checksum is exactly 0x0000: the
+ * corner of the incremental update (RFC 1624). The IP identification is chosen to get there.
+ */
+function requestWithZeroReplyHeaderChecksum(ttl: number, seq: number): Buffer {
+  const req = echoRequest({ ttl, seq });
+  req.writeUInt16BE(0, 4);
+  const reply = expectedReply(fixIcmpChecksum(fixIpChecksum(req)));
+  reply.writeUInt16BE(0, 10);
+  const s = foldedSum(reply.subarray(0, 20));
+  req.writeUInt16BE(0xffff - s, 4);
+  return fixIpChecksum(req);
+}
+
+/** Echo requests a host must answer, each with its reply. */
+export function answerableRequests(): AnswerableRequest[] {
+  const reqs: [string, Buffer][] = [
+    ['default 53-byte payload', echoRequest({ seq: 1 })],
+    ...[0, 1, 2, 3, 7, 64, 1001, 1472, 9001].map((n, i): [string, Buffer] => [`payload of ${n} bytes`, echoRequest({ seq: 10 + i, payload: payload(n) })]),
+    ['4 bytes of IP options', echoRequest({ seq: 30, options: nops(4) })],
+    ['8 bytes of IP options, odd payload', echoRequest({ seq: 31, options: nops(8), payload: payload(3) })],
+    ['40 bytes of IP options (IHL 15)', echoRequest({ seq: 32, options: nops(40), payload: payload(101) })],
+    ['id 0, seq 0, no payload: the reply ICMP message is all zeros (checksum 0xFFFF)', echoRequest({ id: 0, seq: 0, payload: Buffer.alloc(0) })],
+    ['id 0xFFFF, seq 0, no payload: reply ICMP checksum 0x0000', echoRequest({ id: 0xffff, seq: 0, payload: Buffer.alloc(0) })],
+    ['reply IP header checksum 0x0000, TTL unchanged', requestWithZeroReplyHeaderChecksum(64, 40)],
+    ['reply IP header checksum 0x0000, TTL 1 -> 64', requestWithZeroReplyHeaderChecksum(1, 41)],
+    ['TTL 1', echoRequest({ seq: 42, ttl: 1 })],
+    ['no DF flag', echoRequest({ seq: 43, frag: 0 })],
+    ['other source in 198.18.0.0/15', echoRequest({ seq: 44, src: '198.19.255.254' })],
+  ];
+  return reqs.map(([name, packet]) => ({ name, packet, reply: expectedReply(packet) }));
+}
+
+function udpPacket(): Buffer {
+  const p = Buffer.alloc(28);
+  p[0] = 0x45;
+  p.writeUInt16BE(28, 2);
+  p[8] = 64;
+  p[9] = 17;
+  Buffer.from([198, 18, 0, 2, 198, 18, 0, 1]).copy(p, 12);
+  p.writeUInt16BE(5353, 20);
+  p.writeUInt16BE(53, 22);
+  p.writeUInt16BE(8, 24);
+  return fixIpChecksum(p);
+}
+
+function ipv6EchoRequest(): Buffer {
+  const p = Buffer.alloc(48);
+  p[0] = 0x60;
+  p.writeUInt16BE(8, 4);
+  p[6] = 58; // ICMPv6
+  p[7] = 64;
+  p[8] = 0x20; p[9] = 0x01; p[10] = 0x0d; p[11] = 0xb8; p[23] = 2; // 2001:db8::2
+  p[24] = 0x20; p[25] = 0x01; p[26] = 0x0d; p[27] = 0xb8; p[39] = 1; // 2001:db8::1
+  p[40] = 128; // echo request
+  return p;
+}
+
+/** Packets that must get no reply, and where the echo pipeline drops them. */
+export function unanswerablePackets(): UnanswerablePacket[] {
+  const edit = (f: (p: Buffer) => Buffer | void, o: Parameters<typeof echoRequest>[0] = {}): Buffer => {
+    const p = echoRequest({ seq: 100, ...o });
+    return f(p) ?? p;
+  };
+  return [
+    { name: 'empty packet', packet: Buffer.alloc(0), dropped: 'parse' },
+    { name: '10 bytes: shorter than an IPv4 header', packet: echoRequest().subarray(0, 10), dropped: 'parse' },
+    { name: 'bad IPv4 header checksum', packet: edit((p) => void (p[10] ^= 0x5a)), dropped: 'parse' },
+    { name: 'total length past the end (cut short)', packet: echoRequest({ seq: 101 }).subarray(0, 60), dropped: 'parse' },
+    { name: 'total length below the header', packet: edit((p) => (p.writeUInt16BE(12, 2), fixIpChecksum(p))), dropped: 'parse' },
+    { name: 'IHL 4', packet: edit((p) => ((p[0] = 0x44), fixIpChecksum(p))), dropped: 'parse' },
+    { name: 'IP version 5', packet: edit((p) => ((p[0] = 0x55), fixIpChecksum(p))), dropped: 'parse' },
+    { name: 'echo reply, not request', packet: echoRequest({ seq: 102, type: 0 }), dropped: 'after-parse' },
+    { name: 'bad ICMP checksum', packet: edit((p) => void (p[22] ^= 0x21)), dropped: 'after-parse' },
+    { name: 'echo request with code 1', packet: edit((p) => ((p[21] = 1), fixIcmpChecksum(p))), dropped: 'after-parse' },
+    { name: 'ICMP of 4 bytes', packet: edit((p) => (p.writeUInt16BE(24, 2), fixIpChecksum(p.subarray(0, 24))), { payload: Buffer.alloc(0) }), dropped: 'after-parse' },
+    { name: 'UDP', packet: udpPacket(), dropped: 'after-parse' },
+    { name: 'IPv6 echo request', packet: ipv6EchoRequest(), dropped: 'after-parse' },
+    { name: 'multicast source', packet: echoRequest({ seq: 103, src: '224.0.0.5' }), dropped: 'after-parse' },
+    { name: 'broadcast source', packet: echoRequest({ seq: 104, src: '255.255.255.255' }), dropped: 'after-parse' },
+    { name: 'unspecified source', packet: echoRequest({ seq: 105, src: '0.0.0.0' }), dropped: 'after-parse' },
+    { name: 'first fragment (MF set)', packet: echoRequest({ seq: 106, frag: 0x2000 }), dropped: 'after-parse' },
+  ];
+}

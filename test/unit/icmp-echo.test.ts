@@ -1,0 +1,124 @@
+/**
+ * transforms/icmp-echo.ts and the whole echo chain: random valid requests through `parse | icmp-echo |
+ * checksum` (fused engine and it-pipe) must come out as replies an independent check accepts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pipe } from 'it-pipe';
+import { Packet } from '../../src/packet/packet.js';
+import { Engine } from '../../src/pipeline/engine.js';
+import { resolvePipeline } from '../../src/pipeline/resolve.js';
+import { parseIPv4 } from '../../transforms/parse.js';
+import { icmpEcho } from '../../transforms/icmp-echo.js';
+import { recomputeChecksum } from '../../transforms/checksum.js';
+import { ECHO_DROP } from '../../transforms/filter-icmp-echo.js';
+import { echoRequest, referenceChecksum } from '../helpers/packets.js';
+import { ipv4Packet, udpSegment } from './builders.js';
+import { withSeed, type Random } from './seeded-random.js';
+
+function unicast(rng: Random): string {
+  return [rng.range(1, 223), rng.int(256), rng.int(256), rng.range(1, 254)].join('.');
+}
+
+function randomRequest(rng: Random): Buffer {
+  const len = rng.chance(0.1) ? [0, 1, 1471, 1472][rng.int(4)] : rng.int(1473);
+  return echoRequest({
+    src: unicast(rng),
+    dst: unicast(rng),
+    id: rng.int(0x10000),
+    seq: rng.int(0x10000),
+    ttl: rng.range(1, 255),
+    payload: rng.bytes(len),
+    options: rng.chance(0.3) ? rng.bytes(4 * rng.range(1, 10)) : undefined,
+    frag: rng.chance(0.5) ? 0x4000 : 0x0000,
+  });
+}
+
+/** The independent check: what a pinging host verifies in a reply to `req`. */
+function assertReplyTo(req: Buffer, reply: Buffer, what: string): void {
+  const ihl = (req[0] & 0x0f) * 4;
+  assert.equal(reply.length, req.length, `${what}: length`);
+  assert.equal(reply[0], req[0], `${what}: version/IHL`);
+  assert.equal(reply.readUInt16BE(2), req.readUInt16BE(2), `${what}: total length`);
+  assert.equal(reply[8], 64, `${what}: TTL`);
+  assert.equal(reply[9], 1, `${what}: protocol`);
+  assert.deepEqual(reply.subarray(12, 16), req.subarray(16, 20), `${what}: source is the request's destination`);
+  assert.deepEqual(reply.subarray(16, 20), req.subarray(12, 16), `${what}: destination is the request's source`);
+  assert.deepEqual(reply.subarray(20, ihl), req.subarray(20, ihl), `${what}: options`);
+  assert.equal(referenceChecksum(reply.subarray(0, ihl)), 0, `${what}: IP header checksum`);
+  assert.equal(reply[ihl], 0, `${what}: type 0`);
+  assert.equal(reply[ihl + 1], 0, `${what}: code 0`);
+  assert.equal(referenceChecksum(reply.subarray(ihl)), 0, `${what}: ICMP checksum`);
+  assert.deepEqual(reply.subarray(ihl + 4), req.subarray(ihl + 4), `${what}: id, seq and payload`);
+}
+
+test('the fused engine answers random valid requests correctly, and drops what is not one', () =>
+  withSeed(async (rng) => {
+    for (const mode of ['auto', 'full', 'incremental']) {
+      const stages = await resolvePipeline(`parse | icmp-echo | checksum mode=${mode}`);
+      const out: Packet[] = [];
+      const engine = new Engine(stages, { sink: (p) => out.push(p), warn: () => {} });
+      const requests: Buffer[] = [];
+      let others = 0;
+      for (let i = 0; i < 400; i++) {
+        if (rng.chance(0.1)) {
+          others++;
+          engine.push(new Packet(ipv4Packet({ proto: 17, payload: udpSegment(rng.bytes(rng.int(40))) })));
+          continue;
+        }
+        const req = randomRequest(rng);
+        requests.push(req);
+        engine.push(new Packet(Buffer.from(req)));
+      }
+      await engine.close();
+      assert.equal(out.length, requests.length);
+      out.forEach((p, i) => assertReplyTo(requests[i], p.data, `${mode} request ${i}`));
+      const filter = engine.stats.find((s) => s.name === 'icmp-echo/filter-icmp-echo')!;
+      assert.equal(filter.reasons.get(ECHO_DROP.notIcmp), others);
+      for (const s of engine.stats) assert.equal(s.packetsIn, s.packetsOut + s.dropped + s.held, s.name);
+    }
+  }));
+
+test('the it-pipe transforms answer random valid requests the same way', () =>
+  withSeed(async (rng) => {
+    const requests = Array.from({ length: 200 }, () => randomRequest(rng));
+    const echo = icmpEcho();
+    const replies: Buffer[] = await pipe(
+      requests.map((r) => Buffer.from(r)),
+      parseIPv4(),
+      echo,
+      recomputeChecksum(),
+      async (source) => {
+        const got: Buffer[] = [];
+        for await (const p of source) got.push(p.data);
+        return got;
+      },
+    );
+    assert.equal(replies.length, requests.length);
+    replies.forEach((r, i) => assertReplyTo(requests[i], r, `request ${i}`));
+    assert.deepEqual(
+      echo.lastStats.map((s) => [s.name, s.packetsIn, s.packetsOut]),
+      [
+        ['icmp-echo/reassemble', 200, 200],
+        ['icmp-echo/filter-icmp-echo', 200, 200],
+        ['icmp-echo/swap-addrs', 200, 200],
+        ['icmp-echo/to-reply', 200, 200],
+      ],
+    );
+  }));
+
+test('the corner replies (all-zero and zero-sum ICMP data) verify through the whole chain', async () => {
+  const requests = [
+    echoRequest({ id: 0, seq: 0, payload: Buffer.alloc(0) }),
+    echoRequest({ id: 0xffff, seq: 0, payload: Buffer.alloc(0) }),
+    echoRequest({ id: 0, seq: 0, payload: Buffer.alloc(1) }),
+  ];
+  const stages = await resolvePipeline('parse | icmp-echo | checksum');
+  const out: Packet[] = [];
+  const engine = new Engine(stages, { sink: (p) => out.push(p) });
+  for (const r of requests) engine.push(new Packet(Buffer.from(r)));
+  await engine.close();
+  out.forEach((p, i) => assertReplyTo(requests[i], p.data, `corner ${i}`));
+  assert.equal(out[0].data.readUInt16BE(22), 0xffff);
+  assert.equal(out[1].data.readUInt16BE(22), 0x0000);
+});

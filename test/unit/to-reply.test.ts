@@ -1,0 +1,59 @@
+/** transforms/to-reply.ts: request rewritten into a reply, changes recorded for the checksum stage. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Dirty, Packet } from '../../src/packet/packet.js';
+import { makeEchoReply, REPLY_DROP } from '../../transforms/to-reply.js';
+import { fixChecksums } from '../../transforms/checksum.js';
+import { resolvePipeline } from '../../src/pipeline/resolve.js';
+import { echoRequest, referenceChecksum } from '../helpers/packets.js';
+import { ipv4Packet, ipv6Packet, parsed, udpSegment } from './builders.js';
+
+test('type 8 becomes 0, TTL 64, id/seq/payload/options kept, changes recorded', () => {
+  const payload = Buffer.from('0123456789abcdefXYZ');
+  const buf = echoRequest({ id: 0xbeef, seq: 0x0102, ttl: 3, payload, options: Buffer.from([0x94, 0x04, 0, 0]) });
+  const before = Buffer.from(buf);
+  const p = parsed(buf);
+  assert.equal(makeEchoReply(p), p);
+  const b = p.data;
+  assert.equal(b[24], 0, 'ICMP type');
+  assert.equal(b[25], 0, 'ICMP code');
+  assert.equal(b[8], 64, 'TTL');
+  assert.equal(b[9], 1, 'protocol kept');
+  assert.equal(b.readUInt16BE(28), 0xbeef);
+  assert.equal(b.readUInt16BE(30), 0x0102);
+  assert.deepEqual(b.subarray(32), payload);
+  assert.deepEqual(b.subarray(20, 24), before.subarray(20, 24), 'options kept');
+  assert.deepEqual(b.subarray(10, 20), before.subarray(10, 20), 'checksum field and addresses untouched here');
+  assert.ok(p.dirty & Dirty.IpAdjust && p.dirty & Dirty.L4Adjust);
+  fixChecksums(p, 'incremental');
+  assert.equal(referenceChecksum(b.subarray(0, 24)), 0);
+  assert.equal(referenceChecksum(b.subarray(24)), 0);
+});
+
+test('ttl=N through the pipeline text', async () => {
+  const [s] = await resolvePipeline('to-reply ttl=1');
+  const inst = s.def.create(s.args, { name: 'to-reply', emit: () => {}, warn: () => {}, fail: () => {} });
+  const p = parsed(echoRequest({ ttl: 200 }));
+  assert.equal(inst.process(p), p);
+  assert.equal(p.data[8], 1);
+  const q = parsed(echoRequest());
+  makeEchoReply(q, 255);
+  assert.equal(q.data[8], 255);
+});
+
+test('anything but a parsed IPv4 echo request is dropped untouched', () => {
+  const short = ipv4Packet({ proto: 1, payload: Buffer.from([8, 0, 0xf7, 0xff]) });
+  const cases: Array<[string, Packet]> = [
+    ['unparsed', new Packet(echoRequest())],
+    ['IPv6', parsed(ipv6Packet(58, Buffer.from([128, 0, 0, 0, 0, 0, 0, 0])))],
+    ['UDP', parsed(ipv4Packet({ proto: 17, payload: udpSegment(Buffer.from([8, 0, 0, 0])) }))],
+    ['echo reply', parsed(echoRequest({ type: 0 }))],
+    ['ICMP of 4 bytes', parsed(short)],
+  ];
+  for (const [name, p] of cases) {
+    const before = Buffer.from(p.data);
+    assert.equal(makeEchoReply(p), REPLY_DROP.notRequest, name);
+    assert.deepEqual(p.data, before, name);
+    assert.equal(p.dirty, 0, name);
+  }
+});

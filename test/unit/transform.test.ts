@@ -1,0 +1,148 @@
+/** src/pipeline/transform.ts: stages as it-pipe transforms, with per-use counters. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pipe } from 'it-pipe';
+import { Packet } from '../../src/packet/packet.js';
+import { stageTransform, transformOf } from '../../src/pipeline/transform.js';
+import { ENGINE_DROP } from '../../src/pipeline/engine.js';
+import { HELD, type PrimitiveStageDefinition, type StageResult } from '../../src/pipeline/stage.js';
+import { parseIPv4, PARSE_DROP } from '../../transforms/parse.js';
+import { icmpEcho } from '../../transforms/icmp-echo.js';
+import { recomputeChecksum } from '../../transforms/checksum.js';
+import { swapAddrs } from '../../transforms/swap-addrs.js';
+import { toReply } from '../../transforms/to-reply.js';
+import { filterICMPEcho, ECHO_DROP } from '../../transforms/filter-icmp-echo.js';
+import { echoRequest, referenceChecksum } from '../helpers/packets.js';
+import { ipv4Packet, udpSegment } from './builders.js';
+
+async function collect(source: AsyncIterable<Packet>): Promise<Packet[]> {
+  const out: Packet[] = [];
+  for await (const p of source) out.push(p);
+  return out;
+}
+
+function mixedInput(): Buffer[] {
+  return [
+    echoRequest({ seq: 1 }),
+    Buffer.from([0x45, 0, 0]),
+    echoRequest({ seq: 2 }),
+    ipv4Packet({ proto: 17, payload: udpSegment(Buffer.alloc(4)) }),
+    echoRequest({ seq: 3, type: 0 }),
+    echoRequest({ seq: 4 }),
+  ];
+}
+
+test('parseIPv4 | icmpEcho | recomputeChecksum inside it-pipe answers the requests; lastStats counts', async () => {
+  const parse = parseIPv4();
+  const echo = icmpEcho();
+  const sum = recomputeChecksum();
+  const replies = await pipe(mixedInput(), parse, echo, sum, collect);
+  assert.deepEqual(
+    replies.map((p) => p.data.readUInt16BE(26)),
+    [1, 2, 4],
+  );
+  for (const r of replies) {
+    assert.equal(r.data[20], 0);
+    assert.equal(referenceChecksum(r.data.subarray(0, 20)), 0);
+    assert.equal(referenceChecksum(r.data.subarray(20)), 0);
+  }
+  assert.deepEqual(
+    parse.lastStats.map((s) => [s.name, s.packetsIn, s.packetsOut, s.dropped]),
+    [['parse', 6, 5, 1]],
+  );
+  assert.equal(parse.lastStats[0].reasons.get('truncated: shorter than an IPv4 header'), 1);
+  assert.deepEqual(
+    echo.lastStats.map((s) => [s.name, s.packetsIn, s.packetsOut, s.dropped]),
+    [
+      ['icmp-echo/reassemble', 5, 5, 0],
+      ['icmp-echo/filter-icmp-echo', 5, 3, 2],
+      ['icmp-echo/swap-addrs', 3, 3, 0],
+      ['icmp-echo/to-reply', 3, 3, 0],
+    ],
+  );
+  assert.deepEqual([...echo.lastStats[1].reasons].sort(), [
+    [ECHO_DROP.notIcmp, 1],
+    [ECHO_DROP.notEcho, 1],
+  ].sort());
+  assert.deepEqual(
+    sum.lastStats.map((s) => [s.packetsIn, s.packetsOut]),
+    [[3, 3]],
+  );
+  assert.equal(parse.stages[0].label, 'parse');
+  assert.deepEqual(
+    echo.stages.map((s) => s.label),
+    ['icmp-echo/reassemble', 'icmp-echo/filter-icmp-echo', 'icmp-echo/swap-addrs', 'icmp-echo/to-reply'],
+  );
+});
+
+test('the separate stages compose the same way, from an async source of Uint8Arrays', async () => {
+  async function* source() {
+    for (const b of mixedInput()) yield new Uint8Array(b);
+  }
+  const replies = await pipe(source(), parseIPv4(), filterICMPEcho(), swapAddrs(), toReply({ ttl: 9 }), recomputeChecksum({ mode: 'full' }), collect);
+  assert.equal(replies.length, 3);
+  for (const r of replies) {
+    assert.equal(r.data[8], 9);
+    assert.equal(referenceChecksum(r.data.subarray(20)), 0);
+  }
+});
+
+test('each use of a transform starts fresh counters', async () => {
+  const parse = parseIPv4();
+  await pipe([echoRequest(), Buffer.alloc(0)], parse, collect);
+  const first = parse.lastStats[0];
+  assert.deepEqual([first.packetsIn, first.packetsOut, first.dropped], [2, 1, 1]);
+  assert.equal(first.reasons.get(PARSE_DROP.empty), 1);
+  await pipe([echoRequest()], parse, collect);
+  assert.deepEqual([parse.lastStats[0].packetsIn, parse.lastStats[0].dropped], [1, 0]);
+  assert.deepEqual([first.packetsIn, first.dropped], [2, 1], 'the earlier counters are left as they were');
+});
+
+function def(name: string, process: (p: Packet, emit: (p: Packet) => void) => StageResult | Promise<StageResult>, close?: () => void): PrimitiveStageDefinition {
+  return { name, summary: name, args: [], create: (_a, ctx) => ({ process: (p) => process(p, ctx.emit), close }) };
+}
+
+test('async stages, throws, HELD, emit and close inside it-pipe', async () => {
+  let closed = 0;
+  const t = transformOf([
+    {
+      def: def(
+        'mixed',
+        async (p, emit) => {
+          const n = p.data.length;
+          if (n === 1) throw new Error('one');
+          if (n === 2) return HELD;
+          if (n === 3) return null;
+          if (n === 4) emit(new Packet(Buffer.alloc(40)));
+          return p;
+        },
+        () => void closed++,
+      ),
+      args: {},
+      label: 'mixed',
+    },
+  ]);
+  const out = await pipe([Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3), Buffer.alloc(4), Buffer.alloc(5)], t, collect);
+  assert.deepEqual(
+    out.map((p) => p.data.length),
+    [40, 4, 5],
+  );
+  const [s] = t.lastStats;
+  assert.deepEqual([s.packetsIn, s.packetsOut, s.dropped, s.held, s.emitted], [5, 2, 2, 1, 1]);
+  assert.equal(s.reasons.get('error: one'), 1);
+  assert.equal(s.reasons.get(ENGINE_DROP.filtered), 1);
+  assert.equal(closed, 1);
+});
+
+test('stageTransform checks library-given arguments', () => {
+  assert.throws(() => recomputeChecksum({ mode: 'full', bogus: 1 } as never), /stage 'checksum' has no argument 'bogus'/);
+  const needsFile: PrimitiveStageDefinition = {
+    name: 'needs',
+    summary: '',
+    args: [{ name: 'file', type: 'string', required: true, description: 'f' }],
+    create: () => ({ process: (p) => p }),
+  };
+  assert.throws(() => stageTransform(needsFile), /stage 'needs' needs its argument 'file'/);
+  assert.deepEqual(stageTransform(needsFile, { file: 'x' }).stages[0].args, { file: 'x' });
+  assert.deepEqual(toReply().stages[0].args, { ttl: 64 });
+});
