@@ -10,6 +10,8 @@ export const open = libc.func('int open(const char *path, int flags)') as (path:
 export const close = libc.func('int close(int fd)') as (fd: number) => number;
 // ssize_t is not a koffi type name; intptr_t has its size.
 export const read = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
+/** read() into raw memory: the drain loop passes slab address + offset, which allocates nothing per call. */
+export const readAt = libc.func('intptr_t read(int fd, uintptr_t buf, size_t count)') as (fd: number, addr: number, count: number) => number;
 export const write = libc.func('intptr_t write(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 /** ioctl is variadic: its third argument is passed as a (type, value) pair. */
 const ioctlRaw = libc.func('int ioctl(int fd, unsigned long request, ...)');
@@ -33,6 +35,11 @@ export function ioctlPtr(fd: number, request: number, arg: Uint8Array): number {
 
 export function ioctlInt(fd: number, request: number, arg: number): number {
   return ioctlRaw(fd, request, 'unsigned long', arg) as number;
+}
+
+/** The address of a Buffer's memory, as a number (addresses fit in 2^53). The Buffer must stay referenced. */
+export function addressOf(buf: Buffer): number {
+  return Number(koffi.address(buf));
 }
 
 export function errno(): number {

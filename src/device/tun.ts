@@ -90,6 +90,7 @@ export class TunDevice extends Duplex {
   private readonly fd: number;
   private readonly watcher: ReadinessWatcher;
   private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  private slabAddr = libc.addressOf(this.slab);
   private slabUsed = 0;
   private onPacket: ((buf: Buffer) => void) | null = null;
   private onBatchEnd: (() => void) | null = null;
@@ -167,6 +168,7 @@ export class TunDevice extends Duplex {
   private newSlab(): void {
     // Packets handed out keep the old slab alive for as long as anyone holds them.
     this.slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    this.slabAddr = libc.addressOf(this.slab);
     this.slabUsed = 0;
   }
 
@@ -174,7 +176,7 @@ export class TunDevice extends Duplex {
     const fd = this.fd;
     while (!this.fdClosed) {
       if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
-      const n = libc.read(fd, this.slab.subarray(this.slabUsed), MAX_PACKET);
+      const n = libc.readAt(fd, this.slabAddr + this.slabUsed, MAX_PACKET);
       if (n < 0) {
         const e = libc.errno();
         if (e === libc.E.EAGAIN || e === libc.E.EINTR) break;
