@@ -26,7 +26,7 @@ const IFF_NO_PI = 0x1000;
 const IFNAMSIZ = 16;
 /** Bytes kept ahead in the receive slab: the largest packet a read can return (64 KiB IP datagram). */
 const MAX_PACKET = 65536;
-const SLAB_SIZE = 1 << 20;
+const SLAB_SIZE = 1 << 17;
 
 export interface TunOptions {
   /** Interface name; empty or absent lets the kernel pick (tun0, tun1, ...). At most 15 characters. */
