@@ -63,20 +63,22 @@ export class Packet {
    * `at` is an absolute offset and must be even relative to `l3`.
    */
   setIpWord(at: number, value: number): void {
-    const old = this.word(at);
-    this.data[at] = value >> 8;
-    this.data[at + 1] = value & 0xff;
-    this.ipSumAdj += wordDelta(old, value);
+    this.ipSumAdj += this.replaceWord(at, value);
     this.dirty |= Dirty.IpAdjust;
   }
 
   /** Like `setIpWord`, for a word covered by the transport checksum (ICMP header or payload). */
   setL4Word(at: number, value: number): void {
+    this.l4SumAdj += this.replaceWord(at, value);
+    this.dirty |= Dirty.L4Adjust;
+  }
+
+  /** Writes a word and returns its RFC 1624 term. */
+  private replaceWord(at: number, value: number): number {
     const old = this.word(at);
     this.data[at] = value >> 8;
     this.data[at + 1] = value & 0xff;
-    this.l4SumAdj += wordDelta(old, value);
-    this.dirty |= Dirty.L4Adjust;
+    return wordDelta(old, value);
   }
 }
 
