@@ -67,7 +67,7 @@ function version(): string {
 function parser(argv: string[]) {
   return yargs(argv)
     .scriptName('tunpipe')
-    .usage("Usage: tunpipe [--dev NAME] [--addr CIDR]... [--mtu N] '<pipeline>'\n       tunpipe --read in.pcap [--write out.pcap] '<pipeline>'\n       tunpipe --list [STAGE]\n\nRun a packet pipeline on a Linux TUN device, or offline on pcap files.")
+    .usage("Run a packet pipeline on a Linux TUN device, or offline on pcap files.\n\nUsage:\n  tunpipe [--dev NAME] [--addr CIDR]... [--mtu N] '<pipeline>'\n  tunpipe --read in.pcap [--write out.pcap] '<pipeline>'\n  tunpipe --list [STAGE]")
     .option('dev', { type: 'string', describe: 'TUN device to open, created if missing (default: the kernel picks tunN)', group: 'Device:' })
     .option('addr', { type: 'string', describe: 'address to assign, CIDR (198.18.0.1/24, 2001:db8::1/64); repeatable; brings the link up', group: 'Device:' })
     .option('mtu', { type: 'number', describe: 'set the device MTU', group: 'Device:' })

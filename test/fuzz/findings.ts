@@ -60,7 +60,7 @@ export function formatFindings(f: Findings, seed: string): string {
       if (e.packet) lines.push(`    packet: ${hex(e.packet)}`);
     }
   }
-  if (lines.length) lines.push(`reproduce with: npm run fuzz -- --seed ${seed}`);
+  if (lines.length) lines.push(`reproduce with: npm run fuzz -- --seed ${seed}   (one round only: add --round N)`);
   return lines.join('\n');
 }
 

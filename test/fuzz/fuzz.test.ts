@@ -7,7 +7,10 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolvePipeline, type ResolvedStage } from '../../src/pipeline/resolve.js';
 import type { PrimitiveStageDefinition } from '../../src/pipeline/stage.js';
-import type { Packet } from '../../src/packet/packet.js';
+import { Packet } from '../../src/packet/packet.js';
+import { StageStats } from '../../src/pipeline/stage.js';
+import { countersProblem } from './engines.js';
+import { checksumProblem, fragmentProblem, parseProblem, swapProblem } from './properties.js';
 import { echoRequest, referenceChecksum } from '../helpers/packets.js';
 import { runFuzz, type FuzzReport } from './session.js';
 import { Findings, formatFindings } from './findings.js';
@@ -126,6 +129,37 @@ describe('fuzz: the harness catches what it looks for', () => {
     assert.match(replyProblem(zero, echoRequest({ id: 0, seq: 0, payload: Buffer.alloc(0) })) ?? '', /ICMP checksum/);
     const v = ipv4Header(reply) as Ipv4View;
     assert.equal(v.ttl, 64);
+  });
+
+  it('the single-stage properties and the counter check reject wrong results', () => {
+    const req = echoRequest({ seq: 5, payload: Buffer.alloc(100, 7) });
+    const parsed = (data: Buffer, l4 = 20, end = data.length): Packet => Object.assign(new Packet(data), { version: 4, l4, end, proto: data[9] });
+    assert.equal(parseProblem(req, [parsed(Buffer.from(req))]), null);
+    assert.match(parseProblem(req, []) ?? '', /dropped a packet whose IPv4 header is sound/);
+    assert.match(parseProblem(req, [parsed(Buffer.from(req), 24)]) ?? '', /view/);
+    const broken = Buffer.from(req);
+    broken[10] ^= 1;
+    assert.match(parseProblem(broken, [parsed(broken)]) ?? '', /passed a packet/);
+    assert.equal(checksumProblem(parsed(Buffer.from(req))), null);
+    assert.match(checksumProblem(parsed(broken)) ?? '', /header checksum/);
+    const badIcmp = Buffer.from(req);
+    badIcmp[40] ^= 1;
+    assert.match(checksumProblem(parsed(badIcmp)) ?? '', /ICMP checksum/);
+    assert.match(swapProblem(req, parsed(Buffer.from(req))) ?? '', /swapped/);
+    // fragment mtu=68: a 128-byte datagram passed whole, or cut into pieces that do not fit, is wrong.
+    const noDf = echoRequest({ frag: 0, payload: Buffer.alloc(100, 7) });
+    assert.match(fragmentProblem(noDf, [parsed(Buffer.from(noDf))], 68) ?? '', /not marked as a fragment|over the MTU/);
+    assert.match(fragmentProblem(noDf, [], 68) ?? '', /dropped/);
+    assert.equal(fragmentProblem(req, [], 68), null, 'DF set: dropping is right');
+    const stats = new StageStats('x');
+    stats.packetsIn = 3;
+    stats.packetsOut = 1;
+    stats.drop('why');
+    assert.match(countersProblem(stats) ?? '', /in 3 != out 1 \+ dropped 1/);
+    stats.packetsOut = 2;
+    assert.equal(countersProblem(stats), null);
+    stats.reasons.set('why', 2);
+    assert.match(countersProblem(stats) ?? '', /reasons add up/);
   });
 
   it('flags a pipeline that corrupts replies', async () => {

@@ -254,6 +254,12 @@ const MAKERS: [string, number, Maker][] = [
   ['echo', 20, (r) => validEcho(r)],
   ['echo with valid IP options', 6, (r) => validEcho(r, { options: validOptions(r) })],
   ['echo with garbage IP options', 5, (r) => validEcho(r, { options: r.bytes(4 * r.range(1, 10)) })],
+  ['echo with a source route option', 1, (r) => {
+    // Loose or strict source route with 1-9 addresses: well formed, yet Linux drops it (accept_source_route=0).
+    const n = r.range(1, 9);
+    const o = Buffer.concat([Buffer.from([r.pick([131, 137]), 3 + 4 * n, 4 + 4 * r.int(n + 1)]), r.bytes(4 * n)]);
+    return validEcho(r, { options: Buffer.concat([o, Buffer.alloc((4 - (o.length % 4)) % 4)]) });
+  }],
   ['bit flips of an echo request', 12, (r) => flipBits(r, validEcho(r, { options: r.chance(0.2) ? validOptions(r) : undefined }), r.range(1, 4))],
   ['truncated echo request', 6, (r) => { const b = validEcho(r); return b.subarray(0, r.int(b.length)); }],
   ['echo with trailing bytes', 3, (r) => Buffer.concat([validEcho(r), r.bytes(r.range(1, 64))])],

@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz [-- --seconds N] [-- --seed S]`: feeds random, truncated and mutated packets to every
+ * `npm run fuzz [-- --seconds N] [--seed S] [--round N]`: feeds random, truncated and mutated packets to every
  * built-in stage and to the echo pipeline (Engine and offline runPipeline), and checks the results against
  * an independent model (see ./session.ts and ./oracle.ts). Prints cases per second, then a table of drop
  * reasons; exits 1 on any finding, printing the seed and the offending packets in hex.
@@ -9,7 +9,7 @@ import { runFuzz } from './session.js';
 import { formatDrops, formatFindings } from './findings.js';
 
 function usage(message: string): never {
-  process.stderr.write(`fuzz: ${message}\nusage: node dist/test/fuzz/run.js [--seconds N] [--seed S] [--cases N]\n`);
+  process.stderr.write(`fuzz: ${message}\nusage: node dist/test/fuzz/run.js [--seconds N] [--seed S] [--cases N] [--round N]\n`);
   process.exit(2);
 }
 
@@ -17,7 +17,7 @@ async function main(): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      options: { seconds: { type: 'string' }, seed: { type: 'string' }, cases: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { seconds: { type: 'string' }, seed: { type: 'string' }, cases: { type: 'string' }, round: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
     }));
   } catch (err) {
@@ -28,10 +28,13 @@ async function main(): Promise<number> {
   if (!Number.isFinite(seconds) || seconds <= 0) usage(`--seconds takes a positive number, got '${values.seconds}'`);
   const maxCases = values.cases === undefined ? undefined : Number(values.cases);
   if (maxCases !== undefined && !(Number.isInteger(maxCases) && maxCases > 0)) usage(`--cases takes a positive whole number, got '${values.cases}'`);
+  const onlyRound = values.round === undefined ? undefined : Number(values.round);
+  if (onlyRound !== undefined && !(Number.isInteger(onlyRound) && onlyRound >= 0)) usage(`--round takes a round number from a finding, got '${values.round}'`);
+  if (onlyRound !== undefined && values.seed === undefined) usage('--round replays a round of a given run: give its --seed too');
   const seed = values.seed ?? String(Date.now() % 1_000_000_007);
   process.stdout.write(`fuzz: seed ${seed}, ${seconds} s${maxCases ? `, at most ${maxCases} cases` : ''}\n`);
 
-  const report = await runFuzz({ seed, seconds, maxCases, log: (l) => process.stdout.write(`${l}\n`) });
+  const report = await runFuzz({ seed, seconds, maxCases, onlyRound, log: (l) => process.stdout.write(`${l}\n`) });
 
   process.stdout.write(
     `fuzz: ${report.cases} cases (${Math.round(report.cases / report.seconds)}/s), ${report.packets} packets through ${report.rounds} rounds in ${report.seconds.toFixed(1)} s` +
@@ -47,10 +50,16 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (err: unknown) => {
-    process.stderr.write(`fuzz: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+// `node --test dist/test/` (npm test) runs every .js file under a test/ directory, this one included: the
+// bounded fuzz run of the suite is fuzz.test.ts, so do nothing here when started by the test runner.
+if (process.env.NODE_TEST_CONTEXT) {
+  process.stdout.write('fuzz: started by the test runner; the suite runs test/fuzz/fuzz.test.ts instead\n');
+} else {
+  main().then(
+    (code) => (process.exitCode = code),
+    (err: unknown) => {
+      process.stderr.write(`fuzz: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
