@@ -6,12 +6,13 @@
  * unfragmented, with a valid ICMP checksum, from a unicast source.
  * Drops, like the kernel's own echo (RFC 1122 3.2.2.6): not parsed, not ICMP, not an echo request, ICMP
  * shorter than 8 bytes, bad ICMP checksum, a fragment (reassemble first), a source that is unspecified,
- * broadcast or multicast, a destination that is broadcast or multicast.
+ * loopback, broadcast or multicast, a destination that is one of those, a source-routed request.
  */
 import { defineStage } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checksumIsValid } from '../src/packet/checksum.js';
-import { FLAG_MF, FRAGMENT_OFFSET_MASK, isUnanswerableSource, OFF_DST, OFF_FLAGS_FRAGMENT, OFF_SRC, PROTO_ICMP, readAddress } from '../src/packet/ipv4.js';
+import { hasSourceRoute } from '../src/packet/ipv4-options.js';
+import { FLAG_MF, FRAGMENT_OFFSET_MASK, isUnanswerableDestination, isUnanswerableSource, OFF_DST, OFF_FLAGS_FRAGMENT, OFF_SRC, PROTO_ICMP, readAddress } from '../src/packet/ipv4.js';
 import { ICMP_ECHO_REQUEST, ICMP_HEADER } from '../src/packet/icmp.js';
 import type { Packet } from '../src/packet/packet.js';
 
@@ -24,7 +25,8 @@ export const ECHO_DROP = {
   checksum: 'bad ICMP checksum',
   fragment: 'fragment (reassemble first)',
   source: 'source is unspecified, broadcast or multicast',
-  destination: 'destination is broadcast or multicast',
+  destination: 'destination is unspecified, loopback, broadcast or multicast',
+  sourceRoute: 'source-routed (LSRR/SSRR option)',
 } as const;
 
 /** Returns the packet if it is an echo request to answer, else the drop reason. */
@@ -40,7 +42,9 @@ export function checkEchoRequest(p: Packet): Packet | string {
   if (b[l4] !== ICMP_ECHO_REQUEST || b[l4 + 1] !== 0) return ECHO_DROP.notEcho;
   if (isUnanswerableSource(readAddress(b, l3 + OFF_SRC))) return ECHO_DROP.source;
   // A reply would carry this address as its source, which no host may send from.
-  if (b[l3 + OFF_DST] >= 224) return ECHO_DROP.destination;
+  if (isUnanswerableDestination(readAddress(b, l3 + OFF_DST))) return ECHO_DROP.destination;
+  // Linux drops source-routed datagrams (accept_source_route is 0 by default).
+  if (l4 - l3 > 20 && hasSourceRoute(b, l3, l4 - l3)) return ECHO_DROP.sourceRoute;
   if (!checksumIsValid(b, l4, p.end - l4)) return ECHO_DROP.checksum;
   return p;
 }

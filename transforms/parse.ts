@@ -5,7 +5,8 @@
  * Arguments: none.
  * In: raw packets from a TUN device or a RAW pcap. Out: packets whose header is sound.
  * Drops (counted by reason): truncated packets, wrong version, IHL below 5 or past the end, total length
- * below the header or past the buffer, bad IPv4 header checksum. Trailing bytes past the total length are
+ * below the header or past the buffer, bad IPv4 header checksum, malformed IP options (checked as Linux
+ * checks them on receipt: lengths, record route / timestamp / source route pointers, no option twice). Trailing bytes past the total length are
  * allowed and ignored (`end` marks the datagram's end).
  * IPv6: the fixed header is checked (version, payload length within the buffer) and `l4` points past it;
  * extension headers are left to the stages that need them.
@@ -13,6 +14,7 @@
 import { defineStage } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checkIPv4Header, ipv4HeaderLength, OFF_PROTOCOL } from '../src/packet/ipv4.js';
+import { checkIPv4Options } from '../src/packet/ipv4-options.js';
 import type { Packet } from '../src/packet/packet.js';
 
 const IPV6_HEADER = 40;
@@ -47,8 +49,13 @@ export function parsePacket(p: Packet): Packet | string {
   if (v !== 4) return PARSE_DROP.version;
   const bad = checkIPv4Header(b, l3);
   if (bad !== null) return bad;
+  const hlen = ipv4HeaderLength(b, l3);
+  if (hlen > 20) {
+    const badOptions = checkIPv4Options(b, l3, hlen);
+    if (badOptions !== null) return badOptions;
+  }
   p.version = 4;
-  p.l4 = l3 + ipv4HeaderLength(b, l3);
+  p.l4 = l3 + hlen;
   p.end = l3 + ((b[l3 + 2] << 8) | b[l3 + 3]);
   p.proto = b[l3 + OFF_PROTOCOL];
   return p;

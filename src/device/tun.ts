@@ -27,6 +27,12 @@ const IFNAMSIZ = 16;
 /** Bytes kept ahead in the receive slab: the largest packet a read can return (64 KiB IP datagram). */
 const MAX_PACKET = 65536;
 const SLAB_SIZE = 1 << 17;
+/**
+ * Packets read per wake at most. Past it the batch ends (captures are written) and the event loop turns
+ * (signals are seen) before the next wake drains on: under a flood a drain could otherwise go on for as
+ * long as the sender keeps up.
+ */
+const DRAIN_BUDGET = 256;
 
 export interface TunOptions {
   /** Interface name; empty or absent lets the kernel pick (tun0, tun1, ...). At most 15 characters. */
@@ -57,6 +63,15 @@ export interface TunCounters {
   txErrors: number;
   /** The errno of the last refused write. */
   lastTxErrno: number;
+}
+
+/** Opening /dev/net/tun itself failed: before any device is named. */
+function cloneDeviceError(e: number): TunpipeError {
+  const code = libc.errnoName(e);
+  if (e === libc.E.EPERM || e === libc.E.EACCES) {
+    return new TunpipeError(`cannot open /dev/net/tun (${code}): it is not readable and writable by you; run as root, or ask root to change its mode (ls -l /dev/net/tun)`, code);
+  }
+  return openError(e, '');
 }
 
 function openError(e: number, name: string): TunpipeError {
@@ -96,6 +111,8 @@ export class TunDevice extends Duplex {
   private onBatchEnd: (() => void) | null = null;
   private fdClosed = false;
   private vanished = false;
+  /** Stream mode: the reader's buffer is full, so reading waits for its next _read(). */
+  private consumerFull = false;
 
   /** Use `openTun()`. */
   constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll') {
@@ -174,7 +191,7 @@ export class TunDevice extends Duplex {
 
   private drain(): void {
     const fd = this.fd;
-    while (!this.fdClosed) {
+    for (let budget = DRAIN_BUDGET; budget > 0 && !this.fdClosed; budget--) {
       if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
       const n = libc.readAt(fd, this.slabAddr + this.slabUsed, MAX_PACKET);
       if (n < 0) {
@@ -185,7 +202,7 @@ export class TunDevice extends Duplex {
       }
       if (n === 0) break;
       this.deliver(this.carve(n));
-      if (this.onPacket === null && this.isPaused()) break;
+      if (this.consumerFull) break;
     }
     if (this.onBatchEnd !== null) this.onBatchEnd();
   }
@@ -197,6 +214,7 @@ export class TunDevice extends Duplex {
       this.onPacket(b);
     } else if (!this.push(b)) {
       // The consumer is behind: leave packets in the kernel queue until it reads again.
+      this.consumerFull = true;
       this.watcher.stop();
     }
   }
@@ -213,7 +231,9 @@ export class TunDevice extends Duplex {
   }
 
   override _read(): void {
-    if (this.onPacket === null) this.watcher.start();
+    if (this.onPacket !== null) return;
+    this.consumerFull = false;
+    this.watcher.start();
   }
 
   override _write(chunk: Uint8Array | { data: Uint8Array }, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -262,7 +282,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
   // Parse addresses before touching the system, so a typo changes nothing.
   const addresses: InterfaceAddress[] = (options.addresses ?? []).map(parseCidr);
   const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
-  if (fd < 0) throw openError(libc.errno(), name);
+  if (fd < 0) throw cloneDeviceError(libc.errno());
   const ifr = Buffer.alloc(40);
   ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
   ifr.writeUInt16LE((mode === 'tap' ? IFF_TAP : IFF_TUN) | IFF_NO_PI, 16);

@@ -24,3 +24,120 @@ export function copiedOptions(buf: Uint8Array, l3: number, ihl: number): Buffer 
   while (out.length % 4) out.push(0);
   return Buffer.from(out);
 }
+
+export const OPT_END = 0;
+export const OPT_NOP = 1;
+export const OPT_RR = 7;
+export const OPT_TS = 68;
+export const OPT_LSRR = 131;
+export const OPT_SSRR = 137;
+
+export const OPTION_DROP = {
+  malformed: 'malformed IP options',
+} as const;
+
+/** Calls `visit(type, at, len)` for each option of the header at `l3`; stops and returns false at a malformed one. */
+export function forEachOption(buf: Uint8Array, l3: number, ihl: number, visit: (type: number, at: number, len: number) => void): boolean {
+  let i = l3 + 20;
+  const end = l3 + ihl;
+  while (i < end) {
+    const type = buf[i];
+    if (type === OPT_END) return true;
+    if (type === OPT_NOP) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end) return false;
+    const len = buf[i + 1];
+    if (len < 2 || i + len > end) return false;
+    visit(type, i, len);
+    i += len;
+  }
+  return true;
+}
+
+/**
+ * Checks options the way Linux's ip_options_compile does for a received packet: lengths inside the header,
+ * pointers of record route, timestamp and source route options in range, no option twice. Returns a drop
+ * reason or null. Unknown options are accepted, as the kernel does.
+ */
+export function checkIPv4Options(buf: Uint8Array, l3: number, ihl: number): string | null {
+  const seen = new Set<number>();
+  let bad = false;
+  const sound = forEachOption(buf, l3, ihl, (type, at, len) => {
+    if (bad) return;
+    const ptr = buf[at + 2];
+    if (type === OPT_RR || type === OPT_LSRR || type === OPT_SSRR) {
+      const key = type === OPT_RR ? OPT_RR : OPT_LSRR;
+      if (len < 3 || ptr < 4 || seen.has(key)) bad = true;
+      else if (ptr <= len && ptr + 3 > len) bad = true;
+      seen.add(key);
+    } else if (type === OPT_TS) {
+      const flags = len >= 4 ? buf[at + 3] & 0x0f : -1;
+      const entry = flags === 0 ? 4 : flags === 1 || flags === 3 ? 8 : 0;
+      if (len < 4 || ptr < 5 || entry === 0 || seen.has(OPT_TS)) bad = true;
+      else if (ptr <= len && ptr + entry - 1 > len) bad = true;
+      seen.add(OPT_TS);
+    }
+  });
+  return !sound || bad ? OPTION_DROP.malformed : null;
+}
+
+/** True when the header carries a loose or strict source route option. */
+export function hasSourceRoute(buf: Uint8Array, l3: number, ihl: number): boolean {
+  let found = false;
+  forEachOption(buf, l3, ihl, (type) => {
+    if (type === OPT_LSRR || type === OPT_SSRR) found = true;
+  });
+  return found;
+}
+
+/** Milliseconds since midnight UT, the value of an IP timestamp (RFC 791). */
+export function ipTimestamp(nowMs: number = Date.now()): number {
+  return nowMs % 86_400_000;
+}
+
+/**
+ * Records `addr` (4 bytes) in the record route and timestamp options of the header at `l3`, `times` times,
+ * as a host does for a datagram it receives and again for the reply it sends (RFC 1122 3.2.2.6). A full
+ * option sets its overflow count (timestamps) or is left as it is (record route). Returns true if anything
+ * changed (the header checksum must then be recomputed).
+ */
+export function recordInOptions(buf: Uint8Array, l3: number, ihl: number, addr: Uint8Array, times: number, nowMs?: number): boolean {
+  let changed = false;
+  const ts = ipTimestamp(nowMs);
+  forEachOption(buf, l3, ihl, (type, at, len) => {
+    for (let k = 0; k < times; k++) {
+      const ptr = buf[at + 2];
+      if (type === OPT_RR) {
+        if (ptr + 3 > len) return;
+        buf.set(addr, at + ptr - 1);
+        buf[at + 2] = ptr + 4;
+        changed = true;
+      } else if (type === OPT_TS) {
+        const flags = buf[at + 3] & 0x0f;
+        const entry = flags === 0 ? 4 : 8;
+        if (ptr + entry - 1 > len) {
+          const overflow = buf[at + 3] >> 4;
+          if (overflow < 15) buf[at + 3] = ((overflow + 1) << 4) | flags;
+          changed = true;
+          continue;
+        }
+        let o = at + ptr - 1;
+        if (flags === 3) {
+          // Prespecified addresses: only the entry naming us gets a time.
+          if (buf[o] !== addr[0] || buf[o + 1] !== addr[1] || buf[o + 2] !== addr[2] || buf[o + 3] !== addr[3]) return;
+        }
+        if (flags === 1) buf.set(addr, o);
+        if (flags !== 0) o += 4;
+        buf[o] = ts >>> 24;
+        buf[o + 1] = (ts >>> 16) & 0xff;
+        buf[o + 2] = (ts >>> 8) & 0xff;
+        buf[o + 3] = ts & 0xff;
+        buf[at + 2] = ptr + entry;
+        changed = true;
+      }
+    }
+  });
+  return changed;
+}

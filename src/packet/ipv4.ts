@@ -80,10 +80,16 @@ export function parseIPv4Address(text: string): number | null {
 }
 
 /**
- * True for a source address that must never be answered (RFC 1122 3.2.2.6 and 3.2.1.3): unspecified
- * 0.0.0.0/8, limited broadcast, multicast 224/4 and the reserved 240/4.
+ * True for a source address that must never be answered (RFC 1122 3.2.2.6 and 3.2.1.3): "this network"
+ * 0.0.0.0/8, loopback 127/8 (a martian on any other interface), limited broadcast, multicast 224/4 and the
+ * reserved 240/4.
  */
 export function isUnanswerableSource(addr: number): boolean {
   const first = addr >>> 24;
-  return first === 0 || first >= 224;
+  return first === 0 || first === 127 || first >= 224;
+}
+
+/** True for a destination a reply could not come from: 0/8, loopback, multicast, broadcast, reserved. */
+export function isUnanswerableDestination(addr: number): boolean {
+  return isUnanswerableSource(addr);
 }

@@ -41,8 +41,10 @@ function writeError(err: unknown, target: string): TunpipeError {
 }
 
 export class PcapWriter {
-  /** Records written (or buffered to be written). */
+  /** Records written to the file (a record still in the buffer is not counted until its write succeeds). */
   packets = 0;
+  /** Records in the buffer. */
+  private pending = 0;
   /** Bytes known to be in the file: always a whole number of records. */
   private committed = 0;
   private readonly fd: number;
@@ -128,7 +130,7 @@ export class PcapWriter {
     o += RECORD_HEADER_SIZE;
     b.set(caplen === data.length ? data : data.subarray(0, caplen), o);
     this.used = o + caplen;
-    this.packets++;
+    this.pending++;
     if (this.live) this.flush();
   }
 
@@ -153,30 +155,37 @@ export class PcapWriter {
     } catch (err) {
       this.failed = writeError(err, this.live ? 'stdout' : this.target);
       // Whole records only: cut the file after the last record that was written whole.
+      const whole = this.wholeRecords(off);
       if (this.ownsFd && off > 0) {
         try {
-          ftruncateSync(this.fd, this.committed + this.wholeRecordBytes(off));
+          ftruncateSync(this.fd, this.committed + whole.bytes);
         } catch {
           /* the file is as good as the kernel left it */
         }
       }
+      this.packets += whole.records;
+      this.pending = 0;
       this.used = 0;
       throw this.failed;
     }
     this.committed += this.used;
+    this.packets += this.pending;
+    this.pending = 0;
     this.used = 0;
   }
 
-  /** How many of the first `written` buffered bytes form whole records (or the global header). */
-  private wholeRecordBytes(written: number): number {
+  /** How many of the first `written` buffered bytes form whole records (or the global header), and how many records. */
+  private wholeRecords(written: number): { bytes: number; records: number } {
     let pos = this.committed === 0 ? GLOBAL_HEADER_SIZE : 0;
-    if (pos > written) return 0;
+    let records = 0;
+    if (pos > written) return { bytes: 0, records };
     while (pos + RECORD_HEADER_SIZE <= written) {
       const next = pos + RECORD_HEADER_SIZE + this.buf.readUInt32LE(pos + 8);
       if (next > written) break;
       pos = next;
+      records++;
     }
-    return pos;
+    return { bytes: pos, records };
   }
 
   /** True once a write failed; the writer then refuses further packets. */

@@ -48,6 +48,7 @@ export function expectedReply(request: Buffer, ttl = 64): Buffer {
   r.copy(r, 12, 16, 20);
   src.copy(r, 16);
   r[8] = ttl;
+  r[6] &= ~0x40; // DF cleared, as in Linux's own replies
   r[ihlOf(r)] = 0; // type 0: echo reply
   return fixIcmpChecksum(fixIpChecksum(r));
 }

@@ -16,8 +16,23 @@ import { echoRequest, referenceChecksum } from '../helpers/packets.js';
 import { ipv4Packet, udpSegment } from './builders.js';
 import { withSeed, type Random } from './seeded-random.js';
 
+/** A unicast address a host may answer: not 0/8, 127/8 (loopback), 224/4 or above. */
 function unicast(rng: Random): string {
-  return [rng.range(1, 223), rng.int(256), rng.int(256), rng.range(1, 254)].join('.');
+  let first = rng.range(1, 223);
+  if (first === 127) first = 128;
+  return [first, rng.int(256), rng.int(256), rng.range(1, 254)].join('.');
+}
+
+/**
+ * Well-formed options that the reply keeps unchanged: NOPs and stream identifiers (type 136, 4 bytes), which
+ * a receiver accepts and does not update (unlike record route and timestamps).
+ */
+function sidOptions(rng: Random, len: number): Buffer {
+  const b = Buffer.alloc(len, 1);
+  for (let i = 0; i + 4 <= len; i += 4) {
+    if (rng.chance(0.5)) b.set([136, 4, rng.int(256), rng.int(256)], i);
+  }
+  return b;
 }
 
 function randomRequest(rng: Random): Buffer {
@@ -29,7 +44,7 @@ function randomRequest(rng: Random): Buffer {
     seq: rng.int(0x10000),
     ttl: rng.range(1, 255),
     payload: rng.bytes(len),
-    options: rng.chance(0.3) ? rng.bytes(4 * rng.range(1, 10)) : undefined,
+    options: rng.chance(0.3) ? sidOptions(rng, 4 * rng.range(1, 10)) : undefined,
     frag: rng.chance(0.5) ? 0x4000 : 0x0000,
   });
 }

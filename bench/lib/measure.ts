@@ -1,0 +1,255 @@
+/**
+ * The load and what is read around it: flood and low-rate pings against the responder, the responder's CPU
+ * time and RSS from /proc, and the namespace's ICMP counters (nstat) that say whether its replies were valid.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PEER_ADDR } from './constants.js';
+import { nsExec } from './namespace.js';
+import { percentileNearestRank } from './stats.js';
+import { oneLine } from './text.js';
+
+export const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+// ---------------------------------------------------------------------------------------------------------------
+// CPU and memory of a process
+
+export interface CpuSample {
+  /** Run time of all the process's threads, ns, from the scheduler's own accounting (schedstat). */
+  ns: number;
+  /** Times its threads were switched onto a CPU: with ns, what tells an idle process from a polling one. */
+  switches: number;
+  /** utime+stime from /proc/PID/stat in clock ticks: coarse (10 ms), kept as a cross-check of ns. */
+  ticks: number;
+}
+
+/**
+ * Why schedstat and not only utime+stime: at CLK_TCK 100 a 100,000-packet flood costs 30-50 ticks, so a tick
+ * of rounding at each end is a few % of noise on a ratio of two such numbers; schedstat counts nanoseconds.
+ * It is per thread, so the threads are summed; a thread that exits takes its time with it (Node's threads
+ * live as long as the process; the tick count, which includes dead threads, would show a gap).
+ */
+export function readCpu(pid: number): CpuSample {
+  let ns = 0;
+  let switches = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let fields: string[];
+    try {
+      fields = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ');
+    } catch {
+      continue; // the thread exited between the listing and the read
+    }
+    ns += Number(fields[0]);
+    switches += Number(fields[2]);
+  }
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces; fields after ')' start with field 3, the state.
+  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(after[11]) + Number(after[12]); // fields 14 (utime) and 15 (stime)
+  return { ns, switches, ticks };
+}
+
+export interface CpuDelta {
+  us: number;
+  switches: number;
+  ticks: number;
+}
+
+export function cpuSince(pid: number, before: CpuSample): CpuDelta {
+  const now = readCpu(pid);
+  return { us: (now.ns - before.ns) / 1000, switches: now.switches - before.switches, ticks: now.ticks - before.ticks };
+}
+
+/** The two clocks disagree by more than rounding: a thread came and went, and its time is missing from us. */
+export function cpuClocksDisagree(d: CpuDelta): boolean {
+  const fromTicks = (d.ticks / TICKS_PER_S) * 1e6;
+  return Math.abs(fromTicks - d.us) > (2 / TICKS_PER_S) * 1e6 + 0.05 * d.us;
+}
+
+export function readRssKb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kernel counters: were the replies valid?
+
+export interface IcmpCounters {
+  icmpInCsumErrors: number;
+  icmpInEchoReps: number;
+  ipInCsumErrors: number;
+}
+
+/**
+ * Absolute counters of the namespace (-a), without reading or writing nstat's history file (-s): that file is
+ * per user in /tmp and shared by every namespace, so "nstat -n; nstat" would mix with anyone else's use.
+ * The caller subtracts two snapshots.
+ */
+export async function readIcmpCounters(): Promise<IcmpCounters> {
+  const r = await nsExec(['nstat', '-asz', 'IcmpInCsumErrors', 'IcmpInEchoReps', 'IpExtInCsumErrors'], 5000);
+  const value = (name: string) => {
+    const m = new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout);
+    if (!m) throw new Error(`nstat printed no ${name}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+    return Number(m[1]);
+  };
+  return {
+    icmpInCsumErrors: value('IcmpInCsumErrors'),
+    icmpInEchoReps: value('IcmpInEchoReps'),
+    ipInCsumErrors: value('IpExtInCsumErrors'), // IP header checksum failures (dropped before ICMP sees them)
+  };
+}
+
+export interface NstatCheck {
+  valid: boolean;
+  echoReps: number;
+  /** Replies ping counted, and requests it sent: the kernel's count must lie between them. */
+  pingReceived: number;
+  pingTransmitted: number;
+  icmpCsumErrors: number;
+  ipCsumErrors: number;
+}
+
+/**
+ * Valid = no checksum errors, and every reply ping counted was also accepted by the kernel's ICMP layer.
+ * ping reads replies from a raw socket, which gets them before the kernel checks the ICMP checksum, so a
+ * responder with broken checksums still looks fine to ping; only the kernel's counters tell. The kernel may
+ * count a few more than ping: with -f -l 64 ping sends a little past -c, stops at -c replies and exits while
+ * the last ones are in flight. So the check is pingReceived <= IcmpInEchoReps <= pingTransmitted rather than
+ * strict equality.
+ */
+export function checkCounters(before: IcmpCounters, after: IcmpCounters, ping: PingSummary): NstatCheck {
+  const echoReps = after.icmpInEchoReps - before.icmpInEchoReps;
+  const icmpCsumErrors = after.icmpInCsumErrors - before.icmpInCsumErrors;
+  const ipCsumErrors = after.ipInCsumErrors - before.ipInCsumErrors;
+  const valid =
+    icmpCsumErrors === 0 && ipCsumErrors === 0 && echoReps >= ping.received && echoReps <= ping.transmitted;
+  return {
+    valid,
+    echoReps,
+    pingReceived: ping.received,
+    pingTransmitted: ping.transmitted,
+    icmpCsumErrors,
+    ipCsumErrors,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pings
+
+export interface PingSummary {
+  transmitted: number;
+  received: number;
+  timeMs: number;
+}
+
+function parsePingSummary(out: string): PingSummary {
+  const counts = /(\d+) packets transmitted, (\d+) received/.exec(out);
+  const time = /, time (\d+)ms/.exec(out);
+  if (!counts || !time) throw new Error(`no summary in ping output: ${oneLine(out)}`);
+  return { transmitted: Number(counts[1]), received: Number(counts[2]), timeMs: Number(time[1]) };
+}
+
+/** Flood ping; -l 64 keeps 64 requests in flight so the responder, not ping's pacing, is the limit. */
+export async function floodPing(count: number, deadlineS: number): Promise<PingSummary> {
+  const r = await nsExec(
+    ['ping', '-f', '-l', '64', '-c', String(count), '-q', '-w', String(deadlineS), PEER_ADDR],
+    (deadlineS + 5) * 1000,
+  );
+  // Exit status 1 only means some replies were missing at the deadline; the summary still counts.
+  return parsePingSummary(r.stdout);
+}
+
+export interface WarmupResult {
+  replies: number;
+  /**
+   * CPU per reply in each warm-up flood: it falls while the JIT compiles the hot path, then levels off. Kept
+   * in the JSON so that one can check the last one is close to the measured flood's (warm enough).
+   */
+  usCpuPerReplyByFlood: number[];
+}
+
+/**
+ * Short floods before the measured one, so that a Node responder's hot path has been compiled by the JIT (and
+ * the kernel's paths are warm for the C one too). They also prove the responder answers at all.
+ */
+export async function warmUp(pid: number, floods: number, countEach: number): Promise<WarmupResult> {
+  const res: WarmupResult = { replies: 0, usCpuPerReplyByFlood: [] };
+  for (let i = 0; i < floods; i++) {
+    const before = await readIcmpCounters();
+    const cpu = readCpu(pid);
+    const ping = await floodPing(countEach, 5);
+    const used = cpuSince(pid, cpu);
+    if (ping.received === 0) {
+      // Say why if the kernel knows: replies that arrive with bad checksums are dropped before ping sees them.
+      const after = await readIcmpCounters();
+      const ipBad = after.ipInCsumErrors - before.ipInCsumErrors;
+      const icmpBad = after.icmpInCsumErrors - before.icmpInCsumErrors;
+      const why = ipBad || icmpBad ? ` (kernel: ${ipBad} bad IP header checksums, ${icmpBad} bad ICMP checksums)` : '';
+      throw new Error(`no reply at all during warm-up${why}`);
+    }
+    res.replies += ping.received;
+    res.usCpuPerReplyByFlood.push(used.us / ping.received);
+  }
+  return res;
+}
+
+export interface FloodResult extends PingSummary {
+  cpu: CpuDelta;
+  repliesPerSec: number;
+  usCpuPerReply: number;
+  nstat: NstatCheck;
+}
+
+/** replies/s = replies ping received / the duration ping reports; CPU = the responder's, over the same flood. */
+export async function measureFlood(pid: number, count: number): Promise<FloodResult> {
+  const counters = await readIcmpCounters();
+  const cpuBefore = readCpu(pid);
+  const ping = await floodPing(count, 10);
+  const cpu = cpuSince(pid, cpuBefore);
+  const nstat = checkCounters(counters, await readIcmpCounters(), ping);
+  return {
+    ...ping,
+    cpu,
+    repliesPerSec: ping.timeMs > 0 ? ping.received / (ping.timeMs / 1000) : 0,
+    usCpuPerReply: ping.received > 0 ? cpu.us / ping.received : NaN,
+    nstat,
+  };
+}
+
+export interface LatencyResult {
+  sent: number;
+  samples: number;
+  avgUs: number;
+  p99Us: number;
+  nstat: NstatCheck;
+}
+
+/** One ping every 2 ms: the responder is idle between packets, so this is its wake-up-and-answer time. */
+export async function measureLatency(count: number): Promise<LatencyResult> {
+  const counters = await readIcmpCounters();
+  const deadlineS = Math.ceil(count * 0.004) + 3; // twice the nominal duration, plus slack
+  const r = await nsExec(['ping', '-i', '0.002', '-c', String(count), '-w', String(deadlineS), PEER_ADDR], (deadlineS + 5) * 1000);
+  const summary = parsePingSummary(r.stdout);
+  const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  const nstat = checkCounters(counters, await readIcmpCounters(), summary);
+  const avgUs = rtts.reduce((s, x) => s + x, 0) / rtts.length;
+  return { sent: summary.transmitted, samples: rtts.length, avgUs, p99Us: percentileNearestRank(rtts, 99), nstat };
+}
+
+export interface IdleResult {
+  ms: number;
+  /** CPU used while nothing arrived, µs per second of window. */
+  cpuUsPerS: number;
+  /** Times its threads ran, per second: a polling loop or a timer shows here even when its CPU is tiny. */
+  switchesPerS: number;
+}
+
+export async function measureIdle(pid: number, ms: number): Promise<IdleResult> {
+  const before = readCpu(pid);
+  await sleep(ms);
+  const d = cpuSince(pid, before);
+  return { ms, cpuUsPerS: d.us / (ms / 1000), switchesPerS: d.switches / (ms / 1000) };
+}

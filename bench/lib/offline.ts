@@ -1,0 +1,116 @@
+/**
+ * The offline bench: the engine without a device. `tunpipe --read in.pcap --write out.pcap` answers a file of
+ * generated echo requests; `tcpdump -r in.pcap -w out.pcap` on the same file is the cost of pure pcap file I/O
+ * next to it. The two alternate (tunpipe first, then tcpdump first, ...) for the same reason the online runs
+ * do: each pair sees the same machine state, so the per-pair ratio is steadier than either number alone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { runCommand, isShuttingDown, type CommandResult } from './children.js';
+import { TIME_BUDGET_S } from './constants.js';
+import { elapsedS, log } from './log.js';
+import { isValidEchoReply, scanPcap, writeEchoRequestPcap } from './pcapfile.js';
+import { fmtInt, fmtNum, oneLine } from './text.js';
+
+export const OFFLINE_PIPELINE = 'parse | icmp-echo | checksum';
+
+export interface OfflineToolRun {
+  ok: boolean;
+  note?: string;
+  /** Wall time of the whole command, Node's start-up included: the number a user of the CLI gets. */
+  wallS?: number;
+  pktsPerSec?: number;
+  outRecords?: number;
+  /** Only for tunpipe: records of out.pcap that are a correct reply (tcpdump copies requests). */
+  validReplies?: number;
+}
+
+export interface OfflinePair {
+  tunpipe: OfflineToolRun;
+  tcpdump: OfflineToolRun;
+  tunpipeFirst: boolean;
+}
+
+export interface OfflineResult {
+  packets: number;
+  pairs: OfflinePair[];
+}
+
+/** Times one command that turns the input into outFile; counts the output and, if asked, checks each reply. */
+async function timeTool(
+  cmd: string,
+  args: string[],
+  outFile: string,
+  packets: number,
+  checkReplies: boolean,
+): Promise<OfflineToolRun> {
+  let r: CommandResult;
+  // Up to a minute, but not far past the bench's time budget.
+  const timeoutS = Math.min(60, Math.max(10, TIME_BUDGET_S + 10 - elapsedS()));
+  try {
+    r = await runCommand(cmd, args, timeoutS * 1000);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, note: code === 'ENOENT' ? `${cmd} not installed` : String(err) };
+  }
+  if (r.code !== 0 || r.timedOut) {
+    const why = r.timedOut ? `timed out after ${fmtNum(timeoutS, 0)} s` : `exit ${r.code ?? r.signal}`;
+    return { ok: false, note: `${why}: ${oneLine(r.stderr)}` };
+  }
+  let validReplies = 0;
+  const countValid = (pkt: Buffer, linkType: number) => void (isValidEchoReply(pkt, linkType) && validReplies++);
+  const scan = scanPcap(outFile, checkReplies ? countValid : undefined);
+  fs.rmSync(outFile, { force: true });
+  const wallS = r.wallMs / 1000;
+  return {
+    ok: true,
+    wallS,
+    pktsPerSec: packets / wallS,
+    outRecords: scan.records,
+    validReplies: checkReplies ? validReplies : undefined,
+  };
+}
+
+export interface OfflineOptions {
+  packets: number;
+  pairs: number;
+  cli: string;
+}
+
+export async function runOffline(opts: OfflineOptions, dir: string): Promise<OfflineResult> {
+  const input = path.join(dir, 'in.pcap');
+  const t0 = performance.now();
+  writeEchoRequestPcap(input, opts.packets);
+  log(`offline: wrote ${fmtInt(opts.packets)} echo requests to ${input} in ${fmtNum((performance.now() - t0) / 1000, 1)} s`);
+  const out = path.join(dir, 'out.pcap');
+  const tunpipe = () =>
+    fs.existsSync(opts.cli)
+      ? timeTool(process.execPath, [opts.cli, '--read', input, '--write', out, OFFLINE_PIPELINE], out, opts.packets, true)
+      : Promise.resolve<OfflineToolRun>({ ok: false, note: `${opts.cli} not found` });
+  let tcpdumpMissing: string | null = null;
+  const tcpdump = async (): Promise<OfflineToolRun> => {
+    if (tcpdumpMissing !== null) return { ok: false, note: tcpdumpMissing };
+    const run = await timeTool('tcpdump', ['-r', input, '-w', out], out, opts.packets, false);
+    if (run.note?.includes('not installed')) tcpdumpMissing = run.note;
+    return run;
+  };
+  const pairs: OfflinePair[] = [];
+  for (let i = 0; i < opts.pairs && !isShuttingDown(); i++) {
+    const tunpipeFirst = i % 2 === 0;
+    const first = tunpipeFirst ? await tunpipe() : await tcpdump();
+    const second = tunpipeFirst ? await tcpdump() : await tunpipe();
+    const pair = tunpipeFirst ? { tunpipe: first, tcpdump: second, tunpipeFirst } : { tunpipe: second, tcpdump: first, tunpipeFirst };
+    pairs.push(pair);
+    log(`offline pair ${i + 1}/${opts.pairs}: tunpipe ${describeTool(pair.tunpipe)}; tcpdump ${describeTool(pair.tcpdump)}`);
+    if (!pair.tunpipe.ok) break; // the same failure again would only cost time
+  }
+  fs.rmSync(input, { force: true });
+  return { packets: opts.packets, pairs };
+}
+
+function describeTool(t: OfflineToolRun): string {
+  if (!t.ok) return `FAILED: ${t.note}`;
+  const valid = t.validReplies !== undefined ? `, ${fmtInt(t.validReplies)} valid replies` : '';
+  return `${fmtInt(t.pktsPerSec!)} pkts/s (${fmtNum(t.wallS!, 2)} s, ${fmtInt(t.outRecords!)} records${valid})`;
+}

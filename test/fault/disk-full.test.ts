@@ -1,0 +1,119 @@
+/**
+ * The disk under a capture fills up. A small tmpfs is mounted in a private mount namespace (unshare -m)
+ * inside the test's network namespace, so nothing on the host is mounted; the shell that runs tunpipe copies
+ * the capture out after tunpipe exits, before the mount goes away.
+ *
+ * Default (onerror=stop): a clear "disk is full" message, the pipeline stops, non-zero exit, and the file
+ * holds only whole packets: every one it reports as written. With onerror=continue the capture stops but
+ * pings are still answered.
+ */
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deviceTestSkipReason, TUNPIPE, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
+import { watchProcess } from '../helpers/netns-process.js';
+import { DEVICE_ADDR, exitWithin, firstBadRequest, killPidFile, PEER, pcapRecords, ping, pingInBackground, quiet, reportedWritten, shq, stackLines, tcpdumpRead, tempDir } from './support.js';
+
+/**
+ * Starts, in a private mount namespace: a 64 KiB tmpfs on DIR/mnt, tunpipe capturing to it, and after
+ * tunpipe's exit a copy of the capture to DIR/cap.pcap. tunpipe's pid is written to DIR/pid.
+ */
+function startOnSmallDisk(ns: Netns, dir: string, dev: string, pcapArgs: string): TunpipeProcess {
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  const pipeline = `parse | pcap ${mnt}/cap.pcap ${pcapArgs} | icmp-echo | checksum`;
+  const script = [
+    `mount -t tmpfs -o size=64k tunpipe-fault ${shq(mnt)} || exit 97`,
+    `${shq(process.execPath)} ${shq(TUNPIPE)} --dev ${dev} --addr ${DEVICE_ADDR} ${shq(pipeline)} &`,
+    `echo $! > ${shq(join(dir, 'pid'))}`,
+    'wait $!',
+    'rc=$?',
+    `cp ${shq(mnt)}/cap.pcap ${shq(join(dir, 'cap.pcap'))}`,
+    'exit $rc',
+  ].join('\n');
+  return watchProcess(ns.spawn('unshare', ['-m', 'sh', '-c', script]));
+}
+
+it('disk full with onerror=stop: "disk is full", pipeline stops, non-zero exit, file holds whole packets', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
+  const { dir, cleanup } = tempDir('diskfull');
+  try {
+    await withNetns(async (ns) => {
+      quiet(ns);
+      const tp = startOnSmallDisk(ns, dir, 'tpf1', '');
+      try {
+        await tp.waitFor(/device \S+ open/);
+        // 2000 requests at 100 bytes a record: about three times what 64 KiB holds.
+        const flood = pingInBackground(ns, ['-f', '-c', '2000', '-w', '10', '-q', PEER]);
+        const code = await exitWithin(tp, 10_000);
+        await flood.stop();
+        assert.notEqual(code, 'timeout', `tunpipe kept running with a full disk:\n${tp.stderr()}`);
+        assert.notEqual(code, 0, `exit ${code}: a capture that cannot be written stops the run with a failure\n${tp.stderr()}`);
+        assert.notEqual(code, 97, 'the tmpfs could not be mounted');
+        const err = tp.stderr();
+        assert.match(err, /^tunpipe: .*disk is full/m);
+        assert.deepEqual(stackLines(err), []);
+
+        const cap = join(dir, 'cap.pcap');
+        const td = tcpdumpRead(cap);
+        assert.equal(td.status, 0, td.stderr);
+        assert.doesNotMatch(td.stderr, /truncated/i, 'only whole records');
+        assert.ok(td.count > 0, 'packets written before the disk filled are kept');
+        const { records, trailing } = pcapRecords(cap);
+        assert.equal(trailing, 0, 'the file ends on a whole record');
+        assert.equal(records.length, td.count);
+        assert.equal(firstBadRequest(records), null);
+        // Never lose a packet reported as captured: what the counters call written is what the file holds.
+        assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+      } finally {
+        killPidFile(join(dir, 'pid'));
+        await tp.stop('SIGKILL');
+      }
+    }, 'tpfault');
+  } finally {
+    cleanup();
+  }
+});
+
+it('disk full with onerror=continue: the capture stops, pings after the fill are still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
+  const { dir, cleanup } = tempDir('diskcont');
+  try {
+    await withNetns(async (ns) => {
+      quiet(ns);
+      const tp = startOnSmallDisk(ns, dir, 'tpf2', 'onerror=continue');
+      try {
+        await tp.waitFor(/device \S+ open/);
+        const flood = await ping(ns, ['-f', '-c', '1500', '-w', '10', '-q', PEER]);
+        await tp.waitFor(/disk is full/, 5000);
+        assert.equal(flood.received, flood.transmitted, `every request of the flood answered, the fill included:\n${flood.output}`);
+
+        const after = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+        assert.equal(after.received, 3, `pings after the disk filled:\n${after.output}\n${tp.stderr()}`);
+
+        // SIGTERM, not SIGINT: sh starts background jobs with SIGINT ignored.
+        const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+        process.kill(pid, 'SIGTERM');
+        const code = await exitWithin(tp, 5000);
+        assert.equal(code, 0, `onerror=continue: a normal stop\n${tp.stderr()}`);
+        const err = tp.stderr();
+        assert.equal(err.split('\n').filter((l) => /disk is full/.test(l)).length, 1, `reported once:\n${err}`);
+        assert.deepEqual(stackLines(err), []);
+
+        const cap = join(dir, 'cap.pcap');
+        const td = tcpdumpRead(cap);
+        assert.equal(td.status, 0, td.stderr);
+        assert.doesNotMatch(td.stderr, /truncated/i);
+        const { records, trailing } = pcapRecords(cap);
+        assert.equal(trailing, 0);
+        assert.ok(records.length > 0);
+        assert.equal(firstBadRequest(records), null);
+        assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+      } finally {
+        killPidFile(join(dir, 'pid'));
+        await tp.stop('SIGKILL');
+      }
+    }, 'tpfault');
+  } finally {
+    cleanup();
+  }
+});

@@ -1,0 +1,129 @@
+/**
+ * User stages that misbehave. One that throws (or rejects) for some packets: those packets are dropped and
+ * counted under the error, the error is reported once with the stage's name, and other pings are answered.
+ * One that is slow (awaits 5 ms a packet) under a flood: the queue in front of it is bounded (--queue 64),
+ * what does not fit is dropped as "queue full", and memory stays bounded.
+ */
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deviceTestSkipReason, withNetns } from '../helpers/netns.js';
+import { parseCounters, reasonCount, stageRow } from '../helpers/counters.js';
+import { PEER, ping, pingInBackground, quiet, sleep, stackLines, startEcho, tempDir, vmRssKb } from './support.js';
+
+const THROWS = `// Throws for packets longer than 200 bytes.
+export default function (packet) {
+  if (packet.length > 200) throw new Error('too long for picky');
+  return packet;
+}
+`;
+
+const REJECTS = `// An async stage that rejects for packets longer than 200 bytes.
+export default async function (packet) {
+  await null;
+  if (packet.length > 200) throw new Error('too long for picky-async');
+  return packet;
+}
+`;
+
+const SLOW = `// Takes 5 ms a packet.
+export default async function (packet) {
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  return packet;
+}
+`;
+
+/** `node -e UDP_BLAST ADDR RATE MS`: sends RATE UDP datagrams a second to ADDR:9 for MS milliseconds. */
+const UDP_BLAST = `
+const dgram = require('node:dgram');
+const [addr, rate, ms] = process.argv.slice(1);
+const sock = dgram.createSocket('udp4');
+const payload = Buffer.alloc(64, 0x55);
+const perTick = Math.ceil(Number(rate) / 100);
+const timer = setInterval(() => { for (let i = 0; i < perTick; i++) sock.send(payload, 9, addr, () => {}); }, 10);
+setTimeout(() => { clearInterval(timer); sock.close(); }, Number(ms));
+`;
+
+for (const [dev, name, source] of [
+  ['tpf6', 'picky', THROWS],
+  ['tpf7', 'picky-async', REJECTS],
+] as const) {
+  it(`a user stage that ${name === 'picky' ? 'throws' : 'rejects'} for some packets: dropped, counted, reported once, other pings answered`, { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
+    const { dir, cleanup } = tempDir('userthrow');
+    try {
+      const module = join(dir, `${name}.mjs`);
+      writeFileSync(module, source);
+      await withNetns(async (ns) => {
+        quiet(ns);
+        const tp = await startEcho(ns, dev, `parse | ${module} | icmp-echo | checksum`);
+        try {
+          const big = await ping(ns, ['-s', '300', '-c', '3', '-i', '0.2', '-w', '1', PEER]);
+          assert.equal(big.received, 0, `requests the stage throws for are not answered:\n${big.output}`);
+          const small = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+          assert.equal(small.received, 3, `other requests are answered:\n${small.output}\n${tp.stderr()}`);
+          assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+
+          const err = tp.stderr();
+          const reports = err.split('\n').filter((l) => l.includes(`too long for ${name}`) && !/^\S+\s+\d+\s+\d+\s+\d+/.test(l));
+          assert.equal(reports.length, 1, `the error is reported once:\n${err}`);
+          assert.match(reports[0], new RegExp(`'${name}'`), 'with the stage name');
+          assert.deepEqual(stackLines(err), []);
+          const row = stageRow(parseCounters(err), name);
+          // ping -w keeps sending unanswered requests until its deadline: count what it sent.
+          assert.equal(row.in, big.transmitted + small.transmitted);
+          assert.equal(row.out, small.transmitted);
+          assert.equal(row.dropped, big.transmitted);
+          assert.equal(reasonCount(row, new RegExp(`too long for ${name}`)), big.transmitted);
+        } finally {
+          await tp.stop('SIGKILL');
+        }
+      }, 'tpfault');
+    } finally {
+      cleanup();
+    }
+  });
+}
+
+it('a slow user stage under a flood: bounded queue, "queue full" drops counted, memory bounded', { skip: deviceTestSkipReason(), timeout: 40_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('slow');
+  try {
+    const module = join(dir, 'slow.mjs');
+    writeFileSync(module, SLOW);
+    await withNetns(async (ns) => {
+      quiet(ns);
+      const tp = await startEcho(ns, 'tpf8', `parse | ${module} | icmp-echo | checksum`, ['--queue', '64']);
+      const pid = tp.child.pid!;
+      // ping paces itself by the replies, so on its own it never outruns a slow stage for long. Next to a
+      // ping flood, 2000 UDP datagrams a second that nobody answers (open loop) keep the stage, which
+      // passes 200 a second, overloaded for the whole run.
+      const floods = [pingInBackground(ns, ['-f', '-c', '100000', '-w', '5', '-q', PEER])];
+      const blaster = ns.spawn(process.execPath, ['-e', UDP_BLAST, PEER, '2000', '4500']);
+      try {
+        await sleep(1500);
+        const early = vmRssKb(pid);
+        await sleep(2500);
+        const late = vmRssKb(pid);
+        const answered = (await Promise.all(floods.map((f) => f.done))).reduce((n, r) => n + r.received, 0);
+        t.diagnostic(`VmRSS ${early} KiB at 1.5 s, ${late} KiB at 4 s; ${answered} pings answered`);
+        assert.ok(early < 200 * 1024 && late < 200 * 1024, `resident memory ${early} KiB, then ${late} KiB`);
+        assert.ok(late - early < 5 * 1024, `memory grew from ${early} KiB to ${late} KiB in 2 s under a steady overload`);
+        assert.ok(answered > 0, 'the slow stage still lets packets through');
+
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+        const row = stageRow(parseCounters(tp.stderr()), 'slow');
+        const full = reasonCount(row, /^queue full/);
+        t.diagnostic(`slow stage: in ${row.in}, out ${row.out}, queue-full drops ${full}`);
+        assert.ok(full > 0, `drops for a full queue expected:\n${tp.stderr()}`);
+        assert.equal(row.in, row.out + row.dropped, `counters of the slow stage add up:\n${tp.stderr()}`);
+        assert.ok(row.out >= answered, `${row.out} passed the slow stage, ${answered} replies`);
+      } finally {
+        blaster.kill('SIGKILL');
+        await Promise.all(floods.map((f) => f.stop()));
+        await tp.stop('SIGKILL');
+      }
+    }, 'tpfault');
+  } finally {
+    cleanup();
+  }
+});
