@@ -31,6 +31,7 @@ export const OPT_RR = 7;
 export const OPT_TS = 68;
 export const OPT_LSRR = 131;
 export const OPT_SSRR = 137;
+export const OPT_ROUTER_ALERT = 148;
 
 export const OPTION_DROP = {
   malformed: 'malformed IP options',
@@ -56,10 +57,16 @@ export function forEachOption(buf: Uint8Array, l3: number, ihl: number, visit: (
   return true;
 }
 
+/** Bytes of one timestamp entry for the option's flags: 4 (time only), 8 (address and time), 0 (unknown). */
+function timestampEntry(flags: number): number {
+  return flags === 0 ? 4 : flags === 1 || flags === 3 ? 8 : 0;
+}
+
 /**
  * Checks options the way Linux's ip_options_compile does for a received packet: lengths inside the header,
- * pointers of record route, timestamp and source route options in range, no option twice. Returns a drop
- * reason or null. Unknown options are accepted, as the kernel does.
+ * record route, timestamp and source route pointers in range, no option twice, a full timestamp option
+ * whose overflow count can still go up, router alert of 4 bytes. Returns a drop reason or null. Unknown
+ * options and timestamp flags are accepted, as the kernel does.
  */
 export function checkIPv4Options(buf: Uint8Array, l3: number, ihl: number): string | null {
   const seen = new Set<number>();
@@ -67,17 +74,24 @@ export function checkIPv4Options(buf: Uint8Array, l3: number, ihl: number): stri
   const sound = forEachOption(buf, l3, ihl, (type, at, len) => {
     if (bad) return;
     const ptr = buf[at + 2];
-    if (type === OPT_RR || type === OPT_LSRR || type === OPT_SSRR) {
-      const key = type === OPT_RR ? OPT_RR : OPT_LSRR;
-      if (len < 3 || ptr < 4 || seen.has(key)) bad = true;
-      else if (ptr <= len && ptr + 3 > len) bad = true;
-      seen.add(key);
+    if (type === OPT_RR) {
+      bad = len < 3 || ptr < 4 || seen.has(OPT_RR) || (ptr <= len && ptr + 3 > len);
+      seen.add(OPT_RR);
+    } else if (type === OPT_LSRR || type === OPT_SSRR) {
+      bad = len < 3 || ptr < 4 || seen.has(OPT_LSRR);
+      seen.add(OPT_LSRR);
     } else if (type === OPT_TS) {
-      const flags = len >= 4 ? buf[at + 3] & 0x0f : -1;
-      const entry = flags === 0 ? 4 : flags === 1 || flags === 3 ? 8 : 0;
-      if (len < 4 || ptr < 5 || entry === 0 || seen.has(OPT_TS)) bad = true;
-      else if (ptr <= len && ptr + entry - 1 > len) bad = true;
+      if (len < 4 || ptr < 5 || seen.has(OPT_TS)) bad = true;
+      else {
+        const flags = buf[at + 3] & 0x0f;
+        const entry = timestampEntry(flags);
+        if (ptr <= len) bad = ptr + 3 > len || (entry === 8 && ptr + 7 > len);
+        // Full: the receiver counts an overflow, and a count already at 15 is an error.
+        else bad = flags !== 3 && buf[at + 3] >> 4 === 15;
+      }
       seen.add(OPT_TS);
+    } else if (type === OPT_ROUTER_ALERT) {
+      bad = len < 4;
     }
   });
   return !sound || bad ? OPTION_DROP.malformed : null;
@@ -90,6 +104,15 @@ export function hasSourceRoute(buf: Uint8Array, l3: number, ihl: number): boolea
     if (type === OPT_LSRR || type === OPT_SSRR) found = true;
   });
   return found;
+}
+
+/**
+ * True when a pointer moved to `next` would point at a slot too short for an entry: an option a receiver
+ * rejects as malformed (a pointer that was not on an entry boundary to begin with). Such an option is left
+ * as it came rather than made invalid.
+ */
+function leavesPartialSlot(next: number, len: number, entry: number): boolean {
+  return next <= len && next + entry - 1 > len;
 }
 
 /** Milliseconds since midnight UT, the value of an IP timestamp (RFC 791). */
@@ -110,19 +133,25 @@ export function recordInOptions(buf: Uint8Array, l3: number, ihl: number, addr: 
     for (let k = 0; k < times; k++) {
       const ptr = buf[at + 2];
       if (type === OPT_RR) {
-        if (ptr + 3 > len) return;
+        if (ptr + 3 > len || leavesPartialSlot(ptr + 4, len, 4)) return;
         buf.set(addr, at + ptr - 1);
         buf[at + 2] = ptr + 4;
         changed = true;
       } else if (type === OPT_TS) {
         const flags = buf[at + 3] & 0x0f;
-        const entry = flags === 0 ? 4 : 8;
+        const entry = timestampEntry(flags);
+        if (entry === 0) return;
         if (ptr + entry - 1 > len) {
+          // Full: count the overflow once, as the receiving host; the sender adds nothing (as Linux). The
+          // count stops at 14: a reply carrying 15 would be dropped by the pinging host as malformed.
           const overflow = buf[at + 3] >> 4;
-          if (overflow < 15) buf[at + 3] = ((overflow + 1) << 4) | flags;
-          changed = true;
-          continue;
+          if (k === 0 && flags !== 3 && overflow < 14) {
+            buf[at + 3] = ((overflow + 1) << 4) | flags;
+            changed = true;
+          }
+          return;
         }
+        if (leavesPartialSlot(ptr + entry, len, entry)) return;
         let o = at + ptr - 1;
         if (flags === 3) {
           // Prespecified addresses: only the entry naming us gets a time.

@@ -1,12 +1,12 @@
 /**
  * What single built-in stages must do, checked with reference code of our own:
- * - parse passes exactly the packets whose IP header is sound, and its view (l4, end, proto) is right;
+ * - parse passes exactly the packets whose IP header (options included) is sound, and its view is right;
  * - after checksum, the IPv4 header checksum and the ICMP/TCP/UDP checksum of a whole datagram verify;
  * - swap-addrs exchanges source and destination and nothing else in the addresses.
  */
 import { referenceChecksum } from '../helpers/packets.js';
 import type { Packet } from '../../src/packet/packet.js';
-import { ipv4Header, isFragment, ReassemblyModel } from './oracle.js';
+import { checkOptions, ipv4Header, isFragment, ReassemblyModel } from './oracle.js';
 
 export interface ParsedReference {
   version: 4 | 6;
@@ -26,6 +26,9 @@ export function referenceParse(d: Uint8Array): ParsedReference | null {
   }
   const v = ipv4Header(d);
   if (typeof v === 'string') return null;
+  // Malformed options make a receiver drop the packet (ip_options_compile), as parse does.
+  const opts = checkOptions(d.subarray(20, v.ihl));
+  if (!opts.ok && opts.why.startsWith('malformed')) return null;
   return { version: 4, l4: v.ihl, end: v.total, proto: v.proto };
 }
 
