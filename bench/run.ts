@@ -7,30 +7,33 @@
  *   - CPU per reply: the responder's own CPU time over that flood (all threads, schedstat, ns) / replies;
  *   - latency at low load: `ping -i 0.002`, average and p99 of the per-packet RTTs;
  *   - idle: its CPU time and wake-ups over a window with no traffic (should be ~0: no polling);
- *   - memory: RSS after warm-up and at the end of each run, and across one long flood (the "soak");
- *   - validity: the namespace's kernel counters (nstat: no checksum errors, IcmpInEchoReps = the replies ping
- *     counted), every request in the pcap of the capturing pipeline, exit on SIGTERM without SIGKILL;
+ *   - memory: RSS after warm-up and at the end of each process's life, and across one long flood (the "soak");
+ *   - validity: the kernel's counters in its namespace (nstat: no checksum errors, IcmpInEchoReps = the replies
+ *     ping counted), every request in the capturing pipeline's pcap, exit on SIGTERM without SIGKILL;
  *   - offline: `tunpipe --read in.pcap --write out.pcap` on 1,000,000 generated echo requests (packets/s,
  *     every output record a valid reply), next to `tcpdump -r in.pcap -w out.pcap` on the same file.
  *
- * HOW the numbers are compared: on a shared 2-core machine the ping client's own speed drifts by 2x from one
- * minute to the next, so absolute numbers from different moments cannot be compared. The bench therefore runs
- * BLOCKS: every responder once, back to back, in the table's order in even blocks and reversed in odd ones
- * (ABC, CBA, ...: a linear drift then hits every position alike). Each run is short (start, warm-up flood so
- * the JIT has compiled the hot path, measured flood of 100,000 requests, 500 low-rate pings, idle window,
- * SIGTERM). A candidate is compared with the reference run of the SAME block (ratio of replies/s and of CPU per
- * reply, difference of RTT), and the table gives the median of those per-block values with their min..max;
- * verdicts are on that median (see lib/paired.ts). Absolute medians are shown next to it.
+ * HOW the numbers are compared: on a shared 2-core machine the ping client's own speed changes by 2x from one
+ * moment to the next (other people's load; whether the scheduler puts ping and the responder on one core or
+ * two), so numbers taken at different moments cannot be compared. So the bench is PAIRED: each responder has
+ * its own namespace, and all of them are started together (a SESSION, lib/session.ts); then come BLOCKS, in
+ * which each responder gets a 100,000-request flood, one right after the other, then 500 low-rate pings each,
+ * in the table's order in even blocks and reversed in odd ones (ABC, CBA, ...: a linear drift hits every
+ * position alike). A candidate is compared with the reference's measurement of the SAME block (ratio of
+ * replies/s and of CPU per reply, difference of RTT), and the table gives the median of those per-block values
+ * with their min..max; verdicts are on that median (lib/paired.ts). Absolute medians are shown next to it.
+ * Sessions of 4 blocks, 3 by default: fresh processes each time, each warmed up by short floods until its CPU
+ * per reply stops falling (the JIT is done).
  *
- * Safety: everything that touches the network happens in a private network namespace `tpbench-<pid>` (created
- * here, removed at the end, on failure and on SIGINT/SIGTERM, after the child processes are stopped); nothing is
- * configured in the host namespace. The device is `tpb0` with 198.18.0.1/24 (RFC 2544's benchmarking range), and
- * ping targets only 198.18.0.2 through it. Every ping is bounded by -c and -w, every wait by a timeout, and the
- * whole bench by a time budget (blocks that would not fit are skipped and reported).
+ * Safety: everything that touches the network happens in private network namespaces `tpbench-<pid>-<n>`
+ * (created here, removed at the end, on failure and on SIGINT/SIGTERM, after the child processes are stopped);
+ * nothing is configured in the host namespace. In each, the device is `tpb0` with 198.18.0.1/24 (RFC 2544's
+ * benchmarking range), and ping targets only 198.18.0.2 through it. Every ping is bounded by -c and -w, every
+ * wait by a timeout, and the whole bench by a time budget (blocks that would not fit are skipped and reported).
  *
- * Modules: lib/namespace.ts (namespace, temp dir, cleanup on signals), lib/children.ts (child processes),
+ * Modules: lib/namespace.ts (namespaces, temp dir, cleanup on signals), lib/children.ts (child processes),
  * lib/responders.ts (the responder table, start/stop, device readiness), lib/measure.ts (pings, CPU, RSS,
- * nstat), lib/run-responder.ts (one run; the soak), lib/paired.ts and lib/stats.ts (the statistics),
+ * nstat), lib/session.ts (a session of blocks; the soak), lib/paired.ts and lib/stats.ts (the statistics),
  * lib/pcapfile.ts (writing and scanning pcap files), lib/offline.ts, lib/report.ts (table and JSON).
  */
 import * as fs from 'node:fs';
@@ -64,15 +67,7 @@ import {
   UsageError,
   type ResponderSpec,
 } from './lib/responders.js';
-import {
-  describeRun,
-  runResponderOnce,
-  runSoak,
-  type RunCounts,
-  type RunRecord,
-  type Setup,
-  type SoakResult,
-} from './lib/run-responder.js';
+import { runSession, runSoak, type BlockInfo, type Measurement, type ResponderLife, type RunCounts, type Setup, type Slot, type SoakResult } from './lib/session.js';
 import { fmtInt } from './lib/text.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -80,7 +75,7 @@ import { fmtInt } from './lib/text.js';
 
 interface Options {
   quick: boolean;
-  /** Blocks of back-to-back runs, i.e. pairs per candidate (--pairs, or its older name --rounds). */
+  /** Blocks, i.e. pairs per candidate (--pairs, or its older name --rounds). */
   pairs: number;
   counts: RunCounts;
   soakSeconds: number;
@@ -93,7 +88,7 @@ interface Options {
 
 const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js [options]; needs root)
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
-  --pairs N      blocks of back-to-back runs, one pair per candidate and block (default 8); --rounds N: the same
+  --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      echo requests per measured flood (default 100,000)
   --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all);
                  without ref there are no paired ratios, only absolute numbers
@@ -134,13 +129,11 @@ function parseOptions(argv: string[]): Options | null {
   const only = values.only === undefined ? null : new Set(values.only.split(',').map((s) => s.trim()).filter(Boolean));
   return {
     quick,
-    pairs: positiveInt(values.pairs ?? values.rounds, values.pairs ? '--pairs' : '--rounds', quick ? 2 : 8),
+    pairs: positiveInt(values.pairs ?? values.rounds, values.pairs ? '--pairs' : '--rounds', quick ? 2 : 12),
     counts: {
-      // Measured here: a fresh tunpipe's CPU per packet falls from ~17 µs over the first 5,000 requests to its
-      // plateau after 15,000-40,000 (varies run to run), so two floods of 20,000; the JSON keeps the CPU per
-      // reply of each (warmup.usCpuPerReplyByFlood) to compare with the measured flood's.
-      warmupFloods: 2,
       warmup: quick ? 10_000 : 20_000,
+      warmupMinFloods: 2,
+      warmupMaxFloods: 6,
       flood: positiveInt(values.count, '--count', quick ? 30_000 : 100_000),
       latency: quick ? 200 : 500,
       idleMs: quick ? 500 : 1000,
@@ -155,11 +148,23 @@ function parseOptions(argv: string[]): Options | null {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Time budget
+// Sessions and the time budget
 
-/** Nominal seconds of one run: start and stop, the pings at the rates they usually reach here, the idle window. */
-function nominalRunS(c: RunCounts): number {
-  return 1.5 + (c.warmupFloods * c.warmup) / 100_000 + c.flood / 100_000 + c.latency * 0.0021 + c.idleMs / 1000;
+/**
+ * Blocks per session. More blocks per session: less time spent starting and warming up; more sessions: more
+ * fresh processes, so that one start (JIT decisions, heap layout) does not decide the result. Even, so that
+ * each session has as many ABC blocks as CBA ones.
+ */
+const BLOCKS_PER_SESSION = 4;
+
+/** Nominal seconds of one block: each responder's flood and latency test, with the nstat reads around them. */
+function nominalBlockS(c: RunCounts, responders: number): number {
+  return responders * (0.3 + c.flood / 150_000 + 0.2 + c.latency * 0.0021);
+}
+
+/** Nominal seconds of a session without its blocks: start, warm-up, idle window, stop. */
+function sessionOverheadS(c: RunCounts, responders: number): number {
+  return responders * (1 + (c.warmupMaxFloods * c.warmup) / 150_000) + c.idleMs / 1000 + 1;
 }
 
 /** What to keep free for the soak and the offline part, so that the blocks do not eat their time. */
@@ -176,41 +181,40 @@ function fitsBudget(seconds: number, what: string, skipped: string[]): boolean {
   return false;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// The blocks
-
-interface BlocksOutcome {
-  runs: RunRecord[];
-  blocks: { block: number; order: string[] }[];
-  /** Ended early: a failed run without --keep-going, or a signal. */
+interface SessionsOutcome {
+  blocks: BlockInfo[];
+  lives: ResponderLife[];
+  measurements: Measurement[];
+  sessions: number;
+  /** Ended early: a failure without --keep-going, or a signal. */
   stopped: boolean;
 }
 
 /**
- * Every responder once per block, the order reversed in every other block. A block starts only if it fits in
- * the budget at the pace of the slowest block so far (a slow responder makes pings run to their -w).
+ * Sessions of BLOCKS_PER_SESSION blocks until opts.pairs blocks are done. A block starts only if it fits in
+ * the budget at the pace of the slowest block so far (a slow responder makes pings run to their -w), with time
+ * left to end the session and for what comes after the blocks.
  */
-async function runBlocks(specs: ResponderSpec[], opts: Options, setup: Setup, reserveS: number, skipped: string[]): Promise<BlocksOutcome> {
-  const out: BlocksOutcome = { runs: [], blocks: [], stopped: false };
-  let slowestBlockS = 0;
-  for (let block = 0; block < opts.pairs; block++) {
-    const order = block % 2 === 0 ? specs : [...specs].reverse();
-    const estimateS = Math.max(nominalRunS(opts.counts) * order.length, slowestBlockS);
-    if (elapsedS() + estimateS + reserveS > TIME_BUDGET_S) {
-      skipped.push(`blocks ${block + 1}..${opts.pairs} of ${opts.pairs} (time budget)`);
-      log(`skipping blocks ${block + 1}..${opts.pairs}: they would not fit in the ${TIME_BUDGET_S} s budget`);
-      break;
-    }
-    const started = elapsedS();
-    out.blocks.push({ block, order: order.map((s) => s.label) });
-    for (const [position, spec] of order.entries()) {
-      const rec = await runResponderOnce(spec, { block, position }, opts.counts, setup);
-      if (isShuttingDown()) return { ...out, stopped: true }; // interrupted: its failure is ours, not the responder's
-      out.runs.push(rec);
-      log(`[block ${block + 1}/${opts.pairs}] ${spec.label}: ${describeRun(rec)}`);
-      if (!rec.ok && !opts.keepGoing) return { ...out, stopped: true };
-    }
-    slowestBlockS = Math.max(slowestBlockS, elapsedS() - started);
+async function runSessions(slots: Slot[], opts: Options, setup: Setup, reserveS: number, skipped: string[]): Promise<SessionsOutcome> {
+  const out: SessionsOutcome = { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
+  const teardownS = opts.counts.idleMs / 1000 + 1;
+  const blockS = () => Math.max(nominalBlockS(opts.counts, slots.length), ...out.blocks.map((b) => b.durationS));
+  const fits = (extraS: number) => elapsedS() + extraS + blockS() + teardownS + reserveS <= TIME_BUDGET_S;
+  while (out.blocks.length < opts.pairs) {
+    if (!fits(sessionOverheadS(opts.counts, slots.length))) break;
+    const want = Math.min(BLOCKS_PER_SESSION, opts.pairs - out.blocks.length);
+    const plan = { session: out.sessions, firstBlock: out.blocks.length, blocks: want, nextBlockFits: () => fits(0), keepGoing: opts.keepGoing };
+    const res = await runSession(slots, plan, opts.counts, setup);
+    out.sessions++;
+    out.blocks.push(...res.blocks);
+    out.lives.push(...res.lives);
+    out.measurements.push(...res.measurements);
+    if (isShuttingDown() || res.stopped) return { ...out, stopped: true };
+    if (res.blocks.length < want) break; // the budget cut the session short
+  }
+  if (out.blocks.length < opts.pairs) {
+    skipped.push(`blocks ${out.blocks.length + 1}..${opts.pairs} of ${opts.pairs} (time budget)`);
+    log(`skipped blocks ${out.blocks.length + 1}..${opts.pairs}: they would not fit in the ${TIME_BUDGET_S} s budget`);
   }
   return out;
 }
@@ -233,7 +237,6 @@ async function main(): Promise<number> {
     return 2;
   }
   const offlineWanted = opts.only === null || opts.only.has('offline');
-  const soakSpec = specs.find((s) => s.soak);
   if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
     console.error(`bench: ${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
     return 1;
@@ -241,36 +244,40 @@ async function main(): Promise<number> {
   ensureRoot();
   installCleanupOnSignals();
   removeStaleNamespaces();
-  const ns = createNamespace();
+  // One namespace per responder, kept for the whole bench (sessions and the soak reuse them).
+  const slots: Slot[] = specs.map((spec, i) => ({ spec, ns: createNamespace(i) }));
   const tmpDir = makeTmpDir();
   const setup: Setup = { tmpDir, refBinary: compileReference(tmpDir) };
-  log(`${machineLine()}\nnamespace ${ns}, temp dir ${tmpDir}`);
+  log(`${machineLine()}\nnamespaces ${slots.map((s) => s.ns).join(', ') || '(none)'}, temp dir ${tmpDir}`);
 
   const skipped: string[] = [];
-  const reserveS = reservedAfterBlocksS(opts, soakSpec !== undefined, offlineWanted);
-  const { runs, blocks, stopped } = specs.length
-    ? await runBlocks(specs, opts, setup, reserveS, skipped)
-    : { runs: [], blocks: [], stopped: false };
-  if (stopped) skipped.push('the rest, after the first failed run (--keep-going goes on)');
+  const soakSlot = slots.find((s) => s.spec.soak);
+  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted);
+  const outcome: SessionsOutcome = slots.length
+    ? await runSessions(slots, opts, setup, reserveS, skipped)
+    : { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
+  const stopped = outcome.stopped;
+  if (stopped) skipped.push('the rest, after the first failure (--keep-going goes on)');
 
   let soak: SoakResult | null = null;
-  if (!stopped && soakSpec && fitsBudget(opts.soakSeconds + 4, `${soakSpec.label} soak`, skipped)) {
-    soak = await runSoak(soakSpec, opts.soakSeconds, opts.counts, setup);
-    if (!isShuttingDown()) log(`soak ${soakSpec.label}: ${soak.ok ? `RSS ${soak.rssStartKb} → ${soak.rssEndKb} kB` : `FAILED: ${soak.error}`}`);
+  if (!stopped && soakSlot && fitsBudget(opts.soakSeconds + 4, `${soakSlot.spec.label} soak`, skipped)) {
+    soak = await runSoak(soakSlot, opts.soakSeconds, opts.counts, setup);
+    if (!isShuttingDown()) log(`soak ${soakSlot.spec.label}: ${soak.ok ? `RSS ${soak.rssStartKb} → ${soak.rssEndKb} kB` : `FAILED: ${soak.error}`}`);
   }
   let offline: OfflineResult | null = null;
   if (!stopped && offlineWanted && fitsBudget(reservedAfterBlocksS(opts, false, true), 'offline bench', skipped)) {
     offline = await runOffline({ packets: opts.offlinePackets, pairs: opts.offlinePairs, cli: opts.cli }, tmpDir);
   }
 
-  const { rows, comparisons } = buildRows(specs, runs, soak, offline);
+  const { rows, comparisons } = buildRows(specs, outcome.measurements, outcome.lives, soak, offline);
   const report: Report = {
     machine: machineLine(),
-    statistics: statisticsLine(blocks.length, specs.map((s) => s.label), comparisons),
+    statistics: statisticsLine(outcome.blocks, outcome.sessions, specs.map((s) => s.label), comparisons),
     options: { ...opts, only: opts.only ? [...opts.only] : null },
     durationS: elapsedS(),
-    blocks,
-    runs,
+    blocks: outcome.blocks,
+    lives: outcome.lives,
+    measurements: outcome.measurements,
     comparisons,
     soak,
     offline,
@@ -281,8 +288,8 @@ async function main(): Promise<number> {
   const c = opts.counts;
   printReport(
     report,
-    `per run: warm-up ${c.warmupFloods} × ping -f -l 64 -c ${fmtInt(c.warmup)}, then measured ping -f -l 64 -c ${fmtInt(c.flood)}; ` +
-      `latency ping -i 0.002 -c ${fmtInt(c.latency)}; idle ${c.idleMs} ms; ref = bench/echo-ref.c (C, blocking ` +
+    `warm-up: ping -f -l 64 -c ${fmtInt(c.warmup)}, ${c.warmupMinFloods}..${c.warmupMaxFloods} times until CPU/reply settles; per block and responder: ping -f -l 64 -c ${fmtInt(c.flood)}, ` +
+      `then ping -i 0.002 -c ${fmtInt(c.latency)}; idle ${c.idleMs} ms per session; ref = bench/echo-ref.c (C, blocking ` +
       `read/write); offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests`,
   );
   return harnessOrValidityFailed(report) ? 1 : 0;

@@ -88,8 +88,8 @@ export interface IcmpCounters {
  * per user in /tmp and shared by every namespace, so "nstat -n; nstat" would mix with anyone else's use.
  * The caller subtracts two snapshots.
  */
-export async function readIcmpCounters(): Promise<IcmpCounters> {
-  const r = await nsExec(['nstat', '-asz', 'IcmpInCsumErrors', 'IcmpInEchoReps', 'IpExtInCsumErrors'], 5000);
+export async function readIcmpCounters(ns: string): Promise<IcmpCounters> {
+  const r = await nsExec(ns, ['nstat', '-asz', 'IcmpInCsumErrors', 'IcmpInEchoReps', 'IpExtInCsumErrors'], 5000);
   const value = (name: string) => {
     const m = new RegExp(`^${name}\\s+(\\d+)`, 'm').exec(r.stdout);
     if (!m) throw new Error(`nstat printed no ${name}: ${r.stdout.trim()} ${r.stderr.trim()}`);
@@ -153,8 +153,9 @@ function parsePingSummary(out: string): PingSummary {
 }
 
 /** Flood ping; -l 64 keeps 64 requests in flight so the responder, not ping's pacing, is the limit. */
-export async function floodPing(count: number, deadlineS: number): Promise<PingSummary> {
+export async function floodPing(ns: string, count: number, deadlineS: number): Promise<PingSummary> {
   const r = await nsExec(
+    ns,
     ['ping', '-f', '-l', '64', '-c', String(count), '-q', '-w', String(deadlineS), PEER_ADDR],
     (deadlineS + 5) * 1000,
   );
@@ -164,34 +165,49 @@ export async function floodPing(count: number, deadlineS: number): Promise<PingS
 
 export interface WarmupResult {
   replies: number;
-  /**
-   * CPU per reply in each warm-up flood: it falls while the JIT compiles the hot path, then levels off. Kept
-   * in the JSON so that one can check the last one is close to the measured flood's (warm enough).
-   */
+  /** CPU per reply in each warm-up flood: it falls while the JIT compiles the hot path, then levels off. */
   usCpuPerReplyByFlood: number[];
+  /** The last two floods agreed (see warmUp); false: it stopped at the maximum number of floods. */
+  settled: boolean;
 }
 
+/** Two consecutive warm-up floods within this fraction of each other: the JIT is done with the hot path. */
+const WARM_SETTLED_WITHIN = 0.1;
+
 /**
- * Short floods before the measured one, so that a Node responder's hot path has been compiled by the JIT (and
- * the kernel's paths are warm for the C one too). They also prove the responder answers at all.
+ * Short floods before the measured ones, until the responder is warm: a fresh tunpipe costs ~15 µs per reply
+ * over its first 5,000 requests and levels off near 4 µs after 15,000-40,000 (it varies from start to start),
+ * so a fixed count is either wasteful or sometimes too short. Flood until two consecutive floods cost the same
+ * CPU per reply (±10%), at least minFloods, at most maxFloods. The C reference settles at once. The floods also
+ * prove the responder answers at all.
  */
-export async function warmUp(pid: number, floods: number, countEach: number): Promise<WarmupResult> {
-  const res: WarmupResult = { replies: 0, usCpuPerReplyByFlood: [] };
-  for (let i = 0; i < floods; i++) {
-    const before = await readIcmpCounters();
+export async function warmUp(
+  ns: string,
+  pid: number,
+  countEach: number,
+  minFloods: number,
+  maxFloods: number,
+): Promise<WarmupResult> {
+  const res: WarmupResult = { replies: 0, usCpuPerReplyByFlood: [], settled: false };
+  while (res.usCpuPerReplyByFlood.length < maxFloods) {
+    const before = await readIcmpCounters(ns);
     const cpu = readCpu(pid);
-    const ping = await floodPing(countEach, 5);
+    const ping = await floodPing(ns, countEach, 5);
     const used = cpuSince(pid, cpu);
     if (ping.received === 0) {
       // Say why if the kernel knows: replies that arrive with bad checksums are dropped before ping sees them.
-      const after = await readIcmpCounters();
+      const after = await readIcmpCounters(ns);
       const ipBad = after.ipInCsumErrors - before.ipInCsumErrors;
       const icmpBad = after.icmpInCsumErrors - before.icmpInCsumErrors;
       const why = ipBad || icmpBad ? ` (kernel: ${ipBad} bad IP header checksums, ${icmpBad} bad ICMP checksums)` : '';
       throw new Error(`no reply at all during warm-up${why}`);
     }
     res.replies += ping.received;
-    res.usCpuPerReplyByFlood.push(used.us / ping.received);
+    const costs = res.usCpuPerReplyByFlood;
+    costs.push(used.us / ping.received);
+    const [prev, last] = costs.slice(-2);
+    res.settled = costs.length >= 2 && Math.abs(last! - prev!) <= WARM_SETTLED_WITHIN * prev!;
+    if (costs.length >= minFloods && res.settled) break;
   }
   return res;
 }
@@ -204,12 +220,12 @@ export interface FloodResult extends PingSummary {
 }
 
 /** replies/s = replies ping received / the duration ping reports; CPU = the responder's, over the same flood. */
-export async function measureFlood(pid: number, count: number): Promise<FloodResult> {
-  const counters = await readIcmpCounters();
+export async function measureFlood(ns: string, pid: number, count: number): Promise<FloodResult> {
+  const counters = await readIcmpCounters(ns);
   const cpuBefore = readCpu(pid);
-  const ping = await floodPing(count, 10);
+  const ping = await floodPing(ns, count, 10);
   const cpu = cpuSince(pid, cpuBefore);
-  const nstat = checkCounters(counters, await readIcmpCounters(), ping);
+  const nstat = checkCounters(counters, await readIcmpCounters(ns), ping);
   return {
     ...ping,
     cpu,
@@ -228,13 +244,14 @@ export interface LatencyResult {
 }
 
 /** One ping every 2 ms: the responder is idle between packets, so this is its wake-up-and-answer time. */
-export async function measureLatency(count: number): Promise<LatencyResult> {
-  const counters = await readIcmpCounters();
+export async function measureLatency(ns: string, count: number): Promise<LatencyResult> {
+  const counters = await readIcmpCounters(ns);
   const deadlineS = Math.ceil(count * 0.004) + 3; // twice the nominal duration, plus slack
-  const r = await nsExec(['ping', '-i', '0.002', '-c', String(count), '-w', String(deadlineS), PEER_ADDR], (deadlineS + 5) * 1000);
+  const args = ['ping', '-i', '0.002', '-c', String(count), '-w', String(deadlineS), PEER_ADDR];
+  const r = await nsExec(ns, args, (deadlineS + 5) * 1000);
   const summary = parsePingSummary(r.stdout);
   const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
-  const nstat = checkCounters(counters, await readIcmpCounters(), summary);
+  const nstat = checkCounters(counters, await readIcmpCounters(ns), summary);
   const avgUs = rtts.reduce((s, x) => s + x, 0) / rtts.length;
   return { sent: summary.transmitted, samples: rtts.length, avgUs, p99Us: percentileNearestRank(rtts, 99), nstat };
 }
@@ -247,9 +264,12 @@ export interface IdleResult {
   switchesPerS: number;
 }
 
-export async function measureIdle(pid: number, ms: number): Promise<IdleResult> {
-  const before = readCpu(pid);
+/** Several processes over the same window: the bench idles all its responders at once. */
+export async function measureIdle(pids: number[], ms: number): Promise<IdleResult[]> {
+  const before = pids.map((pid) => readCpu(pid));
   await sleep(ms);
-  const d = cpuSince(pid, before);
-  return { ms, cpuUsPerS: d.us / (ms / 1000), switchesPerS: d.switches / (ms / 1000) };
+  return pids.map((pid, i) => {
+    const d = cpuSince(pid, before[i]!);
+    return { ms, cpuUsPerS: d.us / (ms / 1000), switchesPerS: d.switches / (ms / 1000) };
+  });
 }

@@ -1,12 +1,13 @@
 /**
- * The paired comparison. Runs are grouped in blocks: every responder once, back to back (see run.ts). Within a
- * block the runs see nearly the same machine state (the ping client's speed, other people's load), so each
- * candidate is compared with the reference run OF THE SAME BLOCK: a ratio for throughput and CPU, a difference
- * for RTT. The report gives the median of those per-block values and their spread; the drift between blocks,
- * which is large on a shared machine, cancels out of each pair instead of adding to the noise.
+ * The paired comparison. Measurements are grouped in blocks: every responder once, back to back (see
+ * session.ts). Within a block they see nearly the same machine state (the ping client's speed, where the
+ * scheduler puts it, other people's load), so each candidate is compared with the reference's measurement OF THE
+ * SAME BLOCK: a ratio for throughput and CPU, a difference for RTT. The report gives the median of those
+ * per-block values and their spread; the drift between blocks, which is large on a shared machine, cancels out
+ * of each pair instead of adding to the noise.
  */
 import { REF_LABEL } from './responders.js';
-import type { RunRecord } from './run-responder.js';
+import type { Measurement } from './session.js';
 import { summarizeSample, type SampleSummary } from './stats.js';
 
 export interface PerBlockValue {
@@ -22,7 +23,7 @@ export interface PairedMetric {
 
 export interface PairedComparison {
   label: string;
-  /** Blocks in which both this responder's run and the reference's succeeded. */
+  /** Blocks in which both this responder's measurement and the reference's succeeded. */
   pairs: number;
   repliesPerSec: PairedMetric;
   usCpuPerReply: PairedMetric;
@@ -31,9 +32,9 @@ export interface PairedComparison {
 }
 
 function paired(
-  pairs: [RunRecord, RunRecord][],
+  pairs: [Measurement, Measurement][],
   kind: PairedMetric['kind'],
-  value: (r: RunRecord) => number | undefined,
+  value: (r: Measurement) => number | undefined,
 ): PairedMetric {
   const perBlock = pairs.map(([ref, c]) => {
     const a = value(ref) ?? NaN;
@@ -43,10 +44,10 @@ function paired(
   return { kind, perBlock, summary: summarizeSample(perBlock.map((p) => p.value)) };
 }
 
-export function compareWithRef(runs: RunRecord[], label: string): PairedComparison {
-  const refByBlock = new Map(runs.filter((r) => r.label === REF_LABEL && r.ok).map((r) => [r.block, r]));
-  const pairs: [RunRecord, RunRecord][] = [];
-  for (const c of runs) {
+export function compareWithRef(measurements: Measurement[], label: string): PairedComparison {
+  const refByBlock = new Map(measurements.filter((m) => m.label === REF_LABEL && m.ok).map((m) => [m.block, m]));
+  const pairs: [Measurement, Measurement][] = [];
+  for (const c of measurements) {
     const ref = refByBlock.get(c.block);
     if (c.label === label && c.ok && ref) pairs.push([ref, c]);
   }

@@ -10,7 +10,7 @@ import { TICKS_PER_S } from './measure.js';
 import type { OfflineResult } from './offline.js';
 import { blocksMeeting, compareWithRef, type PairedComparison, type PairedMetric } from './paired.js';
 import { REF_LABEL, STOP_GRACE_MS, type Bars, type ResponderSpec } from './responders.js';
-import type { RunRecord, SoakResult } from './run-responder.js';
+import type { BlockInfo, Measurement, ResponderLife, SoakResult } from './session.js';
 import { median, summarizeSample } from './stats.js';
 import { fmtInt, fmtNum, fmtSigned, plural } from './text.js';
 
@@ -28,49 +28,58 @@ const SOAK_RSS_TOLERANCE = 0.1;
 
 interface LabelSummary {
   label: string;
-  runs: number;
-  okRuns: number;
+  /** Measurements (a flood and a latency test in one block), and how many succeeded. */
+  measurements: number;
+  okMeasurements: number;
   repliesPerSec: number;
   usCpuPerReply: number;
   rttAvgUs: number;
   rttP99Us: number;
+  /** Processes started (one per session), and how many had an idle window. */
+  lives: number;
+  idled: number;
   idleCpuUsPerSMax: number;
   idleSwitchesPerSMax: number;
   rssStartKb: number;
   rssEndKb: number;
   stopMsMax: number;
   killed: number;
-  /** Runs whose responder was still there to be stopped (not the ones that died on their own). */
+  /** Processes that were still there to be stopped (not the ones that died on their own). */
   stoppable: number;
   nstatValid: number;
   captureOk: number;
-  captureRuns: number;
+  captureChecks: number;
 }
 
-function summarizeLabel(label: string, runs: RunRecord[], checksCapture = false): LabelSummary {
-  const mine = runs.filter((r) => r.label === label);
-  const ok = mine.filter((r) => r.ok);
-  const med = (f: (r: RunRecord) => number | undefined) => median(ok.map((r) => f(r) ?? NaN));
+function summarizeLabel(label: string, measurements: Measurement[], lives: ResponderLife[], checksCapture = false): LabelSummary {
+  const mine = measurements.filter((m) => m.label === label);
+  const ok = mine.filter((m) => m.ok);
+  const myLives = lives.filter((l) => l.label === label);
+  const idled = myLives.filter((l) => l.idle);
+  const med = (f: (m: Measurement) => number | undefined) => median(ok.map((m) => f(m) ?? NaN));
+  const medLife = (f: (l: ResponderLife) => number | undefined) => median(myLives.map((l) => f(l) ?? NaN));
   const max = (xs: number[]) => (xs.length ? Math.max(...xs) : NaN);
-  const stopped = mine.filter((r) => r.stop && !r.stop.diedEarly); // runs where we had a process to stop
+  const stopped = myLives.filter((l) => l.stop && !l.stop.diedEarly); // processes we had to stop
   return {
     label,
-    runs: mine.length,
-    okRuns: ok.length,
-    repliesPerSec: med((r) => r.flood?.repliesPerSec),
-    usCpuPerReply: med((r) => r.flood?.usCpuPerReply),
-    rttAvgUs: med((r) => r.latency?.avgUs),
-    rttP99Us: med((r) => r.latency?.p99Us),
-    idleCpuUsPerSMax: max(ok.map((r) => r.idle?.cpuUsPerS ?? NaN)),
-    idleSwitchesPerSMax: max(ok.map((r) => r.idle?.switchesPerS ?? NaN)),
-    rssStartKb: med((r) => r.rssStartKb),
-    rssEndKb: med((r) => r.rssEndKb),
-    stopMsMax: max(stopped.map((r) => r.stop!.ms)),
-    killed: stopped.filter((r) => r.stop!.killed).length,
+    measurements: mine.length,
+    okMeasurements: ok.length,
+    repliesPerSec: med((m) => m.flood?.repliesPerSec),
+    usCpuPerReply: med((m) => m.flood?.usCpuPerReply),
+    rttAvgUs: med((m) => m.latency?.avgUs),
+    rttP99Us: med((m) => m.latency?.p99Us),
+    lives: myLives.length,
+    idled: idled.length,
+    idleCpuUsPerSMax: max(idled.map((l) => l.idle!.cpuUsPerS)),
+    idleSwitchesPerSMax: max(idled.map((l) => l.idle!.switchesPerS)),
+    rssStartKb: medLife((l) => l.rssStartKb),
+    rssEndKb: medLife((l) => l.rssEndKb),
+    stopMsMax: max(stopped.map((l) => l.stop!.ms)),
+    killed: stopped.filter((l) => l.stop!.killed).length,
     stoppable: stopped.length,
-    nstatValid: ok.filter((r) => r.flood?.nstat.valid && r.latency?.nstat.valid).length,
-    captureOk: mine.filter((r) => r.capture?.ok).length,
-    captureRuns: checksCapture ? mine.length : 0,
+    nstatValid: ok.filter((m) => m.flood?.nstat.valid && m.latency?.nstat.valid).length,
+    captureOk: myLives.filter((l) => l.capture?.ok).length,
+    captureChecks: checksCapture ? myLives.length : 0,
   };
 }
 
@@ -149,7 +158,8 @@ function rowsForCandidate(c: LabelSummary, ref: LabelSummary, cmp: PairedCompari
 /** Rows that say something about each responder on its own (the ref column shows the ref's own value). */
 function ownRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
   const idle = (s: LabelSummary) =>
-    s.okRuns ? `${fmtInt(s.idleCpuUsPerSMax)} (${fmtNum(s.idleSwitchesPerSMax, 0)}/s)` : '—';
+    s.idled ? `${fmtInt(s.idleCpuUsPerSMax)} (${fmtNum(s.idleSwitchesPerSMax, 0)}/s)` : '—';
+  const rss = (s: LabelSummary) => (s.lives ? `${fmtInt(s.rssStartKb)} → ${fmtInt(s.rssEndKb)}` : '—');
   const rows: Row[] = [
     {
       metric: `idle CPU µs/s (wakeups/s), max${tag}`,
@@ -157,18 +167,18 @@ function ownRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
       value: idle(c),
       paired: '',
       bar: `≈ 0 (≤ ${fmtInt(IDLE_MAX_CPU_US_PER_S)} µs/s)*`,
-      result: verdict(c.okRuns ? c.idleCpuUsPerSMax <= IDLE_MAX_CPU_US_PER_S : null),
+      result: verdict(c.idled ? c.idleCpuUsPerSMax <= IDLE_MAX_CPU_US_PER_S : null),
     },
     {
-      metric: `RSS kB after warm-up → end${tag}`,
-      ref: r.okRuns ? `${fmtInt(r.rssStartKb)} → ${fmtInt(r.rssEndKb)}` : '—',
-      value: `${fmtInt(c.rssStartKb)} → ${fmtInt(c.rssEndKb)}`,
+      metric: `RSS kB after warm-up → session end${tag}`,
+      ref: rss(r),
+      value: rss(c),
       paired: '', // a Node process against a 1 MB C program: a ratio says nothing
       bar: '',
       result: '',
     },
     {
-      metric: `SIGTERM → exit ms, max${tag}`,
+      metric: `SIGTERM → exit ms, max of ${c.stoppable}${tag}`,
       ref: fmtInt(r.stopMsMax),
       value: fmtInt(c.stopMsMax),
       paired: '',
@@ -176,22 +186,22 @@ function ownRows(c: LabelSummary, r: LabelSummary, tag: string): Row[] {
       result: verdict(c.stoppable ? c.killed === 0 : null),
     },
     {
-      metric: `nstat valid runs${tag}`,
-      ref: r.runs ? `${r.nstatValid}/${r.runs}` : '—',
-      value: `${c.nstatValid}/${c.runs}`,
+      metric: `nstat valid floods + RTT tests${tag}`,
+      ref: r.measurements ? `${r.nstatValid}/${r.measurements}` : '—',
+      value: `${c.nstatValid}/${c.measurements}`,
       paired: '',
       bar: 'CsumErrors 0, EchoReps = replies†',
-      result: verdict(c.runs ? c.nstatValid === c.runs : null),
+      result: verdict(c.measurements ? c.nstatValid === c.measurements : null),
     },
   ];
-  if (c.captureRuns) {
+  if (c.captureChecks) {
     rows.push({
       metric: `pcap records = requests read${tag}`,
       ref: '',
-      value: `${c.captureOk}/${c.captureRuns} runs`,
+      value: `${c.captureOk}/${c.captureChecks} processes`,
       paired: '',
-      bar: 'equal in every run',
-      result: verdict(c.captureOk === c.captureRuns),
+      bar: 'equal for every process',
+      result: verdict(c.captureOk === c.captureChecks),
     });
   }
   return rows;
@@ -252,12 +262,13 @@ function offlineRows(o: OfflineResult): Row[] {
 
 export function buildRows(
   specs: ResponderSpec[],
-  runs: RunRecord[],
+  measurements: Measurement[],
+  lives: ResponderLife[],
   soak: SoakResult | null,
   offline: OfflineResult | null,
 ): { rows: Row[]; comparisons: PairedComparison[] } {
   const hasRef = specs.some((s) => s.label === REF_LABEL);
-  const ref = summarizeLabel(REF_LABEL, runs);
+  const ref = summarizeLabel(REF_LABEL, measurements, lives);
   const candidates = specs.filter((s) => s.label !== REF_LABEL);
   const rows: Row[] = [];
   const comparisons: PairedComparison[] = [];
@@ -266,9 +277,10 @@ export function buildRows(
     rows.push(...rowsForCandidate(ref, ref, null, {}).map((r) => ({ ...r, value: '—', paired: '' })));
   }
   for (const spec of candidates) {
-    const cmp = hasRef ? compareWithRef(runs, spec.label) : null;
+    const cmp = hasRef ? compareWithRef(measurements, spec.label) : null;
     if (cmp) comparisons.push(cmp);
-    rows.push(...rowsForCandidate(summarizeLabel(spec.label, runs, spec.checksCapture), ref, cmp, spec.bars));
+    const summary = summarizeLabel(spec.label, measurements, lives, spec.checksCapture);
+    rows.push(...rowsForCandidate(summary, ref, cmp, spec.bars));
   }
   if (soak) rows.push(...soakRows(soak));
   if (offline) rows.push(...offlineRows(offline));
@@ -307,16 +319,18 @@ export function machineLine(): string {
 }
 
 /** The one line above the table that says how its "paired" column and verdicts come about. */
-export function statisticsLine(blocks: number, order: string[], comparisons: PairedComparison[]): string {
-  const pairs = comparisons.length ? Math.min(...comparisons.map((c) => c.pairs)) : 0;
-  if (!order.includes(REF_LABEL)) {
-    return `statistics: ${blocks} block(s) of back-to-back runs, no reference among them: no paired ratios; columns are medians`;
+export function statisticsLine(blocks: BlockInfo[], sessions: number, labels: string[], comparisons: PairedComparison[]): string {
+  const n = blocks.length;
+  if (!labels.includes(REF_LABEL)) {
+    return `statistics: ${plural(n, 'block')} in ${plural(sessions, 'session')}, no reference among the responders: no paired ratios; columns are medians`;
   }
-  if (order.length < 2) return `statistics: ${blocks} run(s) of the reference alone: nothing to compare; columns are medians`;
+  if (labels.length < 2) return `statistics: ${plural(n, 'block')} of the reference alone: nothing to compare; columns are medians`;
+  const pairs = comparisons.length ? Math.min(...comparisons.map((c) => c.pairs)) : 0;
   return (
-    `statistics: paired, ${plural(blocks, 'block')} (${order.join(', ')}, then reversed, alternating), ${plural(pairs, 'complete pair')}; ` +
-    `per block: candidate / ref of the same block (RTT: candidate − ref); "paired" = median of the per-block values ` +
-    `[min..max], the verdict is on that median, "k/n" = blocks meeting the bar alone; ref/tunpipe = medians of the absolute values`
+    `statistics: paired; ${plural(n, 'block')} in ${plural(sessions, 'session')} (responders alive together, one namespace ` +
+    `each; per block each is flooded once, back to back, order ${labels.join(', ')} / reversed, alternating), ` +
+    `${plural(pairs, 'complete pair')} per candidate; "paired" = median [min..max] of the per-block candidate/ref ratios ` +
+    `(RTT: candidate − ref); verdict on the median, k/n = blocks meeting the bar alone; ref, tunpipe = medians of absolute values`
   );
 }
 
@@ -325,8 +339,9 @@ export interface Report {
   statistics: string;
   options: Record<string, unknown>;
   durationS: number;
-  blocks: { block: number; order: string[] }[];
-  runs: RunRecord[];
+  blocks: BlockInfo[];
+  lives: ResponderLife[];
+  measurements: Measurement[];
   comparisons: PairedComparison[];
   soak: SoakResult | null;
   offline: OfflineResult | null;
@@ -349,9 +364,12 @@ export function printReport(report: Report, loadLine: string): void {
   out.push('* threshold chosen by the bench, not from the issue');
   out.push('† IcmpInEchoReps between the replies ping counted and the requests it sent (ping -f sends past -c)');
   if (report.skipped.length) out.push(`skipped: ${report.skipped.join('; ')}`);
-  for (const f of report.runs.filter((r) => !r.ok)) out.push(`failed run: ${f.label} block ${f.block + 1}: ${f.error}`);
-  const warned = report.runs.filter((r) => r.cpuClockWarning);
-  if (warned.length) out.push(`note: in ${warned.length} run(s) schedstat and utime+stime disagree (a thread's CPU may be missing)`);
+  for (const l of report.lives.filter((l) => !l.ok)) out.push(`failed: ${l.label} in session ${l.session + 1}: ${l.error}`);
+  for (const m of report.measurements.filter((m) => !m.ok)) {
+    out.push(`failed measurement: ${m.label} block ${m.block + 1}: ${m.error}`);
+  }
+  const warned = report.measurements.filter((m) => m.cpuClockWarning).length;
+  if (warned) out.push(`note: in ${warned} flood(s) schedstat and utime+stime disagree (a thread's CPU time may be missing)`);
   if (report.soak && !report.soak.ok) out.push(`failed soak: ${report.soak.label}: ${report.soak.error}`);
   const offlineFail = report.offline?.pairs.find((p) => !p.tunpipe.ok);
   if (offlineFail) out.push(`failed offline: tunpipe --read/--write: ${offlineFail.tunpipe.note}`);
@@ -361,10 +379,10 @@ export function printReport(report: Report, loadLine: string): void {
 
 /** Performance bars are noisy and never fail the command; a failed run or a wrong reply does. */
 export function harnessOrValidityFailed(report: Report): boolean {
-  const badRun = (r: RunRecord) =>
-    !r.ok || !r.flood?.nstat.valid || !r.latency?.nstat.valid || r.stop?.killed || (r.capture && !r.capture.ok);
+  const badMeasurement = (m: Measurement) => !m.ok || !m.flood?.nstat.valid || !m.latency?.nstat.valid;
+  const badLife = (l: ResponderLife) => !l.ok || l.stop?.killed === true || l.capture?.ok === false;
   const soak = report.soak;
   const badSoak = soak !== null && (!soak.ok || !soak.nstat?.valid || soak.stop?.killed === true);
   const badOffline = report.offline !== null && !offlineAllValid(report.offline);
-  return report.runs.some(badRun) || badSoak || badOffline;
+  return report.measurements.some(badMeasurement) || report.lives.some(badLife) || badSoak || badOffline;
 }

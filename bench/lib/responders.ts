@@ -1,5 +1,5 @@
 /**
- * The responders under test (the table below), and one responder's life: start it inside the namespace, wait
+ * The responders under test (the table below), and one responder's life: start it inside its namespace, wait
  * until its device is usable, read the device's counters, stop it with SIGTERM and time the exit.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
@@ -8,7 +8,6 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exitDescription, isRunning, runChecked, runCommand, spawnTracked, waitForExit } from './children.js';
 import { DEV, LOCAL_ADDR, LOCAL_CIDR, REF_SOURCE } from './constants.js';
-import { namespaceName } from './namespace.js';
 import { oneLine } from './text.js';
 
 /** How long a responder gets to exit after SIGTERM before it is killed (and the run counts as failed). */
@@ -103,8 +102,8 @@ export interface DeviceView {
   rxPackets: number;
 }
 
-export async function readDevice(): Promise<DeviceView> {
-  const r = await runCommand('ip', ['-n', namespaceName(), '-j', '-s', 'addr', 'show', 'dev', DEV], 5000);
+export async function readDevice(ns: string): Promise<DeviceView> {
+  const r = await runCommand('ip', ['-n', ns, '-j', '-s', 'addr', 'show', 'dev', DEV], 5000);
   const none = { exists: false, up: false, hasAddress: false, txPackets: 0, txDropped: 0, rxPackets: 0 };
   if (r.code !== 0) return none;
   type Link = {
@@ -126,21 +125,23 @@ export async function readDevice(): Promise<DeviceView> {
 
 export interface Responder {
   spec: ResponderSpec;
+  /** The namespace it runs in, alone. */
+  ns: string;
   child: ChildProcess;
   pid: number;
   output: () => string;
 }
 
-export function startResponder(spec: ResponderSpec, files: RunFiles): Responder {
+export function startResponder(spec: ResponderSpec, ns: string, files: RunFiles): Responder {
   const argv = spec.argv(files);
-  const child = spawnTracked('ip', ['netns', 'exec', namespaceName(), ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTracked('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) throw new Error(`cannot start ${spec.label}: ${argv.join(' ')}`);
   // Keep only the tail of what it prints: enough to explain a failure, bounded if it logs per packet.
   let tail = '';
   const keep = (d: Buffer) => (tail = (tail + d.toString('utf8')).slice(-4000));
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  return { spec, child, pid: child.pid, output: () => tail.trim() };
+  return { spec, ns, child, pid: child.pid, output: () => tail.trim() };
 }
 
 const EXITED_BEFORE_READY = 'exited before its device was ready';
@@ -151,10 +152,10 @@ export async function waitUntilDeviceReady(r: Responder): Promise<void> {
   let configured = r.spec.assignsAddress;
   for (;;) {
     if (!isRunning(r.child)) throw new Error(EXITED_BEFORE_READY);
-    const dev = await readDevice();
+    const dev = await readDevice(r.ns);
     if (dev.exists && !configured) {
-      await runChecked('ip', ['-n', namespaceName(), 'addr', 'add', LOCAL_CIDR, 'dev', DEV]);
-      await runChecked('ip', ['-n', namespaceName(), 'link', 'set', DEV, 'up']);
+      await runChecked('ip', ['-n', r.ns, 'addr', 'add', LOCAL_CIDR, 'dev', DEV]);
+      await runChecked('ip', ['-n', r.ns, 'link', 'set', DEV, 'up']);
       configured = true;
       continue;
     }
