@@ -4,7 +4,9 @@
  * and ping whose summary is wanted even when replies are missing.
  */
 import { execFileSync, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { TUNPIPE, pingSummary, type Netns, type TunpipeProcess } from './netns.js';
+import { TUNPIPE, pingSummary, watchProcess, type Netns, type TunpipeProcess } from './netns.js';
+
+export { watchProcess };
 
 export interface SpawnOptions {
   /** Variables set for the program only (through `env`). */
@@ -22,45 +24,6 @@ export function spawnInNetns(ns: Netns, argv: string[], opts: SpawnOptions = {})
 /** The command line of the compiled CLI with `args`. */
 export function tunpipeArgv(args: string[]): string[] {
   return [process.execPath, TUNPIPE, ...args];
-}
-
-/** Collects a process's stderr (and stdout if piped) and gives the same handle as startTunpipe. */
-export function watchProcess(child: ChildProcess): TunpipeProcess {
-  let err = '';
-  let out = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString('latin1')));
-  const exit = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? 'unknown')));
-  return {
-    child,
-    stderr: () => err,
-    stdout: () => out,
-    exited: () => exit,
-    waitFor(re, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`timed out waiting for ${re} in stderr:\n${err}`)), timeoutMs);
-        const check = () => re.test(err) && done();
-        const onExit = () => setImmediate(() => (re.test(err) ? done() : done(new Error(`process exited before ${re}:\n${err}`))));
-        function done(e?: Error) {
-          clearTimeout(timer);
-          child.stderr?.off('data', check);
-          child.off('exit', onExit);
-          if (e) reject(e);
-          else resolve();
-        }
-        child.stderr?.on('data', check);
-        child.on('exit', onExit);
-        check();
-      });
-    },
-    async stop(signal = 'SIGINT', timeoutMs = 5000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      const code = await exit;
-      clearTimeout(timer);
-      return code;
-    },
-  };
 }
 
 /** Starts tunpipe in the namespace with extra environment or stdio. */

@@ -102,13 +102,12 @@ export interface TunpipeProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | string>;
 }
 
-/** Starts `tunpipe ARGS` inside the namespace. */
-export function startTunpipe(ns: Netns, args: string[]): TunpipeProcess {
-  const child = ns.spawn(process.execPath, [TUNPIPE, ...args]);
+/** Collects a process's stderr (and stdout if piped) and watches it: waitFor, exited, stop. */
+export function watchProcess(child: ChildProcess): TunpipeProcess {
   let err = '';
   let out = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString('latin1')));
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString('latin1')));
   const exit = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? 'unknown')));
   return {
     child,
@@ -117,17 +116,17 @@ export function startTunpipe(ns: Netns, args: string[]): TunpipeProcess {
     exited: () => exit,
     waitFor(re, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`timed out waiting for ${re} in tunpipe's stderr:\n${err}`)), timeoutMs);
+        const timer = setTimeout(() => done(new Error(`timed out waiting for ${re} in stderr:\n${err}`)), timeoutMs);
         const check = () => re.test(err) && done();
-        const onExit = () => setImmediate(() => (re.test(err) ? done() : done(new Error(`tunpipe exited before ${re}:\n${err}`))));
+        const onExit = () => setImmediate(() => (re.test(err) ? done() : done(new Error(`process exited before ${re}:\n${err}`))));
         function done(e?: Error) {
           clearTimeout(timer);
-          child.stderr!.off('data', check);
+          child.stderr?.off('data', check);
           child.off('exit', onExit);
           if (e) reject(e);
           else resolve();
         }
-        child.stderr!.on('data', check);
+        child.stderr?.on('data', check);
         child.on('exit', onExit);
         check();
       });
@@ -140,6 +139,11 @@ export function startTunpipe(ns: Netns, args: string[]): TunpipeProcess {
       return code;
     },
   };
+}
+
+/** Starts `tunpipe ARGS` inside the namespace. */
+export function startTunpipe(ns: Netns, args: string[]): TunpipeProcess {
+  return watchProcess(ns.spawn(process.execPath, [TUNPIPE, ...args]));
 }
 
 /** Parses iputils ping's summary: transmitted and received counts. */
