@@ -15,13 +15,13 @@
  *
  * HOW the numbers are compared: on a shared 2-core machine the ping client's own speed changes by 2x from one
  * moment to the next (other people's load; whether the scheduler puts ping and the responder on one core or
- * two), so numbers taken at different moments cannot be compared. So the bench is PAIRED: each responder has
- * its own namespace, and all of them are started together (a SESSION, lib/session.ts); then come BLOCKS, in
- * which each responder gets a 100,000-request flood, one right after the other, then 500 low-rate pings each,
- * in the table's order in even blocks and reversed in odd ones (ABC, CBA, ...: a linear drift hits every
- * position alike). A candidate is compared with the reference's measurement of the SAME block (ratio of
+ * two), so numbers taken at different moments cannot be compared. So the bench is PAIRED. Each responder has
+ * its own namespace, and all of them are started together and warmed up (a SESSION, lib/session.ts). Then come
+ * BLOCKS: in a block each responder gets a 100,000-request flood in 4 slices interleaved with the others'
+ * slices (ABC CBA ABC CBA), then 500 low-rate pings interleaved the same way; the next block starts from the
+ * other end (CBA ...). A candidate is compared with the reference's measurement of the SAME block (ratio of
  * replies/s and of CPU per reply, difference of RTT), and the table gives the median of those per-block values
- * with their min..max; verdicts are on that median (lib/paired.ts). Absolute medians are shown next to it.
+ * with their min..max; verdicts are on that median (lib/paired.ts). Absolute medians are shown next to them.
  * Sessions of 4 blocks, 3 by default: fresh processes each time, each warmed up by short floods until its CPU
  * per reply stops falling (the JIT is done).
  *
@@ -67,7 +67,18 @@ import {
   UsageError,
   type ResponderSpec,
 } from './lib/responders.js';
-import { runSession, runSoak, type BlockInfo, type Measurement, type ResponderLife, type RunCounts, type Setup, type Slot, type SoakResult } from './lib/session.js';
+import {
+  ROUNDS_PER_BLOCK,
+  runSession,
+  runSoak,
+  type BlockInfo,
+  type Measurement,
+  type ResponderLife,
+  type RunCounts,
+  type Setup,
+  type Slot,
+  type SoakResult,
+} from './lib/session.js';
 import { fmtInt } from './lib/text.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -89,7 +100,7 @@ interface Options {
 const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js [options]; needs root)
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
-  --count N      echo requests per measured flood (default 100,000)
+  --count N      flood requests per responder and block (default 100,000, in ${ROUNDS_PER_BLOCK} interleaved slices)
   --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all);
                  without ref there are no paired ratios, only absolute numbers
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
@@ -124,7 +135,9 @@ function parseOptions(argv: string[]): Options | null {
     },
   });
   if (values.help) return null;
-  if (values.pairs !== undefined && values.rounds !== undefined) throw new UsageError('give --pairs or --rounds, not both');
+  if (values.pairs !== undefined && values.rounds !== undefined) {
+    throw new UsageError('give --pairs or --rounds (its older name), not both');
+  }
   const quick = values.quick === true;
   const only = values.only === undefined ? null : new Set(values.only.split(',').map((s) => s.trim()).filter(Boolean));
   return {
@@ -157,9 +170,12 @@ function parseOptions(argv: string[]): Options | null {
  */
 const BLOCKS_PER_SESSION = 4;
 
-/** Nominal seconds of one block: each responder's flood and latency test, with the nstat reads around them. */
+/**
+ * Nominal seconds of one block: per responder 8 pings (4 flood slices, 4 latency slices) at ~40 ms each to
+ * start through `ip netns exec`, 3 nstat reads, the floods at a typical rate here, the low-rate pings.
+ */
 function nominalBlockS(c: RunCounts, responders: number): number {
-  return responders * (0.3 + c.flood / 150_000 + 0.2 + c.latency * 0.0021);
+  return responders * (8 * 0.04 + 3 * 0.03 + c.flood / 150_000 + c.latency * 0.0021);
 }
 
 /** Nominal seconds of a session without its blocks: start, warm-up, idle window, stop. */
@@ -195,7 +211,13 @@ interface SessionsOutcome {
  * the budget at the pace of the slowest block so far (a slow responder makes pings run to their -w), with time
  * left to end the session and for what comes after the blocks.
  */
-async function runSessions(slots: Slot[], opts: Options, setup: Setup, reserveS: number, skipped: string[]): Promise<SessionsOutcome> {
+async function runSessions(
+  slots: Slot[],
+  opts: Options,
+  setup: Setup,
+  reserveS: number,
+  skipped: string[],
+): Promise<SessionsOutcome> {
   const out: SessionsOutcome = { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
   const teardownS = opts.counts.idleMs / 1000 + 1;
   const blockS = () => Math.max(nominalBlockS(opts.counts, slots.length), ...out.blocks.map((b) => b.durationS));
@@ -203,7 +225,13 @@ async function runSessions(slots: Slot[], opts: Options, setup: Setup, reserveS:
   while (out.blocks.length < opts.pairs) {
     if (!fits(sessionOverheadS(opts.counts, slots.length))) break;
     const want = Math.min(BLOCKS_PER_SESSION, opts.pairs - out.blocks.length);
-    const plan = { session: out.sessions, firstBlock: out.blocks.length, blocks: want, nextBlockFits: () => fits(0), keepGoing: opts.keepGoing };
+    const plan = {
+      session: out.sessions,
+      firstBlock: out.blocks.length,
+      blocks: want,
+      nextBlockFits: () => fits(0),
+      keepGoing: opts.keepGoing,
+    };
     const res = await runSession(slots, plan, opts.counts, setup);
     out.sessions++;
     out.blocks.push(...res.blocks);
@@ -262,7 +290,8 @@ async function main(): Promise<number> {
   let soak: SoakResult | null = null;
   if (!stopped && soakSlot && fitsBudget(opts.soakSeconds + 4, `${soakSlot.spec.label} soak`, skipped)) {
     soak = await runSoak(soakSlot, opts.soakSeconds, opts.counts, setup);
-    if (!isShuttingDown()) log(`soak ${soakSlot.spec.label}: ${soak.ok ? `RSS ${soak.rssStartKb} → ${soak.rssEndKb} kB` : `FAILED: ${soak.error}`}`);
+    const rss = `RSS ${fmtInt(soak.rssStartKb ?? NaN)} → ${fmtInt(soak.rssEndKb ?? NaN)} kB`;
+    if (!isShuttingDown()) log(`soak ${soakSlot.spec.label}: ${soak.ok ? rss : `FAILED: ${soak.error}`}`);
   }
   let offline: OfflineResult | null = null;
   if (!stopped && offlineWanted && fitsBudget(reservedAfterBlocksS(opts, false, true), 'offline bench', skipped)) {
@@ -286,12 +315,13 @@ async function main(): Promise<number> {
   };
   writeJson(report);
   const c = opts.counts;
-  printReport(
-    report,
-    `warm-up: ping -f -l 64 -c ${fmtInt(c.warmup)}, ${c.warmupMinFloods}..${c.warmupMaxFloods} times until CPU/reply settles; per block and responder: ping -f -l 64 -c ${fmtInt(c.flood)}, ` +
-      `then ping -i 0.002 -c ${fmtInt(c.latency)}; idle ${c.idleMs} ms per session; ref = bench/echo-ref.c (C, blocking ` +
-      `read/write); offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests`,
-  );
+  const loadLine =
+    `load: warm-up ping -f -l 64 -c ${fmtInt(c.warmup)}, ${c.warmupMinFloods}..${c.warmupMaxFloods} times until ` +
+    `CPU/reply settles; per block and responder ping -f -l 64 (${fmtInt(c.flood)} requests), then ping -i 0.002 ` +
+    `(${fmtInt(c.latency)}), each in ${ROUNDS_PER_BLOCK} interleaved slices; idle ${c.idleMs} ms per session; ` +
+    `ref = bench/echo-ref.c (C, blocking read/write)` +
+    (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
+  printReport(report, loadLine);
   return harnessOrValidityFailed(report) ? 1 : 0;
 }
 

@@ -25,8 +25,8 @@ export interface CpuSample {
 }
 
 /**
- * Why schedstat and not only utime+stime: at CLK_TCK 100 a 100,000-packet flood costs 30-50 ticks, so a tick
- * of rounding at each end is a few % of noise on a ratio of two such numbers; schedstat counts nanoseconds.
+ * Why schedstat and not only utime+stime: at CLK_TCK 100 a 25,000-request flood slice costs about 10 ticks,
+ * so a tick of rounding at each end would be ~10% of noise per slice; schedstat counts nanoseconds.
  * It is per thread, so the threads are summed; a thread that exits takes its time with it (Node's threads
  * live as long as the process; the tick count, which includes dead threads, would show a gap).
  */
@@ -184,15 +184,13 @@ const WARM_SETTLED_WITHIN = 0.1;
 export async function warmUp(
   ns: string,
   pid: number,
-  countEach: number,
-  minFloods: number,
-  maxFloods: number,
+  plan: { warmup: number; warmupMinFloods: number; warmupMaxFloods: number },
 ): Promise<WarmupResult> {
   const res: WarmupResult = { replies: 0, usCpuPerReplyByFlood: [], settled: false };
-  while (res.usCpuPerReplyByFlood.length < maxFloods) {
+  while (res.usCpuPerReplyByFlood.length < plan.warmupMaxFloods) {
     const before = await readIcmpCounters(ns);
     const cpu = readCpu(pid);
-    const ping = await floodPing(ns, countEach, 5);
+    const ping = await floodPing(ns, plan.warmup, 5);
     const used = cpuSince(pid, cpu);
     if (ping.received === 0) {
       // Say why if the kernel knows: replies that arrive with bad checksums are dropped before ping sees them.
@@ -207,35 +205,70 @@ export async function warmUp(
     costs.push(used.us / ping.received);
     const [prev, last] = costs.slice(-2);
     res.settled = costs.length >= 2 && Math.abs(last! - prev!) <= WARM_SETTLED_WITHIN * prev!;
-    if (costs.length >= minFloods && res.settled) break;
+    if (costs.length >= plan.warmupMinFloods && res.settled) break;
   }
   return res;
 }
 
+/** One slice of a measured flood: a block gives each responder several, interleaved with the others'. */
+export interface FloodSlice {
+  ping: PingSummary;
+  cpu: CpuDelta;
+}
+
+export async function floodSlice(ns: string, pid: number, count: number): Promise<FloodSlice> {
+  const before = readCpu(pid);
+  const ping = await floodPing(ns, count, 10);
+  return { ping, cpu: cpuSince(pid, before) };
+}
+
 export interface FloodResult extends PingSummary {
+  slices: number;
   cpu: CpuDelta;
   repliesPerSec: number;
   usCpuPerReply: number;
   nstat: NstatCheck;
 }
 
-/** replies/s = replies ping received / the duration ping reports; CPU = the responder's, over the same flood. */
-export async function measureFlood(ns: string, pid: number, count: number): Promise<FloodResult> {
-  const counters = await readIcmpCounters(ns);
-  const cpuBefore = readCpu(pid);
-  const ping = await floodPing(ns, count, 10);
-  const cpu = cpuSince(pid, cpuBefore);
-  const nstat = checkCounters(counters, await readIcmpCounters(ns), ping);
+/**
+ * A responder's slices of one block as one flood: replies/s = all replies / the sum of the times ping reported,
+ * CPU per reply = all CPU / all replies. The namespace's counters are read around all of them (the namespace
+ * is the responder's alone, so the other responders' slices in between do not touch them).
+ */
+export function combineFloodSlices(slices: FloodSlice[], before: IcmpCounters, after: IcmpCounters): FloodResult {
+  const sum = (f: (s: FloodSlice) => number) => slices.reduce((t, s) => t + f(s), 0);
+  const ping = {
+    transmitted: sum((s) => s.ping.transmitted),
+    received: sum((s) => s.ping.received),
+    timeMs: sum((s) => s.ping.timeMs),
+  };
+  const cpu = { us: sum((s) => s.cpu.us), switches: sum((s) => s.cpu.switches), ticks: sum((s) => s.cpu.ticks) };
   return {
     ...ping,
+    slices: slices.length,
     cpu,
     repliesPerSec: ping.timeMs > 0 ? ping.received / (ping.timeMs / 1000) : 0,
     usCpuPerReply: ping.received > 0 ? cpu.us / ping.received : NaN,
-    nstat,
+    nstat: checkCounters(before, after, ping),
   };
 }
 
+/** One slice of a latency test: pings one every 2 ms, so the responder is idle between packets. */
+export interface LatencySlice {
+  ping: PingSummary;
+  rttsUs: number[];
+}
+
+export async function latencySlice(ns: string, count: number): Promise<LatencySlice> {
+  const deadlineS = Math.ceil(count * 0.004) + 3; // twice the nominal duration, plus slack
+  const args = ['ping', '-i', '0.002', '-c', String(count), '-w', String(deadlineS), PEER_ADDR];
+  const r = await nsExec(ns, args, (deadlineS + 5) * 1000);
+  const ping = parsePingSummary(r.stdout);
+  return { ping, rttsUs: [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000) };
+}
+
 export interface LatencyResult {
+  slices: number;
   sent: number;
   samples: number;
   avgUs: number;
@@ -243,17 +276,21 @@ export interface LatencyResult {
   nstat: NstatCheck;
 }
 
-/** One ping every 2 ms: the responder is idle between packets, so this is its wake-up-and-answer time. */
-export async function measureLatency(ns: string, count: number): Promise<LatencyResult> {
-  const counters = await readIcmpCounters(ns);
-  const deadlineS = Math.ceil(count * 0.004) + 3; // twice the nominal duration, plus slack
-  const args = ['ping', '-i', '0.002', '-c', String(count), '-w', String(deadlineS), PEER_ADDR];
-  const r = await nsExec(ns, args, (deadlineS + 5) * 1000);
-  const summary = parsePingSummary(r.stdout);
-  const rtts = [...r.stdout.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
-  const nstat = checkCounters(counters, await readIcmpCounters(ns), summary);
-  const avgUs = rtts.reduce((s, x) => s + x, 0) / rtts.length;
-  return { sent: summary.transmitted, samples: rtts.length, avgUs, p99Us: percentileNearestRank(rtts, 99), nstat };
+export function combineLatencySlices(slices: LatencySlice[], before: IcmpCounters, after: IcmpCounters): LatencyResult {
+  const rtts = slices.flatMap((s) => s.rttsUs).sort((a, b) => a - b);
+  const ping = {
+    transmitted: slices.reduce((t, s) => t + s.ping.transmitted, 0),
+    received: slices.reduce((t, s) => t + s.ping.received, 0),
+    timeMs: slices.reduce((t, s) => t + s.ping.timeMs, 0),
+  };
+  return {
+    slices: slices.length,
+    sent: ping.transmitted,
+    samples: rtts.length,
+    avgUs: rtts.reduce((t, x) => t + x, 0) / rtts.length,
+    p99Us: percentileNearestRank(rtts, 99),
+    nstat: checkCounters(before, after, ping),
+  };
 }
 
 export interface IdleResult {

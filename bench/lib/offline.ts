@@ -82,11 +82,13 @@ export async function runOffline(opts: OfflineOptions, dir: string): Promise<Off
   const input = path.join(dir, 'in.pcap');
   const t0 = performance.now();
   writeEchoRequestPcap(input, opts.packets);
-  log(`offline: wrote ${fmtInt(opts.packets)} echo requests to ${input} in ${fmtNum((performance.now() - t0) / 1000, 1)} s`);
+  const genS = (performance.now() - t0) / 1000;
+  log(`offline: wrote ${fmtInt(opts.packets)} echo requests to ${input} in ${fmtNum(genS, 1)} s`);
   const out = path.join(dir, 'out.pcap');
+  const cliArgs = [opts.cli, '--read', input, '--write', out, OFFLINE_PIPELINE];
   const tunpipe = () =>
     fs.existsSync(opts.cli)
-      ? timeTool(process.execPath, [opts.cli, '--read', input, '--write', out, OFFLINE_PIPELINE], out, opts.packets, true)
+      ? timeTool(process.execPath, cliArgs, out, opts.packets, true)
       : Promise.resolve<OfflineToolRun>({ ok: false, note: `${opts.cli} not found` });
   let tcpdumpMissing: string | null = null;
   const tcpdump = async (): Promise<OfflineToolRun> => {
@@ -100,9 +102,12 @@ export async function runOffline(opts: OfflineOptions, dir: string): Promise<Off
     const tunpipeFirst = i % 2 === 0;
     const first = tunpipeFirst ? await tunpipe() : await tcpdump();
     const second = tunpipeFirst ? await tcpdump() : await tunpipe();
-    const pair = tunpipeFirst ? { tunpipe: first, tcpdump: second, tunpipeFirst } : { tunpipe: second, tcpdump: first, tunpipeFirst };
+    const pair = tunpipeFirst
+      ? { tunpipe: first, tcpdump: second, tunpipeFirst }
+      : { tunpipe: second, tcpdump: first, tunpipeFirst };
     pairs.push(pair);
-    log(`offline pair ${i + 1}/${opts.pairs}: tunpipe ${describeTool(pair.tunpipe)}; tcpdump ${describeTool(pair.tcpdump)}`);
+    const both = `tunpipe ${describeTool(pair.tunpipe)}; tcpdump ${describeTool(pair.tcpdump)}`;
+    log(`offline pair ${i + 1}/${opts.pairs}: ${both}`);
     if (!pair.tunpipe.ok) break; // the same failure again would only cost time
   }
   fs.rmSync(input, { force: true });

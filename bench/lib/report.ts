@@ -7,10 +7,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { OUT_JSON } from './constants.js';
 import { TICKS_PER_S } from './measure.js';
-import type { OfflineResult } from './offline.js';
+import type { OfflineResult, OfflineToolRun } from './offline.js';
 import { blocksMeeting, compareWithRef, type PairedComparison, type PairedMetric } from './paired.js';
 import { REF_LABEL, STOP_GRACE_MS, type Bars, type ResponderSpec } from './responders.js';
-import type { BlockInfo, Measurement, ResponderLife, SoakResult } from './session.js';
+import {
+  ROUNDS_PER_BLOCK,
+  type BlockInfo,
+  type Measurement,
+  type ResponderLife,
+  type SoakResult,
+} from './session.js';
 import { median, summarizeSample } from './stats.js';
 import { fmtInt, fmtNum, fmtSigned, plural } from './text.js';
 
@@ -51,7 +57,12 @@ interface LabelSummary {
   captureChecks: number;
 }
 
-function summarizeLabel(label: string, measurements: Measurement[], lives: ResponderLife[], checksCapture = false): LabelSummary {
+function summarizeLabel(
+  label: string,
+  measurements: Measurement[],
+  lives: ResponderLife[],
+  checksCapture = false,
+): LabelSummary {
   const mine = measurements.filter((m) => m.label === label);
   const ok = mine.filter((m) => m.ok);
   const myLives = lives.filter((l) => l.label === label);
@@ -213,7 +224,9 @@ function soakRows(s: SoakResult): Row[] {
     {
       metric: `RSS kB over ${s.seconds} s flood [${s.label}]`,
       ref: '',
-      value: s.ok ? `${fmtInt(s.rssStartKb!)} → ${fmtInt(s.rssEndKb!)} (max ${fmtInt(s.rssMaxKb!)})` : 'failed (below)',
+      value: s.ok
+        ? `${fmtInt(s.rssStartKb!)} → ${fmtInt(s.rssEndKb!)} (max ${fmtInt(s.rssMaxKb!)})`
+        : 'failed (below)',
       paired: s.ok ? `end/start ${fmtNum(s.rssEndKb! / s.rssStartKb!, 2)}` : '',
       bar: `end within ±${SOAK_RSS_TOLERANCE * 100}% of start*`,
       result: verdict(flat),
@@ -230,13 +243,15 @@ function soakRows(s: SoakResult): Row[] {
 }
 
 function offlineAllValid(o: OfflineResult): boolean {
-  return o.pairs.length > 0 && o.pairs.every((p) => p.tunpipe.ok && p.tunpipe.outRecords === o.packets && p.tunpipe.validReplies === o.packets);
+  const allValid = (t: OfflineToolRun) => t.ok && t.outRecords === o.packets && t.validReplies === o.packets;
+  return o.pairs.length > 0 && o.pairs.every((p) => allValid(p.tunpipe));
 }
 
 function offlineRows(o: OfflineResult): Row[] {
   const tp = o.pairs.map((p) => p.tunpipe).filter((t) => t.ok);
   const td = o.pairs.map((p) => p.tcpdump).filter((t) => t.ok);
-  const ratios = o.pairs.filter((p) => p.tunpipe.ok && p.tcpdump.ok).map((p) => p.tunpipe.pktsPerSec! / p.tcpdump.pktsPerSec!);
+  const bothOk = o.pairs.filter((p) => p.tunpipe.ok && p.tcpdump.ok);
+  const ratios = bothOk.map((p) => p.tunpipe.pktsPerSec! / p.tcpdump.pktsPerSec!);
   const r = summarizeSample(ratios);
   const tpMedian = median(tp.map((t) => t.pktsPerSec!));
   const tdNote = o.pairs.find((p) => !p.tcpdump.ok)?.tcpdump.note;
@@ -252,7 +267,7 @@ function offlineRows(o: OfflineResult): Row[] {
     {
       metric: `offline out.pcap: valid replies (in: ${fmtInt(o.packets)})`,
       ref: td.length ? `${fmtInt(td[0]!.outRecords!)} records` : '—',
-      value: tp.length ? `${fmtInt(Math.min(...tp.map((t) => t.validReplies!)))} min of ${tp.length}/${o.pairs.length} runs` : '—',
+      value: tp.length ? `${fmtInt(Math.min(...tp.map((t) => t.validReplies!)))} (fewest of ${tp.length} runs)` : '—',
       paired: '',
       bar: 'every record a valid reply',
       result: verdict(offlineAllValid(o)),
@@ -315,22 +330,27 @@ export function formatTable(rows: Row[]): string {
 export function machineLine(): string {
   const cpus = os.cpus();
   const model = cpus[0]?.model.trim() ?? 'unknown CPU';
-  return `machine: ${cpus.length} cores, ${model}, Node ${process.version}, kernel ${os.release()}, CLK_TCK ${TICKS_PER_S}`;
+  const node = `Node ${process.version}`;
+  return `machine: ${cpus.length} cores, ${model}, ${node}, kernel ${os.release()}, CLK_TCK ${TICKS_PER_S}`;
 }
 
 /** The one line above the table that says how its "paired" column and verdicts come about. */
-export function statisticsLine(blocks: BlockInfo[], sessions: number, labels: string[], comparisons: PairedComparison[]): string {
-  const n = blocks.length;
-  if (!labels.includes(REF_LABEL)) {
-    return `statistics: ${plural(n, 'block')} in ${plural(sessions, 'session')}, no reference among the responders: no paired ratios; columns are medians`;
-  }
-  if (labels.length < 2) return `statistics: ${plural(n, 'block')} of the reference alone: nothing to compare; columns are medians`;
+export function statisticsLine(
+  blocks: BlockInfo[],
+  sessions: number,
+  labels: string[],
+  comparisons: PairedComparison[],
+): string {
+  const where = `${plural(blocks.length, 'block')} in ${plural(sessions, 'session')}`;
+  if (!labels.includes(REF_LABEL)) return `statistics: ${where}, no reference: no paired ratios; columns are medians`;
+  if (labels.length < 2) return `statistics: ${where}, the reference alone: nothing to compare; columns are medians`;
   const pairs = comparisons.length ? Math.min(...comparisons.map((c) => c.pairs)) : 0;
   return (
-    `statistics: paired; ${plural(n, 'block')} in ${plural(sessions, 'session')} (responders alive together, one namespace ` +
-    `each; per block each is flooded once, back to back, order ${labels.join(', ')} / reversed, alternating), ` +
-    `${plural(pairs, 'complete pair')} per candidate; "paired" = median [min..max] of the per-block candidate/ref ratios ` +
-    `(RTT: candidate − ref); verdict on the median, k/n = blocks meeting the bar alone; ref, tunpipe = medians of absolute values`
+    `statistics: paired; ${where} (responders alive together, one namespace each; in a block each one's flood ` +
+    `and pings are cut in ${ROUNDS_PER_BLOCK} slices interleaved ABC CBA ... with the others'), ` +
+    `${plural(pairs, 'complete pair')} per candidate; "paired" = median [min..max] of the per-block ` +
+    `candidate/ref ratios (RTT: candidate − ref); verdict on the median, k/n = blocks meeting the bar alone; ` +
+    `ref, tunpipe = medians of absolute values`
   );
 }
 
@@ -364,12 +384,14 @@ export function printReport(report: Report, loadLine: string): void {
   out.push('* threshold chosen by the bench, not from the issue');
   out.push('† IcmpInEchoReps between the replies ping counted and the requests it sent (ping -f sends past -c)');
   if (report.skipped.length) out.push(`skipped: ${report.skipped.join('; ')}`);
-  for (const l of report.lives.filter((l) => !l.ok)) out.push(`failed: ${l.label} in session ${l.session + 1}: ${l.error}`);
+  for (const l of report.lives.filter((l) => !l.ok)) {
+    out.push(`failed: ${l.label} in session ${l.session + 1}: ${l.error}`);
+  }
   for (const m of report.measurements.filter((m) => !m.ok)) {
     out.push(`failed measurement: ${m.label} block ${m.block + 1}: ${m.error}`);
   }
   const warned = report.measurements.filter((m) => m.cpuClockWarning).length;
-  if (warned) out.push(`note: in ${warned} flood(s) schedstat and utime+stime disagree (a thread's CPU time may be missing)`);
+  if (warned) out.push(`note: in ${warned} flood(s) schedstat and utime+stime disagree (missing thread CPU?)`);
   if (report.soak && !report.soak.ok) out.push(`failed soak: ${report.soak.label}: ${report.soak.error}`);
   const offlineFail = report.offline?.pairs.find((p) => !p.tunpipe.ok);
   if (offlineFail) out.push(`failed offline: tunpipe --read/--write: ${offlineFail.tunpipe.note}`);

@@ -10,14 +10,14 @@ import { exitDescription, isRunning, runChecked, runCommand, spawnTracked, waitF
 import { DEV, LOCAL_ADDR, LOCAL_CIDR, REF_SOURCE } from './constants.js';
 import { oneLine } from './text.js';
 
-/** How long a responder gets to exit after SIGTERM before it is killed (and the run counts as failed). */
+/** How long a responder gets to exit after SIGTERM before it is killed (and its process counts as failed). */
 export const STOP_GRACE_MS = 3000;
 const DEVICE_READY_TIMEOUT_MS = 8000;
 
 export interface RunFiles {
   /** The compiled bench/echo-ref.c. */
   refBinary: string;
-  /** Where a capturing responder writes its pcap (a fresh path per run). */
+  /** Where a capturing responder writes its pcap (a fresh path per process). */
   pcap: string;
 }
 
