@@ -72,6 +72,7 @@ export function fixChecksums(p: Packet, mode: Mode = 'auto'): Packet | string {
 
 const checksumStage = defineStage({
   name: 'checksum',
+  keepsPackets: false,
   summary: 'make IPv4 header and ICMP/TCP/UDP checksums right (RFC 1624 incremental)',
   args: [{ name: 'mode', type: 'string', default: 'auto', choices: ['auto', 'full', 'incremental'], description: 'auto, full or incremental' }],
   create: (args) => {

@@ -51,6 +51,7 @@ export function checkEchoRequest(p: Packet): Packet | string {
 
 const filterIcmpEcho = defineStage({
   name: 'filter-icmp-echo',
+  keepsPackets: false,
   summary: 'pass the ICMP echo requests to answer; drop the rest, counted by reason',
   args: [],
   create: () => ({ process: checkEchoRequest }),

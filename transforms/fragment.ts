@@ -68,6 +68,7 @@ export function splitToMtu(p: Packet, mtu: number, ctx: Pick<StageContext, 'emit
 
 const fragmentStage = defineStage({
   name: 'fragment',
+  keepsPackets: false,
   summary: 'split IPv4 packets longer than the MTU into fragments (put it after checksum)',
   args: [{ name: 'mtu', type: 'number', integer: true, positional: true, default: 1500, min: 68, max: 65535, description: 'largest packet passed, in bytes' }],
   create: (args, ctx) => {

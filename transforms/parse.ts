@@ -63,6 +63,7 @@ export function parsePacket(p: Packet): Packet | string {
 
 const parse = defineStage({
   name: 'parse',
+  keepsPackets: false,
   summary: 'check the IP header (version, IHL, length, checksum); parse it for later stages',
   help: 'Drops malformed packets, counted by reason. IPv4 fully checked; IPv6 fixed header checked.',
   args: [],

@@ -79,6 +79,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
 
 const pcapStage = defineStage({
   name: 'pcap',
+  keepsPackets: false,
   summary: 'tee packets into a pcap file for tcpdump/Wireshark (- for stdout)',
   args: [
     { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout' },

@@ -145,6 +145,7 @@ export function createReassembler(timeoutMs: number, max: number, now: () => num
 
 const reassembleStage = defineStage({
   name: 'reassemble',
+  keepsPackets: false,
   summary: 'put fragmented IPv4 datagrams back together (bounded, with a timeout)',
   args: [
     { name: 'timeout', type: 'number', default: 30, min: 0.001, description: 'seconds to wait for missing fragments' },

@@ -195,6 +195,8 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
       count: args.count,
       queueLength: args.queue,
       signal: controller.signal,
+      // TUNPIPE_THREAD=main runs the pipeline on the event loop instead (for comparison and debugging).
+      thread: process.env.TUNPIPE_THREAD === 'main' ? 'main' : 'worker',
     });
     device?.closeFd();
     const epipe = result.error instanceof TunpipeError && result.error.code === 'EPIPE';

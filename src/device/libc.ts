@@ -24,6 +24,8 @@ export const strerror = libc.func('const char *strerror(int errnum)') as (e: num
 
 /** The pollfd array layout: int fd, short events, short revents. */
 const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
+/** A blocking poll(), for a worker thread that has nothing else to do while it waits. */
+export const pollSync = pollFn as (fds: Buffer, nfds: number, timeout: number) => number;
 export const pollAsync = (fds: Buffer, nfds: number, timeout: number): Promise<number> =>
   new Promise((resolve, reject) => {
     pollFn.async(fds, nfds, timeout, (err: unknown, res: number) => (err ? reject(err) : resolve(res)));
@@ -56,6 +58,9 @@ export const SOCK_CLOEXEC = 0o2000000;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const POLLIN = 0x001;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
+export const POLLNVAL = 0x020;
 
 /** errno values the device layer tells apart. */
 export const E = {

@@ -97,6 +97,15 @@ function openError(e: number, name: string): TunpipeError {
   }
 }
 
+/** The error for a failed read of a device: most often the device was deleted under us. */
+export function readError(name: string, e: number): TunpipeError {
+  const msg =
+    e === libc.E.EBADFD || e === libc.E.EIO || e === libc.E.ENODEV
+      ? `device ${name} went away (${libc.errnoName(e)}): it was deleted or its driver detached`
+      : `reading ${name} failed: ${libc.errnoName(e)}`;
+  return new TunpipeError(msg, libc.errnoName(e));
+}
+
 export class TunDevice extends Duplex {
   /** The interface name the kernel gave the device. */
   readonly name: string;
@@ -121,6 +130,11 @@ export class TunDevice extends Duplex {
     this.name = name;
     this.mode = mode;
     this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness);
+  }
+
+  /** The device's file descriptor, for a worker thread that reads and writes it (see pipeline/device-worker.ts). */
+  get fileDescriptor(): number {
+    return this.fd;
   }
 
   /** Which readiness implementation is in use ('pipe' fast path or 'poll' fallback). */
@@ -223,11 +237,7 @@ export class TunDevice extends Duplex {
     if (this.vanished || this.fdClosed) return;
     this.vanished = true;
     this.watcher.stop();
-    const msg =
-      e === libc.E.EBADFD || e === libc.E.EIO || e === libc.E.ENODEV
-        ? `device ${this.name} went away (${libc.errnoName(e)}): it was deleted or its driver detached`
-        : `reading ${this.name} failed: ${libc.errnoName(e)}`;
-    this.destroy(new TunpipeError(msg, libc.errnoName(e)));
+    this.destroy(readError(this.name, e));
   }
 
   override _read(): void {

@@ -48,6 +48,21 @@ export class Packet {
     this.end = data.length;
   }
 
+  /** Makes this object a new, unparsed packet holding `data` (the device's zero-allocation path reuses one). */
+  reset(data: Buffer): void {
+    this.data = data;
+    this.sec = 0;
+    this.nsec = 0;
+    this.version = 0;
+    this.l3 = 0;
+    this.l4 = 0;
+    this.end = data.length;
+    this.proto = 0;
+    this.dirty = 0;
+    this.ipSumAdj = 0;
+    this.l4SumAdj = 0;
+  }
+
   /** Length of the IP datagram (the whole packet for an unparsed one). */
   get length(): number {
     return this.end - this.l3;

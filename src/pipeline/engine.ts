@@ -108,6 +108,7 @@ export class Engine {
     this.queueLength = options.queueLength ?? 1024;
     this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
     this.onFail = options.onFail ?? (() => {});
+    this.packetsReusable = stages.every((s) => s.def.keepsPackets === false);
     stages.forEach((s, index) => {
       const stats = new StageStats(s.label);
       const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set(), reportedError: false, errorReasons: 0 };
@@ -129,6 +130,18 @@ export class Engine {
         throw err;
       }
     });
+  }
+
+  /**
+   * True when no stage keeps packets after handling them, so a source may hand in the same Packet and
+   * Buffer again once push() returns.
+   */
+  readonly packetsReusable: boolean;
+
+  /** True while an asynchronous stage has packets queued or in hand. */
+  get busy(): boolean {
+    for (const slot of this.slots) if (slot.gate && (slot.gate.inFlight || slot.gate.queue.readableLength > 0)) return true;
+    return false;
   }
 
   /** Counters of every stage, left to right. */

@@ -11,6 +11,7 @@ import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
 import { Engine } from './engine.js';
+import { runDeviceInWorker } from './device-worker.js';
 import { resolvePipeline, type ResolvedStage } from './resolve.js';
 import type { StageStats } from './stage.js';
 import type { PacketTransform } from './transform.js';
@@ -33,6 +34,12 @@ export interface RunOptions {
   queueLength?: number;
   /** Where stage warnings go. Default: stderr. */
   warn?: (message: string) => void;
+  /**
+   * On a device, with pipeline text: 'worker' runs the pipeline in a worker thread that waits in poll()
+   * (./device-worker.ts: the CLI's default, the least CPU per packet); 'main' (the default here) runs it on
+   * the event loop, where stages can share state with the rest of the program.
+   */
+  thread?: 'main' | 'worker';
 }
 
 export interface RunResult {
@@ -64,6 +71,9 @@ async function resolveStages(pipeline: string | PacketTransform[]): Promise<Reso
 
 /** Runs a pipeline; resolves when it has stopped and everything is flushed. Throws on bad setup only. */
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
+  if (options.thread === 'worker' && options.device && typeof options.pipeline === 'string') {
+    return runDeviceInWorker({ device: options.device, pipeline: options.pipeline, count: options.count, queueLength: options.queueLength, signal: options.signal });
+  }
   const stages = await resolveStages(options.pipeline);
   if (!options.device && !options.read) throw new TunpipeError('nothing to read from: give a device or a pcap file to read');
   const limit = options.count ?? Infinity;

@@ -71,6 +71,13 @@ export type StageArgs = Record<string, ArgValue | undefined>;
 interface StageDefinitionBase {
   /** Name used in pipeline text: lower case, words joined by '-'. */
   name: string;
+  /**
+   * True when the stage may hold on to a packet object or its Buffer after `process` returns (a queue, a
+   * table). The device then gives each packet its own objects; when no stage keeps packets, it reuses one
+   * Packet and one Buffer, allocating nothing per packet. Built-in stages copy what they keep and say
+   * false; a user's stage is taken to keep packets.
+   */
+  keepsPackets?: boolean;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

@@ -93,10 +93,17 @@ test('a pipeline typo with --dev creates no device (exit 2, caret block)', { ski
   }, 'tptypo');
 });
 
-for (const readiness of ['pipe', 'poll']) {
-  test(`a device deleted under a running tunpipe ends it with exit 1 and one clear line (readiness ${readiness})`, { skip }, async () => {
+// The worker thread (the CLI's default), and the event-loop path with each readiness implementation.
+const ENGINES: [string, Record<string, string>][] = [
+  ['worker thread', {}],
+  ['event loop, pipe readiness', { TUNPIPE_THREAD: 'main', TUNPIPE_READINESS: 'pipe' }],
+  ['event loop, poll readiness', { TUNPIPE_THREAD: 'main', TUNPIPE_READINESS: 'poll' }],
+];
+
+for (const [engine, env] of ENGINES) {
+  test(`a device deleted under a running tunpipe ends it with exit 1 and one clear line (${engine})`, { skip }, async () => {
     await withNetns(async (ns) => {
-      const tp = startTunpipeWith(ns, ['--dev', 'tpd0', '--addr', '198.18.0.1/24', ECHO], { env: { TUNPIPE_READINESS: readiness } });
+      const tp = startTunpipeWith(ns, ['--dev', 'tpd0', '--addr', '198.18.0.1/24', ECHO], { env });
       try {
         await tp.waitFor(/reading/);
         ns.run('ip', ['link', 'del', 'dev', 'tpd0']);

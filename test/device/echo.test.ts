@@ -2,7 +2,7 @@
  * The main job on a real TUN device, in a namespace of its own: `tunpipe --dev tpt0 --addr 198.18.0.1/24
  * 'parse | icmp-echo | checksum'` answers the system ping, the kernel of the namespace counts the replies with
  * no checksum error, and SIGINT stops it at once (exit 0, counters on stderr). Run once more with the
- * readiness fallback (TUNPIPE_READINESS=poll).
+ * event-loop path (TUNPIPE_THREAD=main) with its readiness fallback (TUNPIPE_READINESS=poll).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,8 +67,12 @@ test('answers 20 pings on a new device; nstat counts the replies, no checksum er
   await answersPings(undefined);
 });
 
-test('the same with the readiness fallback (TUNPIPE_READINESS=poll)', { skip }, async (t) => {
-  await answersPings({ TUNPIPE_READINESS: 'poll' }, async (pid) => {
+test('the same on the event loop instead of a worker thread (TUNPIPE_THREAD=main, pipe readiness)', { skip }, async () => {
+  await answersPings({ TUNPIPE_THREAD: 'main' });
+});
+
+test('the same on the event loop with the readiness fallback (TUNPIPE_THREAD=main TUNPIPE_READINESS=poll)', { skip }, async (t) => {
+  await answersPings({ TUNPIPE_THREAD: 'main', TUNPIPE_READINESS: 'poll' }, async (pid) => {
     // The fallback parks a thread in poll(2); the fast path has none (only epoll). Check it is the one used.
     let seen: string[] = [];
     for (let i = 0; i < 25; i++) {
