@@ -29,6 +29,8 @@ function stampNow(p: Packet): void {
   p.nsec = Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6));
 }
 
+const LAZY_BYTES = 64 * 1024;
+
 interface PcapArgs {
   file: string;
   nanos: boolean;
@@ -58,8 +60,11 @@ function createTap(a: PcapArgs, ctx: StageContext) {
       }
       return p;
     },
-    flush(): void {
+    flush(lazy?: boolean): void {
       if (off) return;
+      // Lazily: one write() per LAZY_BYTES of records rather than per batch, while traffic flows; the
+      // source flushes fully as soon as it pauses (and at exit).
+      if (lazy && writer.buffered < LAZY_BYTES) return;
       try {
         writer.flush();
       } catch (err) {
@@ -73,6 +78,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
         if (!off) failed(err as TunpipeError);
       }
     },
+    pending: () => !off && writer.buffered > 0,
     report: () => `${writer.packets} packets written to ${a.file === '-' ? 'stdout' : a.file}`,
   };
 }

@@ -14,6 +14,14 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } fr
 import { TunpipeError } from '../errors.js';
 import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS, RECORD_HEADER_SIZE } from './format.js';
 
+/** Byte stores: cheaper per record than Buffer#writeUInt32LE and its checks (the buffer has room). */
+function putU32LE(b: Buffer, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
+
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
 
@@ -123,10 +131,10 @@ export class PcapWriter {
     let o = this.used;
     // Microseconds are truncated, as libpcap does when it writes a nanosecond time to a microsecond file.
     const frac = this.nanos ? nsec : Math.floor(nsec / 1000);
-    b.writeUInt32LE(sec >>> 0, o);
-    b.writeUInt32LE(frac, o + 4);
-    b.writeUInt32LE(caplen, o + 8);
-    b.writeUInt32LE(data.length, o + 12);
+    putU32LE(b, o, sec);
+    putU32LE(b, o + 4, frac);
+    putU32LE(b, o + 8, caplen);
+    putU32LE(b, o + 12, data.length);
     o += RECORD_HEADER_SIZE;
     b.set(caplen === data.length ? data : data.subarray(0, caplen), o);
     this.used = o + caplen;
@@ -186,6 +194,11 @@ export class PcapWriter {
       records++;
     }
     return { bytes: pos, records };
+  }
+
+  /** Bytes of records waiting in the buffer. */
+  get buffered(): number {
+    return this.used;
   }
 
   /** True once a write failed; the writer then refuses further packets. */

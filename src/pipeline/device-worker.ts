@@ -25,6 +25,8 @@ import type { RunResult } from './run.js';
 
 const MAX_PACKET = 65536;
 const SLAB_SIZE = 1 << 17;
+/** Milliseconds without packets after which buffered capture records are written. */
+const PAUSE_MS = 20;
 /** Packets read per wake at most before the batch ends (captures written) and the stop signal is checked. */
 const DRAIN_BUDGET = 256;
 
@@ -109,6 +111,13 @@ export async function runDeviceInWorker(options: { device: TunDevice; pipeline: 
   }
 }
 
+/** The time a drain starts, as (seconds, nanoseconds): the arrival time of the packets it reads. */
+function wallClock(): [number, number] {
+  const ms = performance.timeOrigin + performance.now();
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6))];
+}
+
 /** Worker thread: the poll/drain loop around the engine. */
 async function workerMain(input: WorkerInput): Promise<void> {
   const { fd, wake } = input;
@@ -159,6 +168,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
   const views: (Buffer | undefined)[] = [];
   const reused = new Packet(scratch);
   const drainReusing = () => {
+    const [sec, nsec] = wallClock();
     for (let budget = DRAIN_BUDGET; budget > 0 && stoppedBy === null; budget--) {
       const n = libc.readAt(fd, scratchAddr, MAX_PACKET);
       if (n < 0) {
@@ -170,16 +180,19 @@ async function workerMain(input: WorkerInput): Promise<void> {
       counters.rxBytes += n;
       packetsIn++;
       reused.reset(views[n] ?? (views[n] = scratch.subarray(0, n)));
+      reused.sec = sec;
+      reused.nsec = nsec;
       engine.push(reused);
       if (packetsIn >= limit) stopWith('count');
     }
-    engine.endBatch();
+    engine.endBatch(true);
   };
 
   let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
   let slabAddr = libc.addressOf(slab);
   let used = 0;
   const drainAllocating = () => {
+    const [sec, nsec] = wallClock();
     for (let budget = DRAIN_BUDGET; budget > 0 && stoppedBy === null; budget--) {
       if (SLAB_SIZE - used < MAX_PACKET) {
         // Packets handed out keep the old slab alive for as long as anyone holds them.
@@ -198,10 +211,10 @@ async function workerMain(input: WorkerInput): Promise<void> {
       counters.rxPackets++;
       counters.rxBytes += n;
       packetsIn++;
-      engine.push(new Packet(buf));
+      engine.push(new Packet(buf, sec, nsec));
       if (packetsIn >= limit) stopWith('count');
     }
-    engine.endBatch();
+    engine.endBatch(true);
   };
 
   const drain = reuse ? drainReusing : drainAllocating;
@@ -215,7 +228,9 @@ async function workerMain(input: WorkerInput): Promise<void> {
     fds.writeInt16LE(0, 6);
     fds.writeInt16LE(0, 14);
     const busy = engine.busy;
-    const rc = libc.pollSync(fds, 2, busy ? 1 : -1);
+    // Buffered capture records are written once traffic pauses for PAUSE_MS (or the buffer fills).
+    const rc = libc.pollSync(fds, 2, busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1);
+    if (rc === 0) engine.endBatch(busy);
     if (rc < 0) {
       const e = libc.errno();
       if (e !== libc.E.EINTR) stopWith('error', new TunpipeError(`waiting for ${input.name} failed: ${libc.errnoName(e)}`));

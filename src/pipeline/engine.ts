@@ -250,19 +250,28 @@ export class Engine {
     this.onFail(err);
   }
 
-  /** End of a batch: stages write out what they buffered. */
-  endBatch(): void {
+  /**
+   * End of a batch: stages write out what they buffered. `lazy`: they may keep a small recent buffer, and
+   * `pendingOutput` tells the source to call endBatch() again when traffic pauses.
+   */
+  endBatch(lazy = false): void {
     const slots = this.slots;
     for (let i = 0; i < slots.length; i++) {
       const f = slots[i].instance.flush;
       if (f !== undefined) {
         try {
-          f.call(slots[i].instance);
+          f.call(slots[i].instance, lazy);
         } catch (err) {
           this.fail(err as Error);
         }
       }
     }
+  }
+
+  /** True when a stage holds output that endBatch() would write. */
+  get pendingOutput(): boolean {
+    for (const slot of this.slots) if (slot.instance.pending?.()) return true;
+    return false;
   }
 
   /**

@@ -24,8 +24,14 @@ export interface StageInstance {
    * awaits) returns a promise, and the engine puts a bounded queue in front of it.
    */
   process(p: Packet): StageResult | Promise<StageResult>;
-  /** End of a batch of packets (one drain of the device, one chunk of a file): write out what is buffered. */
-  flush?(): void;
+  /**
+   * End of a batch of packets (one drain of the device, one chunk of a file): write out what is buffered.
+   * With `lazy` true the stage may keep a small, recent buffer for a later flush (it must then say so
+   * through `pending()`); the source calls flush() without `lazy` once traffic pauses.
+   */
+  flush?(lazy?: boolean): void;
+  /** True when the stage holds output that a flush would write. */
+  pending?(): boolean;
   /** The pipeline stops: finish files, release handles. Called once, after the last packet. */
   close?(): void | Promise<void>;
   /** Extra counters to print on exit beside in/out/dropped (e.g. bytes written). */
