@@ -17,6 +17,7 @@ import * as libc from './libc.js';
 import { addAddress, getMtu, parseCidr, setLinkUp, setMtu, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
 import { TunpipeError } from '../errors.js';
+import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
@@ -24,16 +25,6 @@ const IFF_TUN = 0x0001;
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IFNAMSIZ = 16;
-/** Bytes kept ahead in the receive slab: the largest packet a read can return (64 KiB IP datagram). */
-const MAX_PACKET = 65536;
-const SLAB_SIZE = 1 << 17;
-/**
- * Packets read per wake at most. Past it the batch ends (captures are written) and the event loop turns
- * (signals are seen) before the next wake drains on: under a flood a drain could otherwise go on for as
- * long as the sender keeps up.
- */
-const DRAIN_BUDGET = 256;
-
 export interface TunOptions {
   /** Interface name; empty or absent lets the kernel pick (tun0, tun1, ...). At most 15 characters. */
   name?: string;
@@ -113,9 +104,7 @@ export class TunDevice extends Duplex {
   readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
   private readonly fd: number;
   private readonly watcher: ReadinessWatcher;
-  private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-  private slabAddr = libc.addressOf(this.slab);
-  private slabUsed = 0;
+  private readonly reader = new SlabReader();
   private onPacket: ((buf: Buffer) => void) | null = null;
   private onBatchEnd: (() => void) | null = null;
   private fdClosed = false;
@@ -179,43 +168,20 @@ export class TunDevice extends Duplex {
     return true;
   }
 
-  private carve(n: number): Buffer {
-    const b = this.slab.subarray(this.slabUsed, this.slabUsed + n);
-    // Keep packets 8-byte aligned in the slab.
-    this.slabUsed += (n + 7) & ~7;
-    return b;
-  }
-
   private wake(first: Buffer | null, n: number): void {
-    if (first !== null && n > 0) {
-      if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
-      const b = this.carve(n);
-      first.copy(b, 0, 0, n);
-      this.deliver(b);
-    }
+    if (first !== null && n > 0) this.deliver(this.reader.adopt(first, n));
     this.drain();
   }
 
-  private newSlab(): void {
-    // Packets handed out keep the old slab alive for as long as anyone holds them.
-    this.slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-    this.slabAddr = libc.addressOf(this.slab);
-    this.slabUsed = 0;
-  }
-
   private drain(): void {
-    const fd = this.fd;
     for (let budget = DRAIN_BUDGET; budget > 0 && !this.fdClosed; budget--) {
-      if (SLAB_SIZE - this.slabUsed < MAX_PACKET) this.newSlab();
-      const n = libc.readAt(fd, this.slabAddr + this.slabUsed, MAX_PACKET);
-      if (n < 0) {
-        const e = libc.errno();
-        if (e === libc.E.EAGAIN || e === libc.E.EINTR) break;
-        this.fault(e);
+      const got = this.reader.read(this.fd);
+      if (got === null) break;
+      if (typeof got === 'number') {
+        this.fault(got);
         return;
       }
-      if (n === 0) break;
-      this.deliver(this.carve(n));
+      this.deliver(got);
       if (this.consumerFull) break;
     }
     if (this.onBatchEnd !== null) this.onBatchEnd();

@@ -16,6 +16,7 @@ import { writeSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
 import { readError, type TunDevice } from '../device/tun.js';
+import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
 import { Engine } from './engine.js';
@@ -23,12 +24,8 @@ import { resolvePipeline } from './resolve.js';
 import { StageStats } from './stage.js';
 import type { RunResult } from './run.js';
 
-const MAX_PACKET = 65536;
-const SLAB_SIZE = 1 << 17;
 /** Milliseconds without packets after which buffered capture records are written. */
 const PAUSE_MS = 20;
-/** Packets read per wake at most before the batch ends (captures written) and the stop signal is checked. */
-const DRAIN_BUDGET = 256;
 
 interface WorkerInput {
   kind: 'tunpipe-device-worker';
@@ -188,30 +185,20 @@ async function workerMain(input: WorkerInput): Promise<void> {
     engine.endBatch(true);
   };
 
-  let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-  let slabAddr = libc.addressOf(slab);
-  let used = 0;
+  const reader = new SlabReader();
   const drainAllocating = () => {
     const [sec, nsec] = wallClock();
     for (let budget = DRAIN_BUDGET; budget > 0 && stoppedBy === null; budget--) {
-      if (SLAB_SIZE - used < MAX_PACKET) {
-        // Packets handed out keep the old slab alive for as long as anyone holds them.
-        slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-        slabAddr = libc.addressOf(slab);
-        used = 0;
-      }
-      const n = libc.readAt(fd, slabAddr + used, MAX_PACKET);
-      if (n < 0) {
-        const e = libc.errno();
-        if (e !== libc.E.EAGAIN && e !== libc.E.EINTR) stopWith('error', readError(input.name, e));
+      const got = reader.read(fd);
+      if (got === null) break;
+      if (typeof got === 'number') {
+        stopWith('error', readError(input.name, got));
         break;
       }
-      const buf = slab.subarray(used, used + n);
-      used += (n + 7) & ~7;
       counters.rxPackets++;
-      counters.rxBytes += n;
+      counters.rxBytes += got.length;
       packetsIn++;
-      engine.push(new Packet(buf, sec, nsec));
+      engine.push(new Packet(got, sec, nsec));
       if (packetsIn >= limit) stopWith('count');
     }
     engine.endBatch(true);
