@@ -6,19 +6,21 @@
  *   nanos=BOOL    nanosecond timestamps (magic 0xa1b23c4d); default false (microseconds)
  *   snaplen=N     bytes kept of each packet; default 262144
  *   append=BOOL   add to an existing capture instead of replacing it; default false
+ *   mode=OCTAL    permissions of a new file; default 600 (captures hold other people's traffic)
  *   onerror=stop|continue
  *                 when the file cannot be written (disk full): `stop` ends the pipeline with an error
  *                 (default: a capture never silently loses packets); `continue` reports it once and keeps
  *                 the pipeline running without the capture. The file keeps every whole packet written.
  *                 A closed stdout (`| head`) always ends the pipeline, quietly.
- * Link type 101 (RAW: IPv4 or IPv6, what a TUN device carries). New files are created mode 0600.
- * Records are written once per batch (one write() per drain of the device) and at exit.
+ * Link type 101 (RAW: IPv4 or IPv6, what a TUN device carries).
+ * Records are written at the end of each batch; on a device, per 64 KiB while traffic flows and 20 ms
+ * after it pauses; always at exit.
  */
 import { defineStage, type StageContext } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { PcapWriter } from '../src/pcap/writer.js';
 import type { Packet } from '../src/packet/packet.js';
-import type { TunpipeError } from '../src/errors.js';
+import { TunpipeError } from '../src/errors.js';
 
 
 /** Stamps a packet with the wall clock (microsecond resolution is what the clock gives here). */
@@ -36,11 +38,13 @@ interface PcapArgs {
   nanos: boolean;
   snaplen: number;
   append: boolean;
+  mode: string;
   onerror: 'stop' | 'continue';
 }
 
 function createTap(a: PcapArgs, ctx: StageContext) {
-  const writer = new PcapWriter(a.file, { nanos: a.nanos, snaplen: a.snaplen, append: a.append && a.file !== '-' });
+  if (!/^[0-7]{3,4}$/.test(a.mode)) throw new TunpipeError(`pcap mode=${a.mode}: give octal permissions such as 600 or 644`);
+  const writer = new PcapWriter(a.file, { nanos: a.nanos, snaplen: a.snaplen, append: a.append && a.file !== '-', mode: parseInt(a.mode, 8) });
   let off = false;
   const failed = (err: TunpipeError): void => {
     if (off) return;
@@ -92,6 +96,7 @@ const pcapStage = defineStage({
     { name: 'nanos', type: 'boolean', default: false, description: 'nanosecond timestamps' },
     { name: 'snaplen', type: 'number', integer: true, default: 262144, min: 1, max: 262144, description: 'bytes kept of each packet' },
     { name: 'append', type: 'boolean', default: false, description: 'append to an existing capture' },
+    { name: 'mode', type: 'string', default: '600', description: 'permissions of a new file, octal (600: only its owner reads it)' },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
   create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),

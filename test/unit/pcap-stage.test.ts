@@ -138,3 +138,17 @@ test('a capture file that cannot be created fails at creation with the reason', 
     /cannot create capture file .*its directory does not exist/,
   );
 });
+
+test('mode=644 makes a capture others may read; the default stays 0600', async () => {
+  const shared = join(dir, 'shared.pcap');
+  const own = join(dir, 'own.pcap');
+  const old = process.umask(0o022);
+  try {
+    await pipe(packets(1), pcapTap(shared, { mode: '644' }), collect);
+    await pipe(packets(1), pcapTap(own), collect);
+  } finally {
+    process.umask(old);
+  }
+  assert.equal(statSync(shared).mode & 0o777, 0o644);
+  assert.equal(statSync(own).mode & 0o777, 0o600);
+});
