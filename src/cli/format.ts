@@ -1,7 +1,7 @@
 /** Text the CLI prints: the counters table on exit and the stage listing of --list. */
 import type { RunResult } from '../pipeline/run.js';
 import type { StageDefinition } from '../pipeline/stage.js';
-import { isCompound } from '../pipeline/stage.js';
+import { isCompound, stageUsage } from '../pipeline/stage.js';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
@@ -24,11 +24,6 @@ export function formatCounters(result: RunResult): string {
   return lines.join('\n');
 }
 
-function argUsage(def: StageDefinition): string {
-  return def.args
-    .map((a) => (a.positional ? (a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`) : `[${a.name}=${a.choices ? a.choices.join('|') : a.type === 'boolean' ? 'BOOL' : a.type === 'number' ? 'N' : 'TEXT'}]`))
-    .join(' ');
-}
 
 /** One line per stage: usage and summary. */
 export function formatStageList(defs: readonly StageDefinition[]): string {
@@ -43,7 +38,7 @@ export function formatStageList(defs: readonly StageDefinition[]): string {
 
 /** Everything about one stage: usage, summary, help, each argument with its default. */
 export function formatStageHelp(def: StageDefinition): string {
-  const lines = [`${def.name} ${argUsage(def)}`.trim(), `  ${def.summary}`];
+  const lines = [stageUsage(def), `  ${def.summary}`];
   if (def.help) lines.push('', ...def.help.split('\n').map((l) => `  ${l}`));
   if (isCompound(def)) lines.push('', `  expands to: ${def.expand}`);
   if (def.args.length) {

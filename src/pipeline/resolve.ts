@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { resolve as resolvePath } from 'node:path';
 import { existsSync } from 'node:fs';
 import { parsePipeline, PipelineSyntaxError, type ArgNode, type StageNode } from './language.js';
-import { isCompound, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
+import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStages, findStage } from './registry.js';
 import { loadUserStage } from './user-stage.js';
 
@@ -53,8 +53,7 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
 }
 
 function usage(def: StageDefinition): string {
-  const parts = def.args.map((a) => (a.positional ? (a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`) : `[${a.name}=${a.type === 'boolean' ? 'true|false' : a.type === 'number' ? 'N' : 'TEXT'}]`));
-  return `usage: ${[def.name, ...parts].join(' ')}`;
+  return `usage: ${stageUsage(def)}`;
 }
 
 /** Checks a stage's written arguments against what its definition declares. */

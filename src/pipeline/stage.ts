@@ -103,6 +103,16 @@ export interface CompoundStageDefinition extends StageDefinitionBase {
 
 export type StageDefinition = PrimitiveStageDefinition | CompoundStageDefinition;
 
+/** A stage's usage line from its declaration: `pcap FILE [nanos=BOOL] ... [onerror=stop|continue]`. */
+export function stageUsage(def: StageDefinition): string {
+  const arg = (a: ArgSpec) => {
+    if (a.positional) return a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`;
+    const value = a.choices ? a.choices.join('|') : a.type === 'boolean' ? 'BOOL' : a.type === 'number' ? 'N' : 'TEXT';
+    return `[${a.name}=${value}]`;
+  };
+  return [def.name, ...def.args.map(arg)].join(' ');
+}
+
 /** Identity helper that gives a stage file its types. */
 export function defineStage<T extends StageDefinition>(def: T): T {
   return def;

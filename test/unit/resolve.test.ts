@@ -35,7 +35,7 @@ test('built-in stages resolve with their defaults', async () => {
   );
   assert.deepEqual(stages[1].args, { mode: 'auto' });
   assert.deepEqual(stages[2].args, { ttl: 64 });
-  assert.deepEqual(stages[3].args, { file: '/tmp/never-created.pcap', nanos: false, snaplen: 262144, append: false, onerror: 'stop' });
+  assert.deepEqual(stages[3].args, { file: '/tmp/never-created.pcap', nanos: false, snaplen: 262144, append: false, mode: '600', onerror: 'stop' });
 });
 
 test('a compound stage expands into its parts, labelled under its name', async () => {
@@ -78,13 +78,13 @@ test('argument errors point at the argument', async () => {
 
 test('a missing required argument is reported at the stage name with a usage line', async () => {
   const err = await rejectsAt('parse | pcap', 8, /stage 'pcap' needs its argument FILE/);
-  assert.match(err.hint ?? '', /^usage: pcap FILE \[nanos=true\|false\] \[snaplen=N\] \[append=true\|false\] \[onerror=TEXT\]$/);
+  assert.match(err.hint ?? '', /^usage: pcap FILE \[nanos=BOOL\] \[snaplen=N\] \[append=BOOL\] \[mode=TEXT\] \[onerror=stop\|continue\]$/);
   await rejectsAt('parse | pcap nanos=true', 8, /needs its argument FILE/);
 });
 
 test('arguments convert to their types; a positional may also be given by name', async () => {
-  const [pcap] = await resolvePipeline('pcap nanos=YES snaplen=96 file=-  append=off onerror=continue');
-  assert.deepEqual(pcap.args, { file: '-', nanos: true, snaplen: 96, append: false, onerror: 'continue' });
+  const [pcap] = await resolvePipeline('pcap nanos=YES snaplen=96 file=-  append=off mode=644 onerror=continue');
+  assert.deepEqual(pcap.args, { file: '-', nanos: true, snaplen: 96, append: false, mode: '644', onerror: 'continue' });
   const [pcap2] = await resolvePipeline('pcap nanos=1 "my capture.pcap"');
   assert.deepEqual(pcap2.args.file, 'my capture.pcap');
   assert.equal(pcap2.args.nanos, true);
