@@ -32,11 +32,10 @@ ip netns exec "$ns" node dist/bin/tunpipe.js --dev tun0 --addr 198.18.0.1/24 'pa
 pid=$!
 for _ in $(seq 50); do ip -n "$ns" addr show dev tun0 2>/dev/null | grep -q 198.18.0.1 && break; sleep 0.1; done
 
-ip netns exec "$ns" nstat -n
 echo "+ ping -c 5 198.18.0.2   (the peer address: the pipeline answers it, not the kernel)"
 ip netns exec "$ns" ping -c 5 -i 0.2 -w 5 198.18.0.2
 echo "+ nstat: the kernel's count of valid replies and of replies with bad checksums"
-ip netns exec "$ns" nstat -az IcmpInEchoReps IcmpInCsumErrors | tail -n 2
+ip netns exec "$ns" nstat -asz IcmpInEchoReps IcmpInCsumErrors | tail -n 2
 
 if $stay; then
   echo "tunpipe keeps answering; from another shell: sudo ip netns exec $ns ping 198.18.0.2   (Ctrl-C here to stop)"
