@@ -2,13 +2,14 @@
  * A TUN (or, later, TAP) device as a stream of packets: one Buffer per packet in each direction.
  *
  * The fd is non-blocking; a readiness watcher (./readiness.ts) says when packets wait, and the device drains
- * them with `read()` until EAGAIN, so one wake of the event loop moves a whole batch. Replies are written
+ * them with `read()` until EAGAIN (./slab-reader.ts), so one wake of the event loop moves a whole batch.
+ * (The CLI instead hands the fd to a worker thread: ../pipeline/device-worker.ts.) Replies are written
  * with one `write()` each, never through a stream's write queue: a tun write never blocks, a queued write
  * could be merged into one writev() (one bogus packet), and a failed write (EIO while the link is down) is a
  * counted drop, not a stream error.
  *
  * Three ways to use it:
- * - fast path: `start(onPacket, onBatchEnd)` and `send(buf)`; the pipeline engine uses these.
+ * - fast path: `start(onPacket, onBatchEnd)` and `send(buf)`; runPipeline on the event loop uses these.
  * - Node stream: the device is an object-mode `Duplex`.
  * - it-pipe duplex: `source` (async iterable of Buffers) and `sink(source)`.
  */
@@ -25,6 +26,7 @@ const IFF_TUN = 0x0001;
 const IFF_TAP = 0x0002;
 const IFF_NO_PI = 0x1000;
 const IFNAMSIZ = 16;
+
 export interface TunOptions {
   /** Interface name; empty or absent lets the kernel pick (tun0, tun1, ...). At most 15 characters. */
   name?: string;
