@@ -12,6 +12,8 @@ export const close = libc.func('int close(int fd)') as (fd: number) => number;
 export const read = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 /** read() into raw memory: the drain loop passes slab address + offset, which allocates nothing per call. */
 export const readAt = libc.func('intptr_t read(int fd, uintptr_t buf, size_t count)') as (fd: number, addr: number, count: number) => number;
+/** write() from raw memory: the worker's reused receive buffer, by address (no Buffer unwrapped per call). */
+export const writeAt = libc.func('intptr_t write(int fd, uintptr_t buf, size_t count)') as (fd: number, addr: number, count: number) => number;
 export const write = libc.func('intptr_t write(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 /** ioctl is variadic: its third argument is passed as a (type, value) pair. */
 const ioctlRaw = libc.func('int ioctl(int fd, unsigned long request, ...)');

@@ -128,9 +128,13 @@ async function workerMain(input: WorkerInput): Promise<void> {
   };
   let packetsIn = 0;
   let packetsOut = 0;
+  // Set below when packets are read into one reused buffer: replies still in it are written by address.
+  let scratchMemory: ArrayBufferLike | null = null;
+  let scratchBase = 0;
   const send = (p: Packet) => {
     packetsOut++;
-    const n = libc.write(fd, p.data, p.data.length);
+    const d = p.data;
+    const n = d.buffer === scratchMemory ? libc.writeAt(fd, scratchBase + d.byteOffset, d.length) : libc.write(fd, d, d.length);
     if (n < 0) {
       counters.lastTxErrno = libc.errno();
       counters.txErrors++;
@@ -162,6 +166,10 @@ async function workerMain(input: WorkerInput): Promise<void> {
   const reuse = engine.packetsReusable;
   const scratch = Buffer.allocUnsafeSlow(MAX_PACKET);
   const scratchAddr = libc.addressOf(scratch);
+  if (reuse) {
+    scratchMemory = scratch.buffer;
+    scratchBase = scratchAddr - scratch.byteOffset;
+  }
   const views: (Buffer | undefined)[] = [];
   const reused = new Packet(scratch);
   const drainReusing = () => {
