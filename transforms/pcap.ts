@@ -19,17 +19,10 @@
 import { defineStage, type StageContext } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { PcapWriter } from '../src/pcap/writer.js';
+import { wallClock } from '../src/packet/clock.js';
 import type { Packet } from '../src/packet/packet.js';
 import { TunpipeError } from '../src/errors.js';
 
-
-/** Stamps a packet with the wall clock (microsecond resolution is what the clock gives here). */
-function stampNow(p: Packet): void {
-  const ms = performance.timeOrigin + performance.now();
-  const sec = Math.floor(ms / 1000);
-  p.sec = sec;
-  p.nsec = Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6));
-}
 
 const LAZY_BYTES = 64 * 1024;
 
@@ -56,7 +49,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     process(p: Packet): Packet {
       if (!off) {
         try {
-          if (p.sec === 0) stampNow(p);
+          if (p.sec === 0) [p.sec, p.nsec] = wallClock();
           writer.write(p.data, p.sec, p.nsec);
         } catch (err) {
           failed(err as TunpipeError);

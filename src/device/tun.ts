@@ -90,6 +90,18 @@ function openError(e: number, name: string): TunpipeError {
   }
 }
 
+/** Counts the result of one write() of a packet: bytes written, or -1 with the reason in errno. */
+export function countWrite(counters: TunCounters, n: number): boolean {
+  if (n < 0) {
+    counters.lastTxErrno = libc.errno();
+    counters.txErrors++;
+    return false;
+  }
+  counters.txPackets++;
+  counters.txBytes += n;
+  return true;
+}
+
 /** The error for a failed read of a device: most often the device was deleted under us. */
 export function readError(name: string, e: number): TunpipeError {
   const msg =
@@ -159,15 +171,7 @@ export class TunDevice extends Duplex {
       this.counters.txErrors++;
       return false;
     }
-    const n = libc.write(this.fd, buf, buf.length);
-    if (n < 0) {
-      this.counters.lastTxErrno = libc.errno();
-      this.counters.txErrors++;
-      return false;
-    }
-    this.counters.txPackets++;
-    this.counters.txBytes += n;
-    return true;
+    return countWrite(this.counters, libc.write(this.fd, buf, buf.length));
   }
 
   private wake(first: Buffer | null, n: number): void {

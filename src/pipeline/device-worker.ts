@@ -15,10 +15,11 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { writeSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
-import { readError, type TunDevice } from '../device/tun.js';
+import { countWrite, readError, type TunCounters, type TunDevice } from '../device/tun.js';
 import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
+import { wallClock } from '../packet/clock.js';
 import { Engine } from './engine.js';
 import { resolvePipeline } from './resolve.js';
 import { StageStats } from './stage.js';
@@ -61,7 +62,7 @@ interface ResultMessage {
   reports: [string, string][];
   error: { message: string; code?: string } | null;
   stoppedBy: RunResult['stoppedBy'];
-  counters: { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; txErrors: number; lastTxErrno: number };
+  counters: TunCounters;
 }
 
 /** Main thread: runs `pipeline` on `device` in a worker; resolves when the worker has stopped and reported. */
@@ -108,13 +109,6 @@ export async function runDeviceInWorker(options: { device: TunDevice; pipeline: 
   }
 }
 
-/** The time a drain starts, as (seconds, nanoseconds): the arrival time of the packets it reads. */
-function wallClock(): [number, number] {
-  const ms = performance.timeOrigin + performance.now();
-  const sec = Math.floor(ms / 1000);
-  return [sec, Math.min(999_999_999, Math.round((ms - sec * 1000) * 1e6))];
-}
-
 /** Worker thread: the poll/drain loop around the engine. */
 async function workerMain(input: WorkerInput): Promise<void> {
   const { fd, wake } = input;
@@ -134,14 +128,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
   const send = (p: Packet) => {
     packetsOut++;
     const d = p.data;
-    const n = d.buffer === scratchMemory ? libc.writeAt(fd, scratchBase + d.byteOffset, d.length) : libc.write(fd, d, d.length);
-    if (n < 0) {
-      counters.lastTxErrno = libc.errno();
-      counters.txErrors++;
-    } else {
-      counters.txPackets++;
-      counters.txBytes += n;
-    }
+    countWrite(counters, d.buffer === scratchMemory ? libc.writeAt(fd, scratchBase + d.byteOffset, d.length) : libc.write(fd, d, d.length));
   };
   let engine: Engine;
   try {
@@ -162,7 +149,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
   if (limit === 0) stopWith('count');
 
   // No stage keeps packets: every packet is read into one buffer and handed in as one reused Packet, through
-  // a view of the right length (one per length seen, kept). Nothing is allocated per packet.
+  // a view of the right length (one per length seen, kept). Nothing is allocated per packet. Otherwise each
+  // packet gets its own Buffer (a view into a slab) and Packet.
   const reuse = engine.packetsReusable;
   const scratch = Buffer.allocUnsafeSlow(MAX_PACKET);
   const scratchAddr = libc.addressOf(scratch);
@@ -172,47 +160,41 @@ async function workerMain(input: WorkerInput): Promise<void> {
   }
   const views: (Buffer | undefined)[] = [];
   const reused = new Packet(scratch);
-  const drainReusing = () => {
-    const [sec, nsec] = wallClock();
-    for (let budget = DRAIN_BUDGET; budget > 0 && stoppedBy === null; budget--) {
-      const n = libc.readAt(fd, scratchAddr, MAX_PACKET);
-      if (n < 0) {
-        const e = libc.errno();
-        if (e !== libc.E.EAGAIN && e !== libc.E.EINTR) stopWith('error', readError(input.name, e));
-        break;
-      }
-      counters.rxPackets++;
-      counters.rxBytes += n;
-      packetsIn++;
-      reused.reset(views[n] ?? (views[n] = scratch.subarray(0, n)));
-      reused.sec = sec;
-      reused.nsec = nsec;
-      engine.push(reused);
-      if (packetsIn >= limit) stopWith('count');
-    }
-    engine.endBatch(true);
-  };
-
   const reader = new SlabReader();
-  const drainAllocating = () => {
+  /** The next packet, null when none waits, or an errno value. */
+  const readPacket = (): Packet | null | number => {
+    if (!reuse) {
+      const got = reader.read(fd);
+      return got === null || typeof got === 'number' ? got : new Packet(got);
+    }
+    const n = libc.readAt(fd, scratchAddr, MAX_PACKET);
+    if (n < 0) {
+      const e = libc.errno();
+      return e === libc.E.EAGAIN || e === libc.E.EINTR ? null : e;
+    }
+    if (n === 0) return null;
+    reused.reset(views[n] ?? (views[n] = scratch.subarray(0, n)));
+    return reused;
+  };
+  const drain = () => {
     const [sec, nsec] = wallClock();
     for (let budget = DRAIN_BUDGET; budget > 0 && stoppedBy === null; budget--) {
-      const got = reader.read(fd);
-      if (got === null) break;
-      if (typeof got === 'number') {
-        stopWith('error', readError(input.name, got));
+      const p = readPacket();
+      if (p === null) break;
+      if (typeof p === 'number') {
+        stopWith('error', readError(input.name, p));
         break;
       }
+      p.sec = sec;
+      p.nsec = nsec;
       counters.rxPackets++;
-      counters.rxBytes += got.length;
+      counters.rxBytes += p.data.length;
       packetsIn++;
-      engine.push(new Packet(got, sec, nsec));
+      engine.push(p);
       if (packetsIn >= limit) stopWith('count');
     }
     engine.endBatch(true);
   };
-
-  const drain = reuse ? drainReusing : drainAllocating;
 
   const fds = Buffer.alloc(16);
   fds.writeInt32LE(fd, 0);
@@ -244,18 +226,13 @@ async function workerMain(input: WorkerInput): Promise<void> {
     error = closeErrors[0];
     stoppedBy = 'error';
   }
-  const reports: [string, string][] = [];
-  for (const slot of engine.slots) {
-    const line = slot.instance.report?.();
-    if (line) reports.push([slot.label, line]);
-  }
   const failure = error as Error | null;
   const result: ResultMessage = {
     type: 'result',
     packetsIn,
     packetsOut,
     stages: engine.stats.map((s) => ({ name: s.name, packetsIn: s.packetsIn, packetsOut: s.packetsOut, dropped: s.dropped, held: s.held, emitted: s.emitted, reasons: [...s.reasons] })),
-    reports,
+    reports: [...engine.reports()],
     error: failure ? { message: failure.message, code: (failure as TunpipeError).code } : null,
     stoppedBy: stoppedBy ?? 'end',
     counters,

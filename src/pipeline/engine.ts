@@ -144,6 +144,16 @@ export class Engine {
     return false;
   }
 
+  /** The extra lines stages report on exit (bytes written by a capture, ...), by stage label. */
+  reports(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const slot of this.slots) {
+      const line = slot.instance.report?.();
+      if (line) out.set(slot.label, line);
+    }
+    return out;
+  }
+
   /** Counters of every stage, left to right. */
   get stats(): StageStats[] {
     return this.slots.map((s) => s.stats);

@@ -188,10 +188,5 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
     error = closeErrors[0];
     stoppedBy = 'error';
   }
-  const reports = new Map<string, string>();
-  for (const slot of engine.slots) {
-    const line = slot.instance.report?.();
-    if (line) reports.set(slot.label, line);
-  }
-  return { packetsIn, packetsOut, stages: engine.stats, reports, error, stoppedBy };
+  return { packetsIn, packetsOut, stages: engine.stats, reports: engine.reports(), error, stoppedBy };
 }
