@@ -12,10 +12,9 @@ import { waitUntil } from '../helpers/netns-process.js';
 import { exitWithin, fileSize, firstBadRequest, PEER, pcapRecords, ping, pingInBackground, quiet, reportedWritten, stackLines, startEcho, tcpdumpRead, tempDir } from './support.js';
 
 /**
- * The most records one batch can leave unwritten. Records reach the file at the end of each drain of the
- * device, or when the writer's 256 KiB buffer is full. Under a flood a drain does not end while ping keeps
- * pace (each reply brings the next request before the next read()), so a batch is bounded by that buffer:
- * 256 KiB of 100-byte records (16-byte record header + 84-byte request).
+ * The most records that can be unwritten at a kill. On a device, records reach the file once 64 KiB are
+ * buffered or traffic pauses for 20 ms, and never later than when the writer's 256 KiB buffer is full; the
+ * bound used is that buffer: 256 KiB of 100-byte records (16-byte record header + 84-byte request).
  */
 const ONE_BATCH = Math.floor((256 * 1024) / 100);
 
