@@ -1,9 +1,9 @@
 /**
  * Writes packets to a classic pcap file or to stdout.
  *
- * Records are gathered in a buffer and written with one write() per batch (`flush()`, called by the engine
- * after each drain of the device), so a capture costs one system call per batch, not per packet, and a
- * packet reaches the file within one batch of being seen. To stdout (`-`) every packet is written at once,
+ * Records are gathered in a buffer and written by `flush()`, which the pcap stage calls at the end of a
+ * batch (on a device: once 64 KiB are buffered or traffic pauses), so a capture costs one system call per
+ * batch, not per packet; a full buffer is written at once. To stdout (`-`) every packet is written at once,
  * like `tcpdump -U -w -`, so a reader on the pipe sees each packet live.
  *
  * The file only ever ends on a whole record: if a write fails part way (disk full), the file is cut back to
