@@ -13,6 +13,7 @@ import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
 import { HELD, StageStats, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import type { ResolvedStage } from './resolve.js';
+import { recordStageError } from './error-reasons.js';
 
 /** Drop reasons the engine itself gives. */
 export const ENGINE_DROP = {
@@ -87,9 +88,6 @@ interface Slot {
   reportedError: boolean;
   errorReasons: number;
 }
-
-/** Distinct error messages counted per stage before the rest are lumped together. */
-const MAX_ERROR_REASONS = 8;
 
 export class Engine {
   readonly slots: Slot[] = [];
@@ -233,16 +231,8 @@ export class Engine {
    */
   stageError(i: number, err: unknown): void {
     const slot = this.slots[i];
-    const msg = err instanceof Error ? err.message : String(err);
-    const reason = `error: ${msg}`;
-    if (slot.stats.reasons.has(reason) || slot.errorReasons < MAX_ERROR_REASONS) {
-      if (!slot.stats.reasons.has(reason)) slot.errorReasons++;
-      slot.stats.drop(reason);
-    } else {
-      slot.stats.drop('error: (other messages)');
-    }
-    if (!slot.reportedError) {
-      slot.reportedError = true;
+    const { message: msg, first } = recordStageError(slot.stats, slot, err);
+    if (first) {
       this.warnOut(`stage '${slot.label}' threw: ${msg}; the packet was dropped and counted, the pipeline goes on (further errors are counted, not printed)`);
     }
   }

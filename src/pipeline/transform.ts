@@ -8,6 +8,7 @@ import { asPacket, Packet } from '../packet/packet.js';
 import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
 import { isCompound } from './stage.js';
 import { ENGINE_DROP } from './engine.js';
+import { recordStageError, type StageErrorState } from './error-reasons.js';
 import type { ResolvedStage } from './resolve.js';
 
 type PacketLike = Packet | Uint8Array;
@@ -42,7 +43,7 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
 async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
   let failure: Error | null = null;
-  let reportedError = false;
+  const errors: StageErrorState = { errorReasons: 0, reportedError: false };
   const ctx: StageContext = {
     name: s.label,
     emit: (p) => {
@@ -61,10 +62,8 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
         r = inst.process(p);
         if (isThenable(r)) r = await r;
       } catch (err) {
-        const msg = (err as Error).message;
-        if (!reportedError) ctx.warn(`threw: ${msg}; the packet was dropped (further errors are counted, not printed)`);
-        reportedError = true;
-        stats.drop(`error: ${msg}`);
+        const { message, first } = recordStageError(stats, errors, err);
+        if (first) ctx.warn(`threw: ${message}; the packet was dropped (further errors are counted, not printed)`);
         continue;
       }
       if (failure) throw failure;

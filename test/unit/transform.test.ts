@@ -134,6 +134,32 @@ test('async stages, throws, HELD, emit and close inside it-pipe', async () => {
   assert.equal(closed, 1);
 });
 
+test('a stage whose error messages all differ, inside it-pipe: one report, at most 8 reasons, the rest lumped together', async (t) => {
+  const warnings: string[] = [];
+  t.mock.method(process.stderr, 'write', (chunk: string | Uint8Array) => warnings.push(String(chunk)) > 0);
+  const numbered = transformOf([
+    {
+      def: def('numbered', (p) => {
+        throw new Error(`packet ${p.data.length} is bad`);
+      }),
+      args: {},
+      label: 'numbered',
+    },
+  ]);
+  const input = Array.from({ length: 50 }, (_, k) => Buffer.alloc(k + 1));
+  const out = await pipe(input, numbered, collect);
+  t.mock.restoreAll();
+  assert.equal(out.length, 0);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /stage 'numbered': threw: packet 1 is bad/);
+  const [s] = numbered.lastStats;
+  assert.equal(s.dropped, 50);
+  assert.equal(s.reasons.size, 9);
+  assert.equal(s.reasons.get('error: (other messages)'), 42);
+  assert.equal(s.reasons.get('error: packet 1 is bad'), 1);
+  assert.equal(s.reasons.get('error: packet 9 is bad'), undefined);
+});
+
 test('stageTransform checks library-given arguments', () => {
   assert.throws(() => recomputeChecksum({ mode: 'full', bogus: 1 } as never), /stage 'checksum' has no argument 'bogus'/);
   const needsFile: PrimitiveStageDefinition = {
