@@ -11,15 +11,16 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deviceTestSkipReason, TUNPIPE, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
+import { deviceTestSkipReason, TUNPIPE, type TunpipeProcess } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
-import { DEVICE_ADDR, exitWithin, firstBadRequest, killPidFile, PEER, pcapRecords, ping, pingInBackground, quiet, reportedWritten, shq, stackLines, tcpdumpRead, tempDir } from './support.js';
+import { DEVICE_ADDR, exitWithin, inScene, killPidFile, PEER, ping, reportedWritten, shq, soundCapture, stackLines, type Scene } from './support.js';
 
 /**
  * Starts, in a private mount namespace: a 64 KiB tmpfs on DIR/mnt, tunpipe capturing to it, and after
- * tunpipe's exit a copy of the capture to DIR/cap.pcap. tunpipe's pid is written to DIR/pid.
+ * tunpipe's exit a copy of the capture to DIR/cap.pcap; waits until the device is open. tunpipe's pid is
+ * written to DIR/pid; tunpipe and the shell are killed when the test ends.
  */
-function startOnSmallDisk(ns: Netns, dir: string, dev: string, pcapArgs: string): TunpipeProcess {
+async function startOnSmallDisk({ ns, dir, atEnd }: Scene, dev: string, pcapArgs: string): Promise<TunpipeProcess> {
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
   const pipeline = `parse | pcap ${mnt}/cap.pcap ${pcapArgs} | icmp-echo | checksum`;
@@ -32,88 +33,56 @@ function startOnSmallDisk(ns: Netns, dir: string, dev: string, pcapArgs: string)
     `cp ${shq(mnt)}/cap.pcap ${shq(join(dir, 'cap.pcap'))}`,
     'exit $rc',
   ].join('\n');
-  return watchProcess(ns.spawn('unshare', ['-m', 'sh', '-c', script]));
+  const tp = watchProcess(ns.spawn('unshare', ['-m', 'sh', '-c', script]));
+  atEnd(() => tp.stop('SIGKILL'));
+  atEnd(() => killPidFile(join(dir, 'pid')));
+  await tp.waitFor(/device \S+ open/);
+  return tp;
 }
 
-it('disk full with onerror=stop: "disk is full", pipeline stops, non-zero exit, file holds whole packets', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-  const { dir, cleanup } = tempDir('diskfull');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      const tp = startOnSmallDisk(ns, dir, 'tpf1', '');
-      try {
-        await tp.waitFor(/device \S+ open/);
-        // 2000 requests at 100 bytes a record: about three times what 64 KiB holds.
-        const flood = pingInBackground(ns, ['-f', '-c', '2000', '-w', '10', '-q', PEER]);
-        const code = await exitWithin(tp, 10_000);
-        await flood.stop();
-        assert.notEqual(code, 'timeout', `tunpipe kept running with a full disk:\n${tp.stderr()}`);
-        assert.notEqual(code, 0, `exit ${code}: a capture that cannot be written stops the run with a failure\n${tp.stderr()}`);
-        assert.notEqual(code, 97, 'the tmpfs could not be mounted');
-        const err = tp.stderr();
-        assert.match(err, /^tunpipe: .*disk is full/m);
-        assert.deepEqual(stackLines(err), []);
+it('disk full with onerror=stop: "disk is full", pipeline stops, non-zero exit, file holds whole packets', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('diskfull', async (scene) => {
+    const tp = await startOnSmallDisk(scene, 'tpf1', '');
+    // 2000 requests at 100 bytes a record: about three times what 64 KiB holds.
+    const flood = scene.startFlood(2000, 10);
+    const code = await exitWithin(tp, 10_000);
+    await flood.stop();
+    assert.notEqual(code, 'timeout', `tunpipe kept running with a full disk:\n${tp.stderr()}`);
+    assert.notEqual(code, 0, `exit ${code}: a capture that cannot be written stops the run with a failure\n${tp.stderr()}`);
+    assert.notEqual(code, 97, 'the tmpfs could not be mounted');
+    const err = tp.stderr();
+    assert.match(err, /^tunpipe: .*disk is full/m);
+    assert.deepEqual(stackLines(err), []);
 
-        const cap = join(dir, 'cap.pcap');
-        const td = tcpdumpRead(cap);
-        assert.equal(td.status, 0, td.stderr);
-        assert.doesNotMatch(td.stderr, /truncated/i, 'only whole records');
-        assert.ok(td.count > 0, 'packets written before the disk filled are kept');
-        const { records, trailing } = pcapRecords(cap);
-        assert.equal(trailing, 0, 'the file ends on a whole record');
-        assert.equal(records.length, td.count);
-        assert.equal(firstBadRequest(records), null);
-        // Never lose a packet reported as captured: what the counters call written is what the file holds.
-        assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
-      } finally {
-        killPidFile(join(dir, 'pid'));
-        await tp.stop('SIGKILL');
-      }
-    }, 'tpfault');
-  } finally {
-    cleanup();
-  }
-});
+    const { td } = soundCapture(join(scene.dir, 'cap.pcap'));
+    assert.ok(td.count > 0, 'packets written before the disk filled are kept');
+    // Never lose a packet reported as captured: what the counters call written is what the file holds.
+    assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+  }),
+);
 
-it('disk full with onerror=continue: the capture stops, pings after the fill are still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-  const { dir, cleanup } = tempDir('diskcont');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      const tp = startOnSmallDisk(ns, dir, 'tpf2', 'onerror=continue');
-      try {
-        await tp.waitFor(/device \S+ open/);
-        const flood = await ping(ns, ['-f', '-c', '1500', '-w', '10', '-q', PEER]);
-        await tp.waitFor(/disk is full/, 5000);
-        assert.equal(flood.received, flood.transmitted, `every request of the flood answered, the fill included:\n${flood.output}`);
+it('disk full with onerror=continue: the capture stops, pings after the fill are still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('diskcont', async (scene) => {
+    const { ns, dir } = scene;
+    const tp = await startOnSmallDisk(scene, 'tpf2', 'onerror=continue');
+    const flood = await scene.startFlood(1500, 10).done;
+    await tp.waitFor(/disk is full/, 5000);
+    assert.equal(flood.received, flood.transmitted, `every request of the flood answered, the fill included:\n${flood.output}`);
 
-        const after = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
-        assert.equal(after.received, 3, `pings after the disk filled:\n${after.output}\n${tp.stderr()}`);
+    const after = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+    assert.equal(after.received, 3, `pings after the disk filled:\n${after.output}\n${tp.stderr()}`);
 
-        // SIGTERM, not SIGINT: sh starts background jobs with SIGINT ignored.
-        const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
-        process.kill(pid, 'SIGTERM');
-        const code = await exitWithin(tp, 5000);
-        assert.equal(code, 0, `onerror=continue: a normal stop\n${tp.stderr()}`);
-        const err = tp.stderr();
-        assert.equal(err.split('\n').filter((l) => /disk is full/.test(l)).length, 1, `reported once:\n${err}`);
-        assert.deepEqual(stackLines(err), []);
+    // SIGTERM, not SIGINT: sh starts background jobs with SIGINT ignored.
+    const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+    process.kill(pid, 'SIGTERM');
+    const code = await exitWithin(tp, 5000);
+    assert.equal(code, 0, `onerror=continue: a normal stop\n${tp.stderr()}`);
+    const err = tp.stderr();
+    assert.equal(err.split('\n').filter((l) => /disk is full/.test(l)).length, 1, `reported once:\n${err}`);
+    assert.deepEqual(stackLines(err), []);
 
-        const cap = join(dir, 'cap.pcap');
-        const td = tcpdumpRead(cap);
-        assert.equal(td.status, 0, td.stderr);
-        assert.doesNotMatch(td.stderr, /truncated/i);
-        const { records, trailing } = pcapRecords(cap);
-        assert.equal(trailing, 0);
-        assert.ok(records.length > 0);
-        assert.equal(firstBadRequest(records), null);
-        assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
-      } finally {
-        killPidFile(join(dir, 'pid'));
-        await tp.stop('SIGKILL');
-      }
-    }, 'tpfault');
-  } finally {
-    cleanup();
-  }
-});
+    const { records, td } = soundCapture(join(dir, 'cap.pcap'));
+    assert.ok(records.length > 0);
+    assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+  }),
+);

@@ -5,11 +5,10 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { deviceTestSkipReason, withNetns } from '../helpers/netns.js';
+import { deviceTestSkipReason } from '../helpers/netns.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
 import { waitUntil } from '../helpers/netns-process.js';
-import { exitWithin, fileSize, firstBadRequest, PEER, pcapRecords, ping, pingInBackground, quiet, reportedWritten, stackLines, startEcho, tcpdumpRead, tempDir } from './support.js';
+import { exitWithin, fileSize, firstBadRequest, inScene, PEER, pcapRecords, ping, reportedWritten, soundCapture, stackLines, tcpdumpRead } from './support.js';
 
 /**
  * The most records that can be unwritten at a kill. On a device, records reach the file once 64 KiB are
@@ -18,116 +17,73 @@ import { exitWithin, fileSize, firstBadRequest, PEER, pcapRecords, ping, pingInB
  */
 const ONE_BATCH = Math.floor((256 * 1024) / 100);
 
-it('SIGKILL mid-capture: tcpdump reads every request up to the last batch', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-  const { dir, cleanup } = tempDir('sigkill');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      const cap = join(dir, 'cap.pcap');
-      const tp = await startEcho(ns, 'tpf4', `parse | pcap ${cap} | icmp-echo | checksum`);
-      const flood = pingInBackground(ns, ['-f', '-c', '20000', '-w', '10', '-q', PEER]);
-      try {
-        // Well into the flood: some thousands of requests captured.
-        await waitUntil(() => fileSize(cap) > 400_000, () => `the capture to grow (${fileSize(cap)} bytes)`, 8000);
-        tp.child.kill('SIGKILL');
-        assert.equal(await exitWithin(tp, 2000), 'SIGKILL');
-        const answered = (await flood.stop()).received;
-        assert.ok(answered > 1000, `replies before the kill: ${answered}`);
+it('SIGKILL mid-capture: tcpdump reads every request up to the last batch', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('sigkill', async ({ startCaptureEcho, startFlood }) => {
+    const { tp, cap } = await startCaptureEcho('tpf4');
+    const flood = startFlood(20000, 10);
+    // Well into the flood: some thousands of requests captured.
+    await waitUntil(() => fileSize(cap) > 400_000, () => `the capture to grow (${fileSize(cap)} bytes)`, 8000);
+    tp.child.kill('SIGKILL');
+    assert.equal(await exitWithin(tp, 2000), 'SIGKILL');
+    const answered = (await flood.stop()).received;
+    assert.ok(answered > 1000, `replies before the kill: ${answered}`);
 
-        const td = tcpdumpRead(cap);
-        // tcpdump may complain about a last record cut in the middle; nothing else.
-        const complaints = td.stderr.split('\n').filter((l) => l && !/^reading from file/.test(l) && !/truncated dump file/.test(l));
-        assert.deepEqual(complaints, [], td.stderr);
-        const { records } = pcapRecords(cap);
-        assert.equal(td.count, records.length, 'tcpdump and the record walk agree');
-        assert.equal(firstBadRequest(records), null);
-        // Every reply ping got was sent in a batch whose records reach the file when the batch ends; only
-        // the batch being answered at the kill may be missing.
-        assert.ok(records.length >= answered - ONE_BATCH, `${records.length} records for ${answered} replies received`);
-        assert.ok(records.length <= answered + 2, `${records.length} records but only ${answered} replies: records of requests never seen?`);
-      } finally {
-        await flood.stop();
-        await tp.stop('SIGKILL');
-      }
-    }, 'tpfault');
-  } finally {
-    cleanup();
-  }
-});
+    const td = tcpdumpRead(cap);
+    // tcpdump may complain about a last record cut in the middle; nothing else.
+    const complaints = td.stderr.split('\n').filter((l) => l && !/^reading from file/.test(l) && !/truncated dump file/.test(l));
+    assert.deepEqual(complaints, [], td.stderr);
+    const { records } = pcapRecords(cap);
+    assert.equal(td.count, records.length, 'tcpdump and the record walk agree');
+    assert.equal(firstBadRequest(records), null);
+    // Every reply ping got was sent in a batch whose records reach the file when the batch ends; only
+    // the batch being answered at the kill may be missing.
+    assert.ok(records.length >= answered - ONE_BATCH, `${records.length} records for ${answered} replies received`);
+    assert.ok(records.length <= answered + 2, `${records.length} records but only ${answered} replies: records of requests never seen?`);
+  }),
+);
 
-it('SIGINT during a flood: exit 0 within 1 s, capture valid and complete, counters printed', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-  const { dir, cleanup } = tempDir('sigint');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      const cap = join(dir, 'cap.pcap');
-      const tp = await startEcho(ns, 'tpf5', `parse | pcap ${cap} | icmp-echo | checksum`);
-      const flood = pingInBackground(ns, ['-f', '-c', '20000', '-w', '10', '-q', PEER]);
-      try {
-        // Mid-flood: a thousand or so requests in, the flood (20000) far from done.
-        await waitUntil(() => fileSize(cap) > 100_000, () => `the capture to grow (${fileSize(cap)} bytes)`, 8000);
-        assert.equal(flood.child.exitCode, null, 'the flood is still running');
-        tp.child.kill('SIGINT');
-        const code = await exitWithin(tp, 1000);
-        assert.notEqual(code, 'timeout', `still running 1 s after SIGINT:\n${tp.stderr()}`);
-        assert.equal(code, 0, tp.stderr());
-        const answered = (await flood.stop()).received;
+it('SIGINT during a flood: exit 0 within 1 s, capture valid and complete, counters printed', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('sigint', async ({ startCaptureEcho, startFlood }) => {
+    const { tp, cap } = await startCaptureEcho('tpf5');
+    const flood = startFlood(20000, 10);
+    // Mid-flood: a thousand or so requests in, the flood (20000) far from done.
+    await waitUntil(() => fileSize(cap) > 100_000, () => `the capture to grow (${fileSize(cap)} bytes)`, 8000);
+    assert.equal(flood.child.exitCode, null, 'the flood is still running');
+    tp.child.kill('SIGINT');
+    const code = await exitWithin(tp, 1000);
+    assert.notEqual(code, 'timeout', `still running 1 s after SIGINT:\n${tp.stderr()}`);
+    assert.equal(code, 0, tp.stderr());
+    const answered = (await flood.stop()).received;
 
-        const err = tp.stderr();
-        assert.match(err, /stopped by signal/);
-        assert.deepEqual(stackLines(err), []);
-        const rows = parseCounters(err);
-        const pcapIn = stageRow(rows, 'pcap').in;
-        assert.ok(pcapIn >= answered, `${pcapIn} captured, ${answered} replies received`);
+    const err = tp.stderr();
+    assert.match(err, /stopped by signal/);
+    assert.deepEqual(stackLines(err), []);
+    const pcapIn = stageRow(parseCounters(err), 'pcap').in;
+    assert.ok(pcapIn >= answered, `${pcapIn} captured, ${answered} replies received`);
 
-        const td = tcpdumpRead(cap);
-        assert.equal(td.status, 0, td.stderr);
-        assert.doesNotMatch(td.stderr, /truncated/i);
-        const { records, trailing } = pcapRecords(cap);
-        assert.equal(trailing, 0);
-        assert.equal(firstBadRequest(records), null);
-        assert.equal(records.length, td.count, 'tcpdump and the record walk agree');
-        assert.equal(td.count, pcapIn, 'every packet that went through the pcap stage is in the file');
-        assert.equal(reportedWritten(err), td.count);
-      } finally {
-        await flood.stop();
-        await tp.stop('SIGKILL');
-      }
-    }, 'tpfault');
-  } finally {
-    cleanup();
-  }
-});
+    const { td } = soundCapture(cap);
+    assert.equal(td.count, pcapIn, 'every packet that went through the pcap stage is in the file');
+    assert.equal(reportedWritten(err), td.count);
+  }),
+);
 
 for (const [dev, signal] of [
   ['tpf15', 'SIGTERM'],
   ['tpf16', 'SIGHUP'],
 ] as const) {
-  it(`${signal} stops tunpipe like Ctrl-C: exit 0, capture complete, counters printed`, { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-    const { dir, cleanup } = tempDir(signal.toLowerCase());
-    try {
-      await withNetns(async (ns) => {
-        quiet(ns);
-        const cap = join(dir, 'cap.pcap');
-        const tp = await startEcho(ns, dev, `parse | pcap ${cap} | icmp-echo | checksum`);
-        try {
-          const r = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
-          assert.equal(r.received, 3, r.output);
-          tp.child.kill(signal);
-          const code = await exitWithin(tp, 2000);
-          assert.equal(code, 0, tp.stderr());
-          const err = tp.stderr();
-          assert.match(err, /stopped by signal/);
-          assert.equal(stageRow(parseCounters(err), 'pcap').in, 3);
-          const td = tcpdumpRead(cap);
-          assert.equal(td.status, 0, td.stderr);
-          assert.equal(td.count, 3);
-        } finally {
-          await tp.stop('SIGKILL');
-        }
-      }, 'tpfault');
-    } finally {
-      cleanup();
-    }
-  });
+  it(`${signal} stops tunpipe like Ctrl-C: exit 0, capture complete, counters printed`, { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+    inScene(signal.toLowerCase(), async ({ ns, startCaptureEcho }) => {
+      const { tp, cap } = await startCaptureEcho(dev);
+      const r = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+      assert.equal(r.received, 3, r.output);
+      tp.child.kill(signal);
+      const code = await exitWithin(tp, 2000);
+      assert.equal(code, 0, tp.stderr());
+      const err = tp.stderr();
+      assert.match(err, /stopped by signal/);
+      assert.equal(stageRow(parseCounters(err), 'pcap').in, 3);
+      const { td } = soundCapture(cap);
+      assert.equal(td.count, 3);
+    }),
+  );
 }

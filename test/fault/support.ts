@@ -1,13 +1,15 @@
 /**
  * Shared pieces of the fault tests: a quiet namespace (no IPv6, so that every packet the device carries is
  * one of ours), tunpipe answering on 198.18.0.1/24, ping in the background, memory readings from /proc, and
- * capture checks done by tcpdump and by our own record walk with the reference checksum.
+ * capture checks done by tcpdump and by our own record walk with the reference checksum. `inScene` puts the
+ * usual setup together: a private directory, a quiet namespace, and what to stop when the test ends.
  */
+import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pingSummary, startTunpipe, type Netns, type TunpipeProcess } from '../helpers/netns.js';
+import { pingSummary, startTunpipe, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
 import { referenceChecksum } from '../helpers/packets.js';
 
 export const DEVICE_ADDR = '198.18.0.1/24';
@@ -29,6 +31,11 @@ export async function startEcho(ns: Netns, dev: string, pipeline: string, extra:
     throw err;
   }
   return tp;
+}
+
+/** The echo pipeline with a capture of every request on its way in. */
+export function captureEchoPipeline(cap: string): string {
+  return `parse | pcap ${cap} | icmp-echo | checksum`;
 }
 
 export interface PingResult {
@@ -71,6 +78,11 @@ export function pingInBackground(ns: Netns, args: string[]): BackgroundPing {
   };
 }
 
+/** A ping flood at the peer in the background: `ping -f -c COUNT -w SECONDS -q PEER`. */
+export function pingFlood(ns: Netns, count: number, seconds: number): BackgroundPing {
+  return pingInBackground(ns, ['-f', '-c', String(count), '-w', String(seconds), '-q', PEER]);
+}
+
 /** Runs ping to its end and returns its summary (also when replies were missing). */
 export function ping(ns: Netns, args: string[]): Promise<PingResult> {
   return pingInBackground(ns, args).done;
@@ -109,6 +121,74 @@ export async function exitWithin(tp: TunpipeProcess, ms: number): Promise<number
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `tunpipe-${prefix}-`));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** What a fault test runs in: a quiet namespace of its own, a private directory, and what to stop at the end. */
+export interface Scene {
+  readonly ns: Netns;
+  readonly dir: string;
+  /** Starts tunpipe answering on DEV (see startEcho); SIGKILLed at the end if still running. */
+  startEcho(dev: string, pipeline: string, extra?: string[]): Promise<TunpipeProcess>;
+  /** The same with the pipeline of captureEchoPipeline, capturing to DIR/cap.pcap. */
+  startCaptureEcho(dev: string): Promise<{ tp: TunpipeProcess; cap: string }>;
+  /** Starts a ping flood at the peer (see pingFlood); stopped at the end. */
+  startFlood(count: number, seconds: number): BackgroundPing;
+  /** Runs `stop` when the test ends, passed or failed, before what was registered earlier (cleanup only). */
+  atEnd(stop: () => unknown): void;
+}
+
+/**
+ * Runs `fn` in a fresh private directory (named after `prefix`) and a fresh quiet namespace. When it ends,
+ * whatever happened: what was registered to stop is stopped (last first), the namespace is deleted, then
+ * the directory removed.
+ */
+export async function inScene<T>(prefix: string, fn: (scene: Scene) => Promise<T>): Promise<T> {
+  const { dir, cleanup } = tempDir(prefix);
+  try {
+    return await withNetns(async (ns) => {
+      quiet(ns);
+      const stops: (() => unknown)[] = [];
+      const scene: Scene = {
+        ns,
+        dir,
+        atEnd: (stop) => void stops.push(stop),
+        async startEcho(dev, pipeline, extra) {
+          const tp = await startEcho(ns, dev, pipeline, extra);
+          stops.push(() => tp.stop('SIGKILL'));
+          return tp;
+        },
+        async startCaptureEcho(dev) {
+          const cap = join(dir, 'cap.pcap');
+          return { tp: await scene.startEcho(dev, captureEchoPipeline(cap)), cap };
+        },
+        startFlood(count, seconds) {
+          const flood = pingFlood(ns, count, seconds);
+          stops.push(() => flood.stop());
+          return flood;
+        },
+      };
+      try {
+        return await fn(scene);
+      } finally {
+        await stopAll(stops.reverse());
+      }
+    }, 'tpfault');
+  } finally {
+    cleanup();
+  }
+}
+
+/** Calls every one of `stops` in order, also after one throws; then throws the first error, if any. */
+async function stopAll(stops: (() => unknown)[]): Promise<void> {
+  const errors: unknown[] = [];
+  for (const stop of stops) {
+    try {
+      await stop();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length) throw errors[0];
 }
 
 /** What tcpdump makes of a capture: packets it printed, its stderr, its exit status. */
@@ -163,6 +243,22 @@ export function firstBadRequest(records: Buffer[]): string | null {
     if (bad) return `record ${i}: ${bad}`;
   }
   return null;
+}
+
+/**
+ * Checks that a capture of echo requests holds only whole, sound records: tcpdump reads it without
+ * complaint about truncation, it ends on a whole record, tcpdump and our record walk count the same records,
+ * and every record is a sound echo request. Returns both readings for the test's own checks.
+ */
+export function soundCapture(file: string): { td: TcpdumpReading; records: Buffer[] } {
+  const td = tcpdumpRead(file);
+  assert.equal(td.status, 0, td.stderr);
+  assert.doesNotMatch(td.stderr, /truncated/i, 'only whole records');
+  const { records, trailing } = pcapRecords(file);
+  assert.equal(trailing, 0, 'the file ends on a whole record');
+  assert.equal(records.length, td.count, 'tcpdump and the record walk agree');
+  assert.equal(firstBadRequest(records), null);
+  return { td, records };
 }
 
 /** Lines of a stack trace ("    at fn (file:line)") in a process's stderr. */
