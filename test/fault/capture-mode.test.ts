@@ -7,36 +7,26 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { deviceTestSkipReason, TUNPIPE, withNetns } from '../helpers/netns.js';
+import { deviceTestSkipReason, TUNPIPE } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
 import { echoRequest, writePcap } from '../helpers/packets.js';
-import { DEVICE_ADDR, PEER, ping, quiet, shq, tempDir } from './support.js';
+import { captureEchoPipeline, DEVICE_ADDR, inScene, PEER, ping, shq, tempDir } from './support.js';
 
 const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
 
-it('a capture file created on a device is mode 0600, even with umask 000', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
-  const { dir, cleanup } = tempDir('mode');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      const cap = join(dir, 'cap.pcap');
-      const pipeline = `parse | pcap ${cap} | icmp-echo | checksum`;
-      const tp = watchProcess(ns.spawn('sh', ['-c', `umask 000; exec ${shq(process.execPath)} ${shq(TUNPIPE)} --dev tpf11 --addr ${DEVICE_ADDR} ${shq(pipeline)}`]));
-      try {
-        await tp.waitFor(/device \S+ open/);
-        const pings = await ping(ns, ['-c', '1', '-w', '5', PEER]);
-        assert.equal(pings.received, 1, tp.stderr());
-        assert.equal(mode(cap), '600');
-        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
-        assert.equal(mode(cap), '600');
-      } finally {
-        await tp.stop('SIGKILL');
-      }
-    }, 'tpfault');
-  } finally {
-    cleanup();
-  }
-});
+it('a capture file created on a device is mode 0600, even with umask 000', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('mode', async ({ ns, dir, atEnd }) => {
+    const cap = join(dir, 'cap.pcap');
+    const tp = watchProcess(ns.spawn('sh', ['-c', `umask 000; exec ${shq(process.execPath)} ${shq(TUNPIPE)} --dev tpf11 --addr ${DEVICE_ADDR} ${shq(captureEchoPipeline(cap))}`]));
+    atEnd(() => tp.stop('SIGKILL'));
+    await tp.waitFor(/device \S+ open/);
+    const pings = await ping(ns, ['-c', '1', '-w', '5', PEER]);
+    assert.equal(pings.received, 1, tp.stderr());
+    assert.equal(mode(cap), '600');
+    assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+    assert.equal(mode(cap), '600');
+  }),
+);
 
 it('capture files created offline (--write and a pcap stage) are mode 0600, even with umask 000', () => {
   const { dir, cleanup } = tempDir('modeoff');
@@ -45,7 +35,7 @@ it('capture files created offline (--write and a pcap stage) are mode 0600, even
     writePcap(input, [echoRequest({ seq: 1 }), echoRequest({ seq: 2 })]);
     const out = join(dir, 'out.pcap');
     const tap = join(dir, 'tap.pcap');
-    const r = spawnSync('sh', ['-c', `umask 000; exec ${shq(process.execPath)} ${shq(TUNPIPE)} --read ${shq(input)} --write ${shq(out)} ${shq(`parse | pcap ${tap} | icmp-echo | checksum`)}`], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync('sh', ['-c', `umask 000; exec ${shq(process.execPath)} ${shq(TUNPIPE)} --read ${shq(input)} --write ${shq(out)} ${shq(captureEchoPipeline(tap))}`], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(mode(out), '600', '--write');
     assert.equal(mode(tap), '600', 'pcap stage');

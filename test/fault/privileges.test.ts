@@ -5,11 +5,11 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { deviceTestSkipReason, TUNPIPE, withNetns } from '../helpers/netns.js';
+import { deviceTestSkipReason, TUNPIPE } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEVICE_ADDR, hostRun, PEER, ping, procStatus, quiet, shq, startEcho, tempDir } from './support.js';
+import { DEVICE_ADDR, hostRun, inScene, PEER, ping, procStatus, shq } from './support.js';
 
 /** nobody's uid and primary gid, from the system's own tools rather than tunpipe's lookup. */
 function nobody(): { uid: number; gid: number; group: string } {
@@ -25,78 +25,67 @@ function ids(pid: number, field: 'Uid' | 'Gid'): number[] {
 
 it('--user nobody: root is dropped after the device is opened, pings still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
   const who = nobody();
-  await withNetns(async (ns) => {
-    quiet(ns);
-    const tp = await startEcho(ns, 'tpf10', 'parse | icmp-echo | checksum', ['--user', 'nobody']);
-    try {
-      const pid = tp.child.pid!;
-      const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
-      assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
-      assert.deepEqual(ids(pid, 'Uid'), [who.uid, who.uid, who.uid, who.uid], 'real, effective, saved and fs uid');
-      assert.deepEqual(ids(pid, 'Gid'), [who.gid, who.gid, who.gid, who.gid]);
-      const groups = (procStatus(pid, 'Groups') ?? '').split(/\s+/).filter(Boolean).map(Number);
-      assert.ok(!groups.includes(0), `root's group kept: Groups ${groups.join(' ')}`);
-      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
-    } finally {
-      await tp.stop('SIGKILL');
-    }
-  }, 'tpfault');
+  await inScene('user', async ({ ns, startEcho }) => {
+    const tp = await startEcho('tpf10', 'parse | icmp-echo | checksum', ['--user', 'nobody']);
+    const pid = tp.child.pid!;
+    const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+    assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
+    assert.deepEqual(ids(pid, 'Uid'), [who.uid, who.uid, who.uid, who.uid], 'real, effective, saved and fs uid');
+    assert.deepEqual(ids(pid, 'Gid'), [who.gid, who.gid, who.gid, who.gid]);
+    const groups = (procStatus(pid, 'Groups') ?? '').split(/\s+/).filter(Boolean).map(Number);
+    assert.ok(!groups.includes(0), `root's group kept: Groups ${groups.join(' ')}`);
+    assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+  });
 });
 
 it('a persistent device owned by nobody is opened by nobody without root', { skip: deviceTestSkipReason(), timeout: 30_000 }, async (t) => {
   const who = nobody();
-  const tmp = tempDir('nobody');
-  try {
-    await withNetns(async (ns) => {
-      quiet(ns);
-      // The repository must be readable by nobody for this to mean anything.
-      const readable = (() => {
-        try {
-          ns.run('setpriv', ['--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(TUNPIPE)}, require('fs').constants.R_OK)`]);
-          return true;
-        } catch {
-          return false;
-        }
-      })();
-      assert.ok(readable, `${TUNPIPE} is not readable by nobody: this test needs a checkout every user can read`);
-
-      ns.run('ip', ['tuntap', 'add', 'dev', 'tpfu0', 'mode', 'tun', 'user', 'nobody']);
+  await inScene('nobody', async ({ ns, dir }) => {
+    // The repository must be readable by nobody for this to mean anything.
+    const readable = (() => {
       try {
-        ns.run('ip', ['addr', 'add', DEVICE_ADDR, 'dev', 'tpfu0']);
-        ns.run('ip', ['link', 'set', 'tpfu0', 'up']);
-        const setpriv = ['setpriv', '--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, TUNPIPE, '--dev', 'tpfu0', 'parse | icmp-echo | checksum'];
-        // Distributions make /dev/net/tun mode 0666 (the device's owner check is what guards a tun device).
-        // Where it is not (some containers and VMs), give this test that usual node, in a private mount
-        // namespace only: the host's /dev/net/tun is left alone.
-        const usual = (statSync('/dev/net/tun').mode & 0o666) === 0o666;
-        if (!usual) t.diagnostic(`/dev/net/tun is mode ${(statSync('/dev/net/tun').mode & 0o777).toString(8)} here; the test binds a 0666 node over it in a private mount namespace`);
-        const node = join(tmp.dir, 'tun');
-        const child = usual
-          ? ns.spawn(setpriv[0], setpriv.slice(1))
-          : ns.spawn('unshare', ['-m', 'sh', '-c', `mknod ${shq(node)} c 10 200 && chmod 666 ${shq(node)} && mount --bind ${shq(node)} /dev/net/tun && exec ${setpriv.map(shq).join(' ')}`]);
-        const tp = watchProcess(child);
-        try {
-          await tp.waitFor(/device tpfu0 open/);
-          const pid = child.pid!;
-          assert.deepEqual(ids(pid, 'Uid'), [who.uid, who.uid, who.uid, who.uid], 'running as nobody from the start');
-          assert.equal(procStatus(pid, 'CapEff'), '0000000000000000', 'no capabilities');
-          const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
-          assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
-          assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
-        } finally {
-          await tp.stop('SIGKILL');
-        }
-        // The device was persistent: still there after tunpipe is gone.
-        assert.match(ns.run('ip', ['link', 'show', 'dev', 'tpfu0']), /tpfu0/);
-      } finally {
-        try {
-          ns.run('ip', ['tuntap', 'del', 'dev', 'tpfu0', 'mode', 'tun']);
-        } catch {
-          /* the namespace's deletion takes it anyway */
-        }
+        ns.run('setpriv', ['--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(TUNPIPE)}, require('fs').constants.R_OK)`]);
+        return true;
+      } catch {
+        return false;
       }
-    }, 'tpfault');
-  } finally {
-    tmp.cleanup();
-  }
+    })();
+    assert.ok(readable, `${TUNPIPE} is not readable by nobody: this test needs a checkout every user can read`);
+
+    ns.run('ip', ['tuntap', 'add', 'dev', 'tpfu0', 'mode', 'tun', 'user', 'nobody']);
+    try {
+      ns.run('ip', ['addr', 'add', DEVICE_ADDR, 'dev', 'tpfu0']);
+      ns.run('ip', ['link', 'set', 'tpfu0', 'up']);
+      const setpriv = ['setpriv', '--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, TUNPIPE, '--dev', 'tpfu0', 'parse | icmp-echo | checksum'];
+      // Distributions make /dev/net/tun mode 0666 (the device's owner check is what guards a tun device).
+      // Where it is not (some containers and VMs), give this test that usual node, in a private mount
+      // namespace only: the host's /dev/net/tun is left alone.
+      const usual = (statSync('/dev/net/tun').mode & 0o666) === 0o666;
+      if (!usual) t.diagnostic(`/dev/net/tun is mode ${(statSync('/dev/net/tun').mode & 0o777).toString(8)} here; the test binds a 0666 node over it in a private mount namespace`);
+      const node = join(dir, 'tun');
+      const child = usual
+        ? ns.spawn(setpriv[0], setpriv.slice(1))
+        : ns.spawn('unshare', ['-m', 'sh', '-c', `mknod ${shq(node)} c 10 200 && chmod 666 ${shq(node)} && mount --bind ${shq(node)} /dev/net/tun && exec ${setpriv.map(shq).join(' ')}`]);
+      const tp = watchProcess(child);
+      try {
+        await tp.waitFor(/device tpfu0 open/);
+        const pid = child.pid!;
+        assert.deepEqual(ids(pid, 'Uid'), [who.uid, who.uid, who.uid, who.uid], 'running as nobody from the start');
+        assert.equal(procStatus(pid, 'CapEff'), '0000000000000000', 'no capabilities');
+        const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+        assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      } finally {
+        await tp.stop('SIGKILL');
+      }
+      // The device was persistent: still there after tunpipe is gone.
+      assert.match(ns.run('ip', ['link', 'show', 'dev', 'tpfu0']), /tpfu0/);
+    } finally {
+      try {
+        ns.run('ip', ['tuntap', 'del', 'dev', 'tpfu0', 'mode', 'tun']);
+      } catch {
+        /* the namespace's deletion takes it anyway */
+      }
+    }
+  });
 });
