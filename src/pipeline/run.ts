@@ -55,6 +55,11 @@ export interface RunResult {
   error: Error | null;
   /** What was printed by `--count`, the signal or the source ending. */
   stoppedBy: 'end' | 'count' | 'signal' | 'error';
+  /**
+   * How a device was read and written: 'io_uring' or 'poll' in a worker (with the reason io_uring could
+   * not be had), 'event loop' on the main thread; undefined for files.
+   */
+  io?: string;
 }
 
 /** Offset of the IP header for a capture's link type. */
@@ -188,5 +193,5 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
     error = closeErrors[0];
     stoppedBy = 'error';
   }
-  return { packetsIn, packetsOut, stages: engine.stats, reports: engine.reports(), error, stoppedBy };
+  return { packetsIn, packetsOut, stages: engine.stats, reports: engine.reports(), error, stoppedBy, io: options.device ? 'event loop' : undefined };
 }

@@ -1,8 +1,10 @@
 /**
  * The main job on a real TUN device, in a namespace of its own: `tunpipe --dev tpt0 --addr 198.18.0.1/24
  * 'parse | icmp-echo | checksum'` answers the system ping, the kernel of the namespace counts the replies with
- * no checksum error, and SIGINT stops it at once (exit 0, counters on stderr). Run once more with the
- * event-loop path (TUNPIPE_THREAD=main) with its readiness fallback (TUNPIPE_READINESS=poll).
+ * no checksum error, and SIGINT stops it at once (exit 0, counters on stderr). Run once for each way of
+ * moving packets, each checked to be the one in use: the worker on io_uring (the default on this kernel),
+ * the worker on poll() (TUNPIPE_IO=poll, the fallback), the event-loop path (TUNPIPE_THREAD=main) and its
+ * readiness fallback (TUNPIPE_READINESS=poll).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +27,8 @@ function wchans(pid: number): string[] {
   });
 }
 
-async function answersPings(env: Record<string, string> | undefined, onRunning?: (pid: number) => Promise<void>): Promise<void> {
+/** `io`: how the device line on exit says packets moved. */
+async function answersPings(env: Record<string, string> | undefined, io: string, onRunning?: (pid: number) => Promise<void>): Promise<void> {
   await withNetns(async (ns) => {
     const before = ns.nstat();
     const tp = startTunpipeWith(ns, ['--dev', 'tpt0', '--addr', '198.18.0.1/24', ECHO], { env });
@@ -53,10 +56,11 @@ async function answersPings(env: Record<string, string> | undefined, onRunning?:
       assert.ok(stageRow(rows, 'parse').in >= 20);
       assert.ok(stageRow(rows, 'icmp-echo/filter-icmp-echo').out >= 20);
       assert.ok(stageRow(rows, 'checksum').out >= 20);
-      const dev = /device tpt0: read (\d+), written (\d+), write errors (\d+)/.exec(err);
+      const dev = /device tpt0: read (\d+), written (\d+), write errors (\d+) \((.*)\)/.exec(err);
       assert.ok(dev, `device counters on stderr:\n${err}`);
       assert.ok(Number(dev[2]) >= 20);
       assert.equal(Number(dev[3]), 0, 'no write errors');
+      assert.equal(dev[4], io, 'the way packets moved');
     } finally {
       await tp.stop('SIGKILL', 1000);
     }
@@ -64,15 +68,19 @@ async function answersPings(env: Record<string, string> | undefined, onRunning?:
 }
 
 test('answers 20 pings on a new device; nstat counts the replies, no checksum errors; SIGINT exits 0 in < 1 s', { skip }, async () => {
-  await answersPings(undefined);
+  await answersPings(undefined, 'io_uring');
+});
+
+test('the same in the worker with the poll() fallback instead of io_uring (TUNPIPE_IO=poll)', { skip }, async () => {
+  await answersPings({ TUNPIPE_IO: 'poll' }, 'poll');
 });
 
 test('the same on the event loop instead of a worker thread (TUNPIPE_THREAD=main, pipe readiness)', { skip }, async () => {
-  await answersPings({ TUNPIPE_THREAD: 'main' });
+  await answersPings({ TUNPIPE_THREAD: 'main' }, 'event loop');
 });
 
 test('the same on the event loop with the readiness fallback (TUNPIPE_THREAD=main TUNPIPE_READINESS=poll)', { skip }, async (t) => {
-  await answersPings({ TUNPIPE_THREAD: 'main', TUNPIPE_READINESS: 'poll' }, async (pid) => {
+  await answersPings({ TUNPIPE_THREAD: 'main', TUNPIPE_READINESS: 'poll' }, 'event loop', async (pid) => {
     // The fallback parks a thread in poll(2); the fast path has none (only epoll). Check it is the one used.
     let seen: string[] = [];
     for (let i = 0; i < 25; i++) {

@@ -1,0 +1,180 @@
+/**
+ * The worker's device loop on io_uring (../device/uring.ts): one multishot read keeps the device's packets
+ * coming into a ring of receive buffers; each wake, the packets that arrived go through the engine and the
+ * replies are queued as writes, which the next io_uring_enter submits while it waits for more. One system
+ * call per batch instead of two per packet.
+ *
+ * When no stage keeps packets (every built-in), a packet is processed where the kernel put it, through a
+ * view of its receive buffer, and a reply still in that buffer is written from it; the buffer goes back to
+ * the kernel when its write completes. Otherwise each packet is copied out (into a slab, as the poll loop
+ * reads) and its buffer goes back at once. Packets the pipeline makes (fragments, reassembled datagrams)
+ * are written from their own Buffers, kept referenced until their write completes.
+ */
+import * as libc from '../device/libc.js';
+import { countWrite, countWriteResult, readError } from '../device/tun.js';
+import { SlabReader } from '../device/slab-reader.js';
+import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED } from '../device/uring.js';
+import { TunpipeError } from '../errors.js';
+import { Packet } from '../packet/packet.js';
+import { wallClock } from '../packet/clock.js';
+import { directSend, PAUSE_MS, settleAsyncStages, type LoopContext } from './worker-loop.js';
+
+const ENOBUFS = 105;
+const ECANCELED = 125;
+/** Writes from the pipeline's own Buffers in flight at once; past it they are written with write(). */
+const MAX_OWNED_WRITES = 1024;
+/** How long closing waits for the last writes and the cancelled read to complete. */
+const CLOSE_WAIT_MS = 1000;
+
+export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<void> {
+  const { engine, counters } = ctx;
+  const reuse = engine.packetsReusable;
+  const bufferSize = ring.bufferSize;
+  const reused = new Packet(Buffer.alloc(0));
+  /** The last view made of each receive buffer; made again only when the length changes. */
+  const views: (Buffer | undefined)[] = new Array(ring.bufferCount);
+  const writesFrom = new Uint16Array(ring.bufferCount);
+  const owned: (Buffer | undefined)[] = [];
+  const freeOwned: number[] = [];
+  let ownedInFlight = 0;
+  const reader = reuse ? null : new SlabReader();
+  // The packet being processed, in receive buffer `current` through `currentView` (reuse only).
+  let current = -1;
+  let currentView: Buffer | null = null;
+  let readArmed = false;
+  let stopping = false;
+  let sec = 0;
+  let nsec = 0;
+
+  const makeRoom = () => {
+    if (ring.sqSpace === 0) ring.enter(0);
+  };
+  ctx.send = (p: Packet) => {
+    ctx.packetsOut++;
+    const d = p.data;
+    makeRoom();
+    if (d === currentView) {
+      writesFrom[current]++;
+      ring.queueWrite(ring.bufferAddress(current), d.length, TAG_WRITE_BUFFER | current);
+      return;
+    }
+    if (ownedInFlight >= MAX_OWNED_WRITES) {
+      // Queued writes go first, so packets leave in the order they came.
+      ring.enter(0);
+      countWrite(counters, libc.write(ctx.fd, d, d.length));
+      return;
+    }
+    const slot = freeOwned.length ? freeOwned.pop()! : owned.length;
+    owned[slot] = d;
+    ownedInFlight++;
+    ring.queueWrite(libc.addressOf(d), d.length, TAG_WRITE_OWNED | slot);
+  };
+
+  const handlePacket = (id: number, len: number) => {
+    counters.rxPackets++;
+    counters.rxBytes += len;
+    ctx.packetsIn++;
+    const base = id * bufferSize;
+    let p: Packet;
+    if (reuse) {
+      let v = views[id];
+      if (v === undefined || v.length !== len) v = views[id] = ring.buffers.subarray(base, base + len);
+      current = id;
+      currentView = v;
+      reused.reset(v);
+      p = reused;
+    } else {
+      p = new Packet(reader!.adopt(ring.buffers.subarray(base, base + len), len));
+      ring.recycle(id);
+    }
+    p.sec = sec;
+    p.nsec = nsec;
+    engine.push(p);
+    if (reuse) {
+      currentView = null;
+      current = -1;
+      if (writesFrom[id] === 0) ring.recycle(id);
+    }
+    if (ctx.packetsIn >= ctx.limit) ctx.stopWith('count');
+  };
+
+  const take = (tag: number, result: number, flags: number) => {
+    if (tag === TAG_READ) {
+      if (!(flags & CQE_F_MORE)) readArmed = false;
+      if (flags & CQE_F_BUFFER) {
+        ring.tookBuffer();
+        const id = flags >>> 16;
+        // Read after a stop (--count reached, a signal): not let in, like packets left in the device's queue.
+        if (result > 0 && ctx.stoppedBy === null) handlePacket(id, result);
+        else ring.recycle(id);
+      } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
+        ctx.stopWith('error', readError(ctx.name, -result));
+      }
+      return;
+    }
+    const kind = tag & TAG_KIND;
+    if (kind === TAG_WRITE_BUFFER) {
+      countWriteResult(counters, result);
+      const id = tag & 0xffff;
+      if (--writesFrom[id] === 0 && id !== current) ring.recycle(id);
+    } else if (kind === TAG_WRITE_OWNED) {
+      countWriteResult(counters, result);
+      const slot = tag & 0xffff;
+      owned[slot] = undefined;
+      freeOwned.push(slot);
+      ownedInFlight--;
+    } else if (tag === TAG_WAKE && !stopping) {
+      ctx.stopWith('signal');
+    }
+  };
+
+  const pendingWrites = () => {
+    if (ownedInFlight > 0) return true;
+    for (let i = 0; i < writesFrom.length; i++) if (writesFrom[i] !== 0) return true;
+    return false;
+  };
+
+  ring.armWake();
+  ring.armRead();
+  readArmed = true;
+  while (ctx.stoppedBy === null) {
+    ring.publish();
+    // A read that ended (buffers ran out under a burst) is armed again once a buffer is back.
+    if (!readArmed && ring.buffersAvailable > 0) {
+      makeRoom();
+      ring.armRead();
+      readArmed = true;
+    }
+    const busy = engine.busy;
+    // Buffered capture records are written once traffic pauses for PAUSE_MS (or the buffer fills).
+    const e = ring.enter(1, busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1);
+    if (e === DeviceRing.ETIME) engine.endBatch(busy);
+    else if (e !== 0 && e !== libc.E.EINTR) {
+      ctx.stopWith('error', new TunpipeError(`waiting for ${ctx.name} failed: ${libc.errnoName(e)}`));
+      break;
+    }
+    if (ring.hasCompletions) {
+      [sec, nsec] = wallClock();
+      ring.drainCompletions(take);
+      engine.endBatch(true);
+    }
+    await settleAsyncStages(engine, busy);
+  }
+
+  // Stop reading; let the queued and in-flight writes complete, so every reply counted out was written.
+  stopping = true;
+  if (readArmed) {
+    makeRoom();
+    ring.cancelRead();
+  }
+  const deadline = Date.now() + CLOSE_WAIT_MS;
+  while ((readArmed || pendingWrites() || ring.queued > 0) && Date.now() < deadline) {
+    ring.publish();
+    const e = ring.enter(1, Math.max(1, deadline - Date.now()));
+    if (e !== 0 && e !== DeviceRing.ETIME && e !== libc.E.EINTR) break;
+    ring.drainCompletions(take);
+  }
+  ring.close();
+  // Packets that asynchronous stages let through while the engine closes are written at once.
+  ctx.send = directSend(ctx);
+}
