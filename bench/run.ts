@@ -101,7 +101,8 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in ${ROUNDS_PER_BLOCK} interleaved slices)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all);
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all of these),
+                 and tunpipe-poll (the worker without io_uring, only when named);
                  without ref there are no paired ratios, only absolute numbers
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
   --cli PATH     the tunpipe CLI to bench (default: dist/bin/tunpipe.js in this repository)

@@ -40,6 +40,8 @@ export interface ResponderSpec {
   soak?: boolean;
   usesCli: boolean;
   bars: Bars;
+  /** Run only when named in --only (a comparison, not part of the default run). */
+  optional?: boolean;
 }
 
 export const REF_LABEL = 'ref';
@@ -65,6 +67,15 @@ export function responderTable(cli: string): ResponderSpec[] {
       usesCli: true,
       bars: { minRepliesRatio: 0.85 },
     },
+    {
+      // The worker's fallback without io_uring: poll(), then read() and write() per packet.
+      label: 'tunpipe-poll',
+      argv: () => ['env', 'TUNPIPE_IO=poll', ...tunpipe('parse | icmp-echo | checksum')],
+      assignsAddress: true,
+      usesCli: true,
+      bars: {},
+      optional: true,
+    },
   ];
 }
 
@@ -72,7 +83,7 @@ export class UsageError extends Error {}
 
 /** The responders named by --only (null: all); 'offline' is a known name too, handled by the caller. */
 export function selectResponders(all: ResponderSpec[], only: Set<string> | null): ResponderSpec[] {
-  if (only === null) return all;
+  if (only === null) return all.filter((s) => !s.optional);
   const known = new Set([...all.map((s) => s.label), 'offline']);
   const unknown = [...only].filter((l) => !known.has(l));
   if (unknown.length) throw new UsageError(`--only: unknown ${unknown.join(', ')} (known: ${[...known].join(', ')})`);

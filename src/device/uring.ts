@@ -300,6 +300,11 @@ export class DeviceRing {
     return this.ring[this.cqHead] !== this.ring[this.cqTail];
   }
 
+  /** Completions waiting to be drained. */
+  get completionsWaiting(): number {
+    return (this.ring[this.cqTail] - this.ring[this.cqHead]) >>> 0;
+  }
+
   /**
    * Hands each waiting completion to `take(tag, result, flags)` and frees its slot. Completions that arrive
    * meanwhile (none can, with DEFER_TASKRUN) wait for the next call.

@@ -116,6 +116,7 @@ export class Engine {
     this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
     this.onFail = options.onFail ?? (() => {});
     this.packetsReusable = stages.every((s) => s.def.keepsPackets === false);
+    this.readsTime = stages.some((s) => s.def.readsTime === true);
     stages.forEach((s, index) => {
       const stats = new StageStats(s.label);
       const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set(), reportedError: false, errorReasons: 0 };
@@ -137,6 +138,7 @@ export class Engine {
         throw err;
       }
     });
+    this.flushing = this.slots.filter((s) => s.instance.flush !== undefined);
   }
 
   /**
@@ -145,9 +147,17 @@ export class Engine {
    */
   readonly packetsReusable: boolean;
 
+  /** True when a stage reads packets' arrival time: a source need not stamp packets otherwise. */
+  readonly readsTime: boolean;
+
+  /** The gates of the stages that turned out asynchronous, and the stages that buffer output. */
+  private readonly gates: AsyncGate[] = [];
+  private flushing: Slot[] = [];
+
   /** True while an asynchronous stage has packets queued or in hand. */
   get busy(): boolean {
-    for (const slot of this.slots) if (slot.gate && slot.gate.pending > 0) return true;
+    const gates = this.gates;
+    for (let i = 0; i < gates.length; i++) if (gates[i].pending > 0) return true;
     return false;
   }
 
@@ -197,6 +207,7 @@ export class Engine {
       if (isThenable(r)) {
         // The stage turned out to be asynchronous: from now on packets queue in front of it.
         slot.gate = new AsyncGate(this, i, r, p);
+        this.gates.push(slot.gate);
         return;
       }
       this.notPassed(slot, r);
@@ -265,22 +276,20 @@ export class Engine {
    * `pendingOutput` tells the source to call endBatch() again when traffic pauses.
    */
   endBatch(lazy = false): void {
-    const slots = this.slots;
+    const slots = this.flushing;
     for (let i = 0; i < slots.length; i++) {
-      const f = slots[i].instance.flush;
-      if (f !== undefined) {
-        try {
-          f.call(slots[i].instance, lazy);
-        } catch (err) {
-          this.fail(err as Error);
-        }
+      try {
+        slots[i].instance.flush!(lazy);
+      } catch (err) {
+        this.fail(err as Error);
       }
     }
   }
 
   /** True when a stage holds output that endBatch() would write. */
   get pendingOutput(): boolean {
-    for (const slot of this.slots) if (slot.instance.pending?.()) return true;
+    const slots = this.flushing;
+    for (let i = 0; i < slots.length; i++) if (slots[i].instance.pending?.()) return true;
     return false;
   }
 

@@ -11,6 +11,8 @@ import { Packet } from '../packet/packet.js';
 import { wallClock } from '../packet/clock.js';
 import { PAUSE_MS, settleAsyncStages, type LoopContext } from './worker-loop.js';
 
+const NO_TIME: [number, number] = [0, 0];
+
 export async function runPollLoop(ctx: LoopContext): Promise<void> {
   const { fd, engine, counters } = ctx;
   // No stage keeps packets: every packet is read into one buffer and handed in as one reused Packet, through
@@ -48,8 +50,10 @@ export async function runPollLoop(ctx: LoopContext): Promise<void> {
     reused.reset(lastView);
     return reused;
   };
+  const stamps = engine.readsTime;
   const drain = () => {
-    const [sec, nsec] = wallClock();
+    // One time for the whole batch, when a stage reads it (a capture).
+    const [sec, nsec] = stamps ? wallClock() : NO_TIME;
     for (let budget = DRAIN_BUDGET; budget > 0 && ctx.stoppedBy === null; budget--) {
       const p = readPacket();
       if (p === null) break;
@@ -89,7 +93,7 @@ export async function runPollLoop(ctx: LoopContext): Promise<void> {
     const revents = fds.readInt16LE(6);
     if (revents & libc.POLLIN) drain();
     else if (revents & (libc.POLLERR | libc.POLLHUP | libc.POLLNVAL)) ctx.stopWith('error', readError(ctx.name, libc.E.EBADFD));
-    await settleAsyncStages(engine, busy);
+    if (busy || engine.busy) await settleAsyncStages(engine);
   }
   // Packets that asynchronous stages let through while the engine closes are written at once.
   lastView = null;

@@ -84,6 +84,12 @@ interface StageDefinitionBase {
    * false; a user's stage is taken to keep packets.
    */
   keepsPackets?: boolean;
+  /**
+   * True when the stage reads when packets arrived (`sec`/`nsec`, as a capture does). A device stamps
+   * packets only when some stage does: reading the clock is a cost on every wake. A user's stage is taken
+   * to read it.
+   */
+  readsTime?: boolean;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

@@ -42,12 +42,12 @@ export function directSend(ctx: LoopContext): (p: Packet) => void {
 }
 
 /**
- * Lets the worker's event loop turn while asynchronous stages have packets in hand, a few turns at most:
+ * Lets the worker's event loop turn while asynchronous stages have packets in hand, a few turns at most
+ * (called only then: an await costs a microtask, even on a resolved promise):
  * a packet through an it-pipe'd stage takes several, and a stage that waits on a timer must not make the
  * loop spin (the caller then waits in the kernel with a 1 ms timeout).
  */
-export async function settleAsyncStages(engine: Engine, wasBusy: boolean): Promise<void> {
-  if (!wasBusy && !engine.busy) return;
+export async function settleAsyncStages(engine: Engine): Promise<void> {
   for (let turn = 0; turn < 4; turn++) {
     await nextTurn();
     if (!engine.busy) return;
