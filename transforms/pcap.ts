@@ -83,6 +83,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
 const pcapStage = defineStage({
   name: 'pcap',
   keepsPackets: false,
+  readsTime: true,
   summary: 'tee packets into a pcap file for tcpdump/Wireshark (- for stdout)',
   args: [
     { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout' },
