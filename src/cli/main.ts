@@ -8,13 +8,12 @@ import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { TunpipeError } from '../errors.js';
-import { openTun, type TunDevice } from '../device/tun.js';
+import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
 import { resolvePipeline } from '../pipeline/resolve.js';
 import { builtinStages, findStage } from '../pipeline/registry.js';
 import { runPipeline } from '../pipeline/run.js';
 import { formatCounters, formatStageHelp, formatStageList } from './format.js';
-import { dropPrivileges } from './privileges.js';
 
 const EPILOG = `Pipeline language:
   Stages separated by '|', read left to right. Packets read from the device (or --read) enter on the left;
@@ -182,10 +181,12 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
   try {
     if (!args.read) {
       const addresses = args.addr === undefined ? [] : ([] as string[]).concat(args.addr);
+      // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
+      const { openTun } = await import('../device/tun.js');
       device = openTun({ name: args.dev, addresses, mtu: args.mtu, up: args.up, persist: args.persist });
       const addrs = addresses.length ? ` with ${addresses.join(', ')}` : ' (no address: configure it yourself, or use --addr)';
       say(`device ${device.name} open${addrs}; reading (Ctrl-C to stop)`);
-      if (args.user || args.group) dropPrivileges(args.user, args.group);
+      if (args.user || args.group) (await import('./privileges.js')).dropPrivileges(args.user, args.group);
     }
     const result = await runPipeline({
       pipeline: text,

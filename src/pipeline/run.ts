@@ -11,7 +11,6 @@ import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
 import { Engine } from './engine.js';
-import { runDeviceInWorker } from './device-worker.js';
 import { resolvePipeline, type ResolvedStage } from './resolve.js';
 import type { StageStats } from './stage.js';
 import type { PacketTransform } from './transform.js';
@@ -77,6 +76,7 @@ async function resolveStages(pipeline: string | PacketTransform[]): Promise<Reso
 /** Runs a pipeline; resolves when it has stopped and everything is flushed. Throws on bad setup only. */
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
   if (options.thread === 'worker' && options.device && typeof options.pipeline === 'string') {
+    const { runDeviceInWorker } = await import('./device-worker.js');
     return runDeviceInWorker({ device: options.device, pipeline: options.pipeline, count: options.count, queueLength: options.queueLength, signal: options.signal });
   }
   const stages = await resolveStages(options.pipeline);
@@ -103,7 +103,8 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
   let l3 = 0;
   try {
     if (options.read) {
-      reader = new PcapReader(options.read);
+      // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
+      reader = new PcapReader(options.read, { reuseChunks: stages.every((s) => s.def.keepsPackets === false) });
       l3 = l3OffsetFor(reader.header.linkType, reader.path);
     }
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader?.header.linkType, nanos: reader?.header.nanos });
@@ -160,8 +161,18 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
     device.stopReading();
   } else if (reader) {
     const r = reader;
+    // When no stage keeps packets, one Packet carries them all.
+    const reused = engine.packetsReusable ? new Packet(Buffer.alloc(0)) : null;
     const onPacket = (data: Buffer, sec: number, nsec: number) => {
-      const p = new Packet(data, sec, nsec);
+      let p: Packet;
+      if (reused !== null) {
+        p = reused;
+        p.reset(data);
+        p.sec = sec;
+        p.nsec = nsec;
+      } else {
+        p = new Packet(data, sec, nsec);
+      }
       p.l3 = l3;
       packetsIn++;
       engine.push(p);
