@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePipeline, PipelineSyntaxError } from '../../src/pipeline/language.js';
 import { bindArgs, resolvePipeline } from '../../src/pipeline/resolve.js';
+import { Engine } from '../../src/pipeline/engine.js';
 import { findStage } from '../../src/pipeline/registry.js';
 import { Packet } from '../../src/packet/packet.js';
 import type { StageContext, StageResult } from '../../src/pipeline/stage.js';
@@ -141,6 +142,10 @@ export default function (packet, { max, why }) { return packet.data.length > max
 };
 `,
   );
+  writeFileSync(
+    modulePath('promises.mjs'),
+    `export default { name: 'promises', summary: 'p', args: [], keepsPackets: false, readsTime: false, create: () => ({ process: (p) => p }) };\n`,
+  );
   writeFileSync(modulePath('throws.mjs'), `throw new Error('module exploded on import');\n`);
   writeFileSync(modulePath('syntax.mjs'), `export default function ( {\n`);
   writeFileSync(modulePath('no-default.mjs'), `export const x = 1;\n`);
@@ -232,4 +237,21 @@ test('the example user stage loads and drops packets over its limit', async () =
   const small = new Packet(Buffer.alloc(100));
   assert.equal(inst.process(small), small);
   assert.equal(findStage('drop-big'), undefined, 'user stages are not registered by name');
+});
+
+test('what the engine may skip: reused packets when no stage keeps them, the clock when none reads it', async () => {
+  const engine = async (text: string) => new Engine(await resolvePipeline(text), { sink: () => {} });
+  const echo = await engine('parse | icmp-echo | checksum');
+  assert.equal(echo.packetsReusable, true);
+  assert.equal(echo.readsTime, false);
+  const capture = await engine(`parse | pcap ${modulePath('t.pcap')} | icmp-echo | checksum`);
+  assert.equal(capture.packetsReusable, true);
+  assert.equal(capture.readsTime, true, 'a capture reads packet times');
+  await capture.close();
+  const plain = await engine(`parse | ${modulePath('plain.mjs')}`);
+  assert.equal(plain.packetsReusable, false, 'a plain function is taken to keep packets');
+  assert.equal(plain.readsTime, true, 'and to read their time');
+  const promised = await engine(`parse | ${modulePath('promises.mjs')}`);
+  assert.equal(promised.packetsReusable, true);
+  assert.equal(promised.readsTime, false);
 });
