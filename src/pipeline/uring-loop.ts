@@ -35,6 +35,7 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
   const stamps = engine.readsTime;
   const bufferSize = ring.bufferSize;
   const reused = new Packet(Buffer.alloc(0));
+  const ringMemory = ring.buffers.buffer;
   /** The last view made of each receive buffer; made again only when the length changes. */
   const views: (Buffer | undefined)[] = new Array(ring.bufferCount);
   const writesFrom = new Uint16Array(ring.bufferCount);
@@ -68,6 +69,14 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
     if (d === currentView) {
       writesFrom[current]++;
       ring.queueWrite(ring.bufferAddress(current), d.length, TAG_WRITE_BUFFER | current);
+      if (++writesQueued >= SUBMIT_EARLY) submit();
+      return;
+    }
+    if (d.buffer === ringMemory) {
+      // Part of a receive buffer (a stage cut the packet short): that buffer too waits for the write.
+      const id = Math.floor(d.byteOffset / bufferSize);
+      writesFrom[id]++;
+      ring.queueWrite(ring.bufferAddress(0) + d.byteOffset, d.length, TAG_WRITE_BUFFER | id);
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }

@@ -8,7 +8,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { deviceTestSkipReason, withNetns } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
@@ -91,4 +93,36 @@ test('the same on the event loop with the readiness fallback (TUNPIPE_THREAD=mai
     if (seen.every((w) => w === '0' || w === '')) t.diagnostic('this kernel hides wait channels: cannot confirm the poll fallback is in use');
     else assert.fail(`no thread waits in poll(2); wait channels: ${seen.join(', ')}`);
   });
+});
+
+test('io_uring: replies a stage hands back as a view of the received bytes (keepsPackets: false) are written whole', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tunpipe-view-'));
+  try {
+    // Hands the reply on in a new view of its bytes, part of the receive buffer: the worker must keep that
+    // buffer until the write completes, as for a reply in the packet's own view.
+    const module = join(dir, 'view.mjs');
+    writeFileSync(
+      module,
+      `export default { name: 'view', summary: 'reply as a view', args: [], keepsPackets: false, readsTime: false,
+  create: () => ({ process: (p) => { p.data = p.data.subarray(0, p.end); return p; } }) };\n`,
+    );
+    await withNetns(async (ns) => {
+      const before = ns.nstat();
+      const tp = startTunpipeWith(ns, ['--dev', 'tpt0', '--addr', '198.18.0.1/24', `${ECHO} | ${module}`], { env: { TUNPIPE_IO: 'uring' } });
+      try {
+        await tp.waitFor(/reading/);
+        const ping = pingIn(ns, ['-c', '200', '-i', '0.002', '-s', '500', '-w', '10', '198.18.0.2']);
+        assert.equal(ping.received, 200, ping.output);
+        const after = ns.nstat();
+        assert.ok(after.IcmpInEchoReps - before.IcmpInEchoReps >= 200);
+        assert.equal(after.IcmpInCsumErrors, before.IcmpInCsumErrors, 'no reply had a bad checksum');
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+        assert.match(tp.stderr(), /write errors 0 \(io_uring\)/);
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+    }, 'tpview');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
