@@ -113,11 +113,23 @@ export async function runDeviceInWorker(options: { device: TunDevice; pipeline: 
   }
 }
 
-/** How the worker moves packets: TUNPIPE_IO=uring|poll, else io_uring where the kernel has it. */
+/** Receive buffers of the io_uring loop: packets the kernel may read ahead of the pipeline in one wake. */
+const RING_BUFFERS = 128;
+
+/**
+ * How the worker moves packets: TUNPIPE_IO=uring|poll, else io_uring where the kernel has it.
+ * TUNPIPE_IO_BUFFERS sets the number of receive buffers (a power of two; each holds the largest packet).
+ */
 function openRing(fd: number, wake: number): { ring: DeviceRing | null; io: string } {
   const want = process.env.TUNPIPE_IO;
+  if (want !== undefined && want !== 'poll' && want !== 'uring') throw new TunpipeError(`TUNPIPE_IO=${want}: use uring or poll`);
   if (want === 'poll') return { ring: null, io: 'poll' };
-  const ring = DeviceRing.open({ deviceFd: fd, wakeFd: wake, bufferSize: MAX_PACKET });
+  const text = process.env.TUNPIPE_IO_BUFFERS;
+  const buffers = text === undefined ? RING_BUFFERS : Number(text);
+  if (!Number.isInteger(buffers) || buffers < 1 || buffers > 32768 || (buffers & (buffers - 1)) !== 0) {
+    throw new TunpipeError(`TUNPIPE_IO_BUFFERS=${text}: a power of two from 1 to 32768`);
+  }
+  const ring = DeviceRing.open({ deviceFd: fd, wakeFd: wake, bufferSize: MAX_PACKET, buffers });
   if (typeof ring !== 'string') return { ring, io: 'io_uring' };
   if (want === 'uring') throw new TunpipeError(`TUNPIPE_IO=uring, but io_uring cannot be used here: ${ring}`);
   return { ring: null, io: `poll (io_uring: ${ring})` };

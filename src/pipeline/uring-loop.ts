@@ -161,12 +161,19 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
   ring.armRead();
   readArmed = true;
   while (ctx.stoppedBy === null) {
-    ring.publish();
-    // A read that ended (buffers ran out under a burst) is armed again once a buffer is back.
-    if (!readArmed && ring.buffersAvailable > 0) {
-      makeRoom();
-      ring.armRead();
-      readArmed = true;
+    if (!readArmed) {
+      // The read ended: a burst took every buffer. The writes that held them have completed (a TUN write
+      // completes as it is submitted); taking their completions gives the buffers back, and the read is
+      // armed again. Waiting for more first would wait forever: nothing else is armed to complete.
+      if (ring.hasCompletions) ring.drainCompletions(take);
+      ring.publish();
+      if (ring.buffersAvailable > 0) {
+        makeRoom();
+        ring.armRead();
+        readArmed = true;
+      }
+    } else {
+      ring.publish();
     }
     const busy = engine.busy;
     // Buffered capture records are written once traffic pauses for PAUSE_MS (or the buffer fills).

@@ -126,3 +126,36 @@ test('io_uring: replies a stage hands back as a view of the received bytes (keep
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const [io, buffers] of [
+  ['uring', '128'],
+  ['uring', '8'],
+  ['poll', '-'],
+]) {
+  test(`a burst of 400 requests is answered in full (TUNPIPE_IO=${io}${io === 'uring' ? `, ${buffers} receive buffers` : ''})`, { skip }, async () => {
+    await withNetns(async (ns) => {
+      const before = ns.nstat();
+      const env: Record<string, string> = { TUNPIPE_IO: io };
+      // Fewer buffers than the burst: the multishot read runs out of them (ENOBUFS) and must be re-armed.
+      if (io === 'uring') env.TUNPIPE_IO_BUFFERS = buffers;
+      const tp = startTunpipeWith(ns, ['--dev', 'tpt0', '--addr', '198.18.0.1/24', ECHO], { env });
+      try {
+        await tp.waitFor(/reading/);
+        // Once the worker waits (its read armed, no packet seen yet), the burst: -l 400 sends 400 requests
+        // at once, then one per reply; the device's queue (500) holds them all, so one wake finds more
+        // packets than there are buffers.
+        await new Promise((r) => setTimeout(r, 500));
+        const ping = pingIn(ns, ['-f', '-l', '400', '-c', '4000', '-q', '-w', '20', '198.18.0.2']);
+        assert.ok(ping.received >= 4000, `every request answered until ping stopped:\n${ping.output}`);
+        const after = ns.nstat();
+        assert.equal(after.IcmpInCsumErrors, before.IcmpInCsumErrors, 'no reply had a bad checksum');
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+        const dev = /device tpt0: read (\d+), written (\d+), write errors (\d+)/.exec(tp.stderr());
+        assert.ok(dev, tp.stderr());
+        assert.equal(Number(dev[3]), 0, 'no write errors');
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+    }, 'tpburst');
+  });
+}
