@@ -17,9 +17,9 @@
  * moment to the next (other people's load; whether the scheduler puts ping and the responder on one core or
  * two), so numbers taken at different moments cannot be compared. So the bench is PAIRED. Each responder has
  * its own namespace, and all of them are started together and warmed up (a SESSION, lib/session.ts). Then come
- * BLOCKS: in a block each responder gets a 100,000-request flood in 4 slices interleaved with the others'
- * slices (ABC CBA ABC CBA), then 500 low-rate pings interleaved the same way; the next block starts from the
- * other end (CBA ...). A candidate is compared with the reference's measurement of the SAME block (ratio of
+ * BLOCKS: in a block each responder gets a 100,000-request flood in 2n slices (n responders) interleaved
+ * with the others' slices in every rotation, forward and reversed (ABC CBA BCA ACB CAB BAC), then 500
+ * low-rate pings interleaved the same way; the next block starts from the other end (CBA ...). A candidate is compared with the reference's measurement of the SAME block (ratio of
  * replies/s and of CPU per reply, difference of RTT), and the table gives the median of those per-block values
  * with their min..max; verdicts are on that median (lib/paired.ts). Absolute medians are shown next to them.
  * Sessions of 4 blocks, 3 by default: fresh processes each time, each warmed up by short floods until its CPU
@@ -68,7 +68,7 @@ import {
   type ResponderSpec,
 } from './lib/responders.js';
 import {
-  ROUNDS_PER_BLOCK,
+  slicesPerBlock,
   runSession,
   runSoak,
   type BlockInfo,
@@ -100,7 +100,7 @@ interface Options {
 const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js [options]; needs root)
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
-  --count N      flood requests per responder and block (default 100,000, in ${ROUNDS_PER_BLOCK} interleaved slices)
+  --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
   --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all of these),
                  and tunpipe-poll (the worker without io_uring, only when named);
                  without ref there are no paired ratios, only absolute numbers
@@ -172,11 +172,11 @@ function parseOptions(argv: string[]): Options | null {
 const BLOCKS_PER_SESSION = 4;
 
 /**
- * Nominal seconds of one block: per responder 8 pings (4 flood slices, 4 latency slices) at ~40 ms each to
- * start through `ip netns exec`, 3 nstat reads, the floods at a typical rate here, the low-rate pings.
+ * Nominal seconds of one block: per responder 2 × slicesPerBlock pings (flood and latency slices) at ~40 ms
+ * each to start through `ip netns exec`, 3 nstat reads, the floods at a typical rate here, the low-rate pings.
  */
 function nominalBlockS(c: RunCounts, responders: number): number {
-  return responders * (8 * 0.04 + 3 * 0.03 + c.flood / 150_000 + c.latency * 0.0021);
+  return responders * (2 * slicesPerBlock(responders) * 0.04 + 3 * 0.03 + c.flood / 150_000 + c.latency * 0.0021);
 }
 
 /** Nominal seconds of a session without its blocks: start, warm-up, idle window, stop. */
@@ -319,7 +319,7 @@ async function main(): Promise<number> {
   const loadLine =
     `load: warm-up ping -f -l 64 -c ${fmtInt(c.warmup)}, ${c.warmupMinFloods}..${c.warmupMaxFloods} times until ` +
     `CPU/reply settles; per block and responder ping -f -l 64 (${fmtInt(c.flood)} requests), then ping -i 0.002 ` +
-    `(${fmtInt(c.latency)}), each in ${ROUNDS_PER_BLOCK} interleaved slices; idle ${c.idleMs} ms per session; ` +
+    `(${fmtInt(c.latency)}), each in ${slicesPerBlock(specs.length)} interleaved slices; idle ${c.idleMs} ms per session; ` +
     `ref = bench/echo-ref.c (C, blocking read/write)` +
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
   printReport(report, loadLine);

@@ -11,7 +11,7 @@ import type { OfflineResult, OfflineToolRun } from './offline.js';
 import { blocksMeeting, compareWithRef, type PairedComparison, type PairedMetric } from './paired.js';
 import { REF_LABEL, STOP_GRACE_MS, type Bars, type ResponderSpec } from './responders.js';
 import {
-  ROUNDS_PER_BLOCK,
+  slicesPerBlock,
   type BlockInfo,
   type Measurement,
   type ResponderLife,
@@ -360,7 +360,7 @@ export function statisticsLine(
   const pairs = comparisons.length ? Math.min(...comparisons.map((c) => c.pairs)) : 0;
   return (
     `statistics: paired; ${where} (responders alive together, one namespace each; in a block each one's flood ` +
-    `and pings are cut in ${ROUNDS_PER_BLOCK} slices interleaved ABC CBA ... with the others'), ` +
+    `and pings are cut in ${slicesPerBlock(labels.length)} slices interleaved with the others' in every rotation of the order, forward and reversed), ` +
     `${plural(pairs, 'complete pair')} per candidate; "paired" = median [min..max] of the per-block ` +
     `candidate/ref ratios (RTT: candidate − ref); verdict on the median, k/n = blocks meeting the bar alone; ` +
     `ref, tunpipe = medians of absolute values`

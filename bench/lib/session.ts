@@ -3,10 +3,11 @@
  *
  * A session starts every responder, each in its own namespace so that they can all be alive at once, and warms
  * each one up. Then come its blocks. In a block every responder gets its measured flood, cut in slices that are
- * interleaved with the other responders' slices (ABC CBA ABC CBA), then its low-rate pings, interleaved the same
- * way. The measurements that are compared are thus a fraction of a second apart, with nothing started or stopped
- * in between, and each responder has been first, middle and last equally often: that is what makes a per-block
- * ratio steadier than comparing runs made minutes apart. At the end all responders idle together for a window
+ * interleaved with the other responders' slices (ABC CBA BCA ACB CAB BAC for three), then its low-rate pings,
+ * interleaved the same way. The measurements that are compared are thus a fraction of a second apart, with
+ * nothing started or stopped in between, and each responder has been first, middle and last equally often, and
+ * followed itself as often as the others did: that is what makes a per-block ratio steadier than comparing runs
+ * made minutes apart. At the end all responders idle together for a window
  * (their CPU while nothing arrives), then each is stopped with SIGTERM, and the capture of the capturing one is
  * checked against the requests its device delivered.
  * Several sessions (fresh processes) keep one unlucky start (JIT, heap layout) from deciding the result.
@@ -222,13 +223,27 @@ export async function runSession(
 }
 
 /**
- * Rounds within a block: each round gives every responder one slice of its flood, in the block's order in even
- * rounds and reversed in odd ones, so that within the block every responder has been first, middle and last
- * equally often: a position effect (what ran just before, where the scheduler put things) cancels out of the
- * block's ratio instead of depending on the block's order. The measured runs being compared are then a fraction
- * of a second apart. Then the same for the low-rate pings. Even, for that balance.
+ * The rounds of a block over n responders: each round gives every responder one slice, in every rotation of the
+ * block's order, each forward and then reversed (ABC CBA BCA ACB CAB BAC): 2n rounds. Every responder is then
+ * first, middle and last equally often, and runs right after its own previous slice once, so that a position
+ * effect (what ran just before, whose caches are warm, where the scheduler put things) cancels out of the
+ * block's ratio. Alternating one order with its reverse (ABC CBA ABC CBA) does that for two responders only:
+ * with three, the middle one never follows itself while the others do, which measured as several percent of
+ * replies/s against whoever sits in the middle.
  */
-export const ROUNDS_PER_BLOCK = 4;
+export function roundOrders(n: number): number[][] {
+  const rounds: number[][] = [];
+  for (let r = 0; r < n; r++) {
+    const rotation = Array.from({ length: n }, (_, i) => (i + r) % n);
+    rounds.push(rotation, [...rotation].reverse());
+  }
+  return rounds;
+}
+
+/** Slices per responder in a block with n responders (the rounds of roundOrders). */
+export function slicesPerBlock(n: number): number {
+  return 2 * n;
+}
 
 /** The block's measurements, in `order`: all flood slices first, then all latency slices. */
 async function measureBlock(order: Entry[], block: number, session: number, counts: RunCounts): Promise<Measurement[]> {
@@ -239,12 +254,12 @@ async function measureBlock(order: Entry[], block: number, session: number, coun
   const floods: FloodSlice[][] = order.map(() => []);
   const before = await countersOf(order, ms);
   await rounds(async (e, k) => {
-    floods[k]!.push(await floodSlice(e.slot.ns, e.responder.pid, Math.ceil(counts.flood / ROUNDS_PER_BLOCK)));
+    floods[k]!.push(await floodSlice(e.slot.ns, e.responder.pid, Math.ceil(counts.flood / slicesPerBlock(order.length))));
   });
   const afterFloods = await countersOf(order, ms);
   const latencies: LatencySlice[][] = order.map(() => []);
   await rounds(async (e, k) => {
-    latencies[k]!.push(await latencySlice(e.slot.ns, Math.ceil(counts.latency / ROUNDS_PER_BLOCK)));
+    latencies[k]!.push(await latencySlice(e.slot.ns, Math.ceil(counts.latency / slicesPerBlock(order.length))));
   });
   const after = await countersOf(order, ms);
   for (const [k, m] of ms.entries()) {
@@ -257,15 +272,14 @@ async function measureBlock(order: Entry[], block: number, session: number, coun
   return ms;
 }
 
-/** ROUNDS_PER_BLOCK rounds over `order`, alternating its direction; a responder that fails sits out the rest. */
+/** The rounds of roundOrders over `order`; a responder that fails sits out the rest. */
 async function interleave(
   order: Entry[],
   ms: Measurement[],
   run: (e: Entry, k: number) => Promise<void>,
 ): Promise<void> {
-  for (let round = 0; round < ROUNDS_PER_BLOCK; round++) {
-    const ks = order.map((_, k) => k);
-    for (const k of round % 2 === 0 ? ks : ks.reverse()) {
+  for (const ks of roundOrders(order.length)) {
+    for (const k of ks) {
       if (isShuttingDown()) return;
       if (ms[k]!.error !== undefined) continue;
       try {
