@@ -295,12 +295,6 @@ export class DeviceRing {
     return rc < 0 ? libc.errno() : 0;
   }
 
-  /** Submits what is queued and lets the kernel do the reads that are due, without waiting. */
-  runPending(): number {
-    const rc = enterCall(SYS_IO_URING_ENTER, this.fd, this.queued, 0, ENTER_GETEVENTS, 0, 0);
-    return rc < 0 ? libc.errno() : 0;
-  }
-
   /** True when completions are waiting. */
   get hasCompletions(): boolean {
     return this.ring[this.cqHead] !== this.ring[this.cqTail];

@@ -115,34 +115,24 @@ export async function runDeviceInWorker(options: { device: TunDevice; pipeline: 
 
 /** Receive buffers of the io_uring loop: packets the kernel may read ahead of the pipeline in one wake. */
 const RING_BUFFERS = 128;
-/** Looks for more packets after a busy batch before sleeping (./uring-loop.ts). */
-const RING_SPIN = 50;
-
-/** A whole number from the environment, or the default; a TunpipeError naming the variable otherwise. */
-function envInteger(name: string, dflt: number, min: number, max: number): number {
-  const text = process.env[name];
-  if (text === undefined) return dflt;
-  const n = Number(text);
-  if (text.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new TunpipeError(`${name}=${text}: a whole number from ${min} to ${max}`);
-  return n;
-}
 
 /**
  * How the worker moves packets: TUNPIPE_IO=uring|poll, else io_uring where the kernel has it.
- * TUNPIPE_IO_BUFFERS sets the number of receive buffers (a power of two; each holds the largest packet),
- * TUNPIPE_IO_SPIN the looks for more packets after a busy batch (0: sleep at once).
+ * TUNPIPE_IO_BUFFERS sets the number of receive buffers (a power of two; each holds the largest packet).
  */
-function openRing(fd: number, wake: number): { ring: DeviceRing | null; io: string; spin: number } {
+function openRing(fd: number, wake: number): { ring: DeviceRing | null; io: string } {
   const want = process.env.TUNPIPE_IO;
   if (want !== undefined && want !== 'poll' && want !== 'uring') throw new TunpipeError(`TUNPIPE_IO=${want}: use uring or poll`);
-  const spin = envInteger('TUNPIPE_IO_SPIN', RING_SPIN, 0, 100_000);
-  if (want === 'poll') return { ring: null, io: 'poll', spin };
-  const buffers = envInteger('TUNPIPE_IO_BUFFERS', RING_BUFFERS, 1, 32768);
-  if ((buffers & (buffers - 1)) !== 0) throw new TunpipeError(`TUNPIPE_IO_BUFFERS=${buffers}: a power of two from 1 to 32768`);
+  if (want === 'poll') return { ring: null, io: 'poll' };
+  const text = process.env.TUNPIPE_IO_BUFFERS;
+  const buffers = text === undefined ? RING_BUFFERS : Number(text);
+  if (!Number.isInteger(buffers) || buffers < 1 || buffers > 32768 || (buffers & (buffers - 1)) !== 0) {
+    throw new TunpipeError(`TUNPIPE_IO_BUFFERS=${text}: a power of two from 1 to 32768`);
+  }
   const ring = DeviceRing.open({ deviceFd: fd, wakeFd: wake, bufferSize: MAX_PACKET, buffers });
-  if (typeof ring !== 'string') return { ring, io: 'io_uring', spin };
+  if (typeof ring !== 'string') return { ring, io: 'io_uring' };
   if (want === 'uring') throw new TunpipeError(`TUNPIPE_IO=uring, but io_uring cannot be used here: ${ring}`);
-  return { ring: null, io: `poll (io_uring: ${ring})`, spin };
+  return { ring: null, io: `poll (io_uring: ${ring})` };
 }
 
 /** Worker thread: sets up the engine, runs one of the device loops, reports. */
@@ -168,9 +158,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
   ctx.send = directSend(ctx);
   let ring: DeviceRing | null = null;
   let io: string;
-  let spin = 0;
   try {
-    ({ ring, io, spin } = openRing(input.fd, input.wake));
+    ({ ring, io } = openRing(input.fd, input.wake));
     (ctx as { engine: Engine }).engine = new Engine(await resolvePipeline(input.pipeline), {
       sink: (p) => ctx.send(p),
       queueLength: input.queueLength,
@@ -187,7 +176,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
   }
   const engine = ctx.engine;
   if (ctx.limit === 0) ctx.stopWith('count');
-  if (ring) await runUringLoop(ctx, ring, spin);
+  if (ring) await runUringLoop(ctx, ring);
   else await runPollLoop(ctx);
 
   const closeErrors = await engine.close();

@@ -29,14 +29,7 @@ const CLOSE_WAIT_MS = 1000;
 /** Replies queued before they are submitted mid-batch: bounds how long a reply waits behind its batch. */
 const SUBMIT_EARLY = 32;
 
-/**
- * `spin`: after a batch of two or more packets, how many times to let the kernel look for more (one
- * io_uring_enter each, without sleeping) before sleeping; 0: never. Under a flood the next requests are
- * microseconds away, and a responder that sleeps between batches makes the sender pay a wake-up for each
- * one: measured, 50 looks gave about 5% more replies a second against a ping flood (8 of 12 paired blocks)
- * for about 10% more CPU per reply. A single packet (low load) never spins, nor does an idle device.
- */
-export async function runUringLoop(ctx: LoopContext, ring: DeviceRing, spin: number): Promise<void> {
+export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<void> {
   const { engine, counters } = ctx;
   const reuse = engine.packetsReusable;
   const stamps = engine.readsTime;
@@ -54,7 +47,6 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing, spin: num
   let current = -1;
   let currentView: Buffer | null = null;
   let readArmed = false;
-  let readsInBatch = 0;
   let stopping = false;
   let sec = 0;
   let nsec = 0;
@@ -136,7 +128,6 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing, spin: num
         ring.tookBuffer();
         const id = flags >>> 16;
         // Read after a stop (--count reached, a signal): not let in, like packets left in the device's queue.
-        readsInBatch++;
         if (result > 0 && ctx.stoppedBy === null) handlePacket(id, result);
         else ring.recycle(id);
       } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
@@ -197,23 +188,11 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing, spin: num
     if (ring.hasCompletions) {
       // One time for the whole batch, when a stage reads it (a capture).
       if (stamps) [sec, nsec] = wallClock();
-      readsInBatch = 0;
       ring.drainCompletions(take);
       // The replies go out now rather than with the next wait: the batch's end (stages writing what they
       // buffered) is then not part of their round trip.
       if (writesQueued > 0) submit();
       engine.endBatch(true);
-      // Under load, look for the next packets a few times before sleeping (see `spin` above).
-      for (let looks = readsInBatch >= 2 ? spin : 0; looks > 0 && readArmed && ctx.stoppedBy === null; looks--) {
-        const before = ring.completionsWaiting;
-        ring.runPending();
-        if (ring.completionsWaiting === before) continue;
-        if (stamps) [sec, nsec] = wallClock();
-        ring.drainCompletions(take);
-        if (writesQueued > 0) submit();
-        engine.endBatch(true);
-        looks = spin + 1;
-      }
     }
     if (busy || engine.busy) await settleAsyncStages(engine);
   }
