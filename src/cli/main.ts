@@ -165,6 +165,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
   }
 
   let device: TunDevice | undefined;
+  let onReady: (() => void) | undefined;
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -185,10 +186,13 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
       const { openTun } = await import('../device/tun.js');
       device = openTun({ name: args.dev, addresses, mtu: args.mtu, up: args.up, persist: args.persist });
       const addrs = addresses.length ? ` with ${addresses.join(', ')}` : ' (no address: configure it yourself, or use --addr)';
-      say(`device ${device.name} open${addrs}; reading (Ctrl-C to stop)`);
+      const opened = `device ${device.name} open${addrs}`;
+      // Said once the pipeline waits for packets: a ping sent after this line is answered at once.
+      onReady = () => say(`${opened}; reading (Ctrl-C to stop)`);
       if (args.user || args.group) (await import('./privileges.js')).dropPrivileges(args.user, args.group);
     }
     const result = await runPipeline({
+      onReady,
       pipeline: text,
       device,
       read: args.read,

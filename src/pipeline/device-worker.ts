@@ -50,6 +50,11 @@ interface StatsMessage {
   reasons: [string, number][];
 }
 
+/** The worker's stages are set up and it waits for packets. */
+interface ReadyMessage {
+  type: 'ready';
+}
+
 interface SetupErrorMessage {
   type: 'setup-error';
   message: string;
@@ -69,7 +74,14 @@ interface ResultMessage {
 }
 
 /** Main thread: runs `pipeline` on `device` in a worker; resolves when the worker has stopped and reported. */
-export async function runDeviceInWorker(options: { device: TunDevice; pipeline: string; count?: number; queueLength?: number; signal?: AbortSignal }): Promise<RunResult> {
+export async function runDeviceInWorker(options: {
+  device: TunDevice;
+  pipeline: string;
+  count?: number;
+  queueLength?: number;
+  signal?: AbortSignal;
+  onReady?: () => void;
+}): Promise<RunResult> {
   const wake = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
   if (wake < 0) throw new TunpipeError(`cannot create an eventfd: ${libc.errnoName(libc.errno())}`);
   const input: WorkerInput = {
@@ -90,8 +102,9 @@ export async function runDeviceInWorker(options: { device: TunDevice; pipeline: 
   try {
     const msg = await new Promise<ResultMessage>((resolve, reject) => {
       let result: ResultMessage | null = null;
-      worker.on('message', (m: ResultMessage | SetupErrorMessage) => {
+      worker.on('message', (m: ResultMessage | SetupErrorMessage | ReadyMessage) => {
         if (m.type === 'setup-error') reject(new TunpipeError(m.message, m.code));
+        else if (m.type === 'ready') options.onReady?.();
         else result = m;
       });
       worker.once('error', reject);
@@ -176,6 +189,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
   }
   const engine = ctx.engine;
   if (ctx.limit === 0) ctx.stopWith('count');
+  parentPort!.postMessage({ type: 'ready' } satisfies ReadyMessage);
   if (ring) await runUringLoop(ctx, ring);
   else await runPollLoop(ctx);
 

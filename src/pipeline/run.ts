@@ -39,6 +39,8 @@ export interface RunOptions {
    * the event loop, where stages can share state with the rest of the program.
    */
   thread?: 'main' | 'worker';
+  /** Called once, when the stages are set up and packets are being read (the CLI's "reading" line). */
+  onReady?: () => void;
 }
 
 export interface RunResult {
@@ -77,7 +79,14 @@ async function resolveStages(pipeline: string | PacketTransform[]): Promise<Reso
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
   if (options.thread === 'worker' && options.device && typeof options.pipeline === 'string') {
     const { runDeviceInWorker } = await import('./device-worker.js');
-    return runDeviceInWorker({ device: options.device, pipeline: options.pipeline, count: options.count, queueLength: options.queueLength, signal: options.signal });
+    return runDeviceInWorker({
+      device: options.device,
+      pipeline: options.pipeline,
+      count: options.count,
+      queueLength: options.queueLength,
+      signal: options.signal,
+      onReady: options.onReady,
+    });
   }
   const stages = await resolveStages(options.pipeline);
   if (!options.device && !options.read) throw new TunpipeError('nothing to read from: give a device or a pcap file to read');
@@ -156,11 +165,13 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
         engine.push(new Packet(buf));
         if (packetsIn >= limit) stop('count');
       }, endBatch);
+      options.onReady?.();
     } else if (limit <= 0) stop('count');
     await stopped;
     device.stopReading();
   } else if (reader) {
     const r = reader;
+    options.onReady?.();
     // When no stage keeps packets, one Packet carries them all.
     const reused = engine.packetsReusable ? new Packet(Buffer.alloc(0)) : null;
     const onPacket = (data: Buffer, sec: number, nsec: number) => {

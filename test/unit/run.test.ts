@@ -89,6 +89,25 @@ test('count stops after that many packets have entered', async () => {
   assert.equal(more.packetsOut, 10, 'no --write: packets go nowhere but are counted');
 });
 
+test('onReady is called once, when the stages are set up and before the first packet enters', async () => {
+  writePcap(path('ready.pcap'), requests(4));
+  const events: string[] = [];
+  const spy = path('spy.mjs');
+  writeFileSync(spy, `export default { name: 'spy', summary: 's', args: [], create: () => ({ process: (p) => { globalThis.__spy?.('packet'); return p; } }) };\n`);
+  (globalThis as { __spy?: (e: string) => void }).__spy = (e) => events.push(e);
+  try {
+    const result = await runPipeline({ pipeline: `parse | ${spy}`, read: path('ready.pcap'), onReady: () => events.push('ready') });
+    assert.equal(result.packetsIn, 4);
+    assert.deepEqual(events, ['ready', 'packet', 'packet', 'packet', 'packet']);
+    // A pipeline that cannot start never says it is ready.
+    events.length = 0;
+    await assert.rejects(runPipeline({ pipeline: 'parse', read: path('missing.pcap'), onReady: () => events.push('ready') }));
+    assert.deepEqual(events, []);
+  } finally {
+    delete (globalThis as { __spy?: unknown }).__spy;
+  }
+});
+
 test('a file bigger than one read batch is read whole', async () => {
   const reqs = Array.from({ length: 9000 }, (_, i) => echoRequest({ seq: i & 0xffff, payload: Buffer.alloc(8) }));
   writePcap(path('big.pcap'), reqs);
