@@ -18,9 +18,11 @@ scripts/setup.sh
 ns=tunpipe-demo
 ip netns del "$ns" 2>/dev/null || true
 pid=
+log=$(mktemp)
 cleanup() {
   [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
+  rm -f "$log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -28,9 +30,10 @@ ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
 
 echo "+ tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | icmp-echo | checksum'   (in namespace $ns)"
-ip netns exec "$ns" node dist/bin/tunpipe.js --dev tun0 --addr 198.18.0.1/24 'parse | icmp-echo | checksum' &
+# Its messages go to the terminal and to a file, to see when it says it is reading.
+ip netns exec "$ns" node dist/bin/tunpipe.js --dev tun0 --addr 198.18.0.1/24 'parse | icmp-echo | checksum' 2> >(tee "$log" >&2) &
 pid=$!
-for _ in $(seq 50); do ip -n "$ns" addr show dev tun0 2>/dev/null | grep -q 198.18.0.1 && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q 'reading' "$log" 2>/dev/null && break; sleep 0.05; done
 
 echo "+ ping -c 5 198.18.0.2   (the peer address: the pipeline answers it, not the kernel)"
 ip netns exec "$ns" ping -c 5 -i 0.2 -w 5 198.18.0.2
