@@ -2,8 +2,8 @@
  * Runs a pipeline on a device in a worker thread, with no event loop between the kernel and the stages:
  * the thread waits in the kernel, takes the packets that arrived, runs the fused engine on them and writes
  * the replies. Two ways to wait and move packets:
- * - io_uring (./uring-loop.ts, the default where the kernel has it): one multishot read and one
- *   io_uring_enter per batch, about the C read/write loop's CPU per reply;
+ * - io_uring (./uring-loop.ts, the default where the kernel has it): one multishot read, and two
+ *   io_uring_enter per batch (submit the replies, wait for more), about the C read/write loop's CPU per reply;
  * - poll() (./poll-loop.ts, the fallback, or TUNPIPE_IO=poll): poll, then read() and write() per packet.
  * TUNPIPE_IO=uring insists on io_uring (an error where it cannot be had). Either way, measured against the
  * main-thread path (libuv readiness, ../device/readiness.ts), a wake costs one system call instead of a

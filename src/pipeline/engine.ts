@@ -11,7 +11,7 @@
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
-import { HELD, StageStats, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import { HELD, noStageKeepsPackets, StageStats, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import type { ResolvedStage } from './resolve.js';
 import { recordStageError } from './error-reasons.js';
 
@@ -115,7 +115,7 @@ export class Engine {
     this.queueLength = options.queueLength ?? 1024;
     this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
     this.onFail = options.onFail ?? (() => {});
-    this.packetsReusable = stages.every((s) => s.def.keepsPackets === false);
+    this.packetsReusable = noStageKeepsPackets(stages.map((s) => s.def));
     this.readsTime = stages.some((s) => s.def.readsTime === true);
     stages.forEach((s, index) => {
       const stats = new StageStats(s.label);

@@ -9,7 +9,7 @@ import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
 import { wallClock } from '../packet/clock.js';
-import { PAUSE_MS, settleAsyncStages, type LoopContext } from './worker-loop.js';
+import { directSend, settleAsyncStages, waitMs, type LoopContext } from './worker-loop.js';
 
 const NO_TIME: [number, number] = [0, 0];
 
@@ -81,8 +81,7 @@ export async function runPollLoop(ctx: LoopContext): Promise<void> {
     fds.writeInt16LE(0, 6);
     fds.writeInt16LE(0, 14);
     const busy = engine.busy;
-    // Buffered capture records are written once traffic pauses for PAUSE_MS (or the buffer fills).
-    const rc = libc.pollSync(fds, 2, busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1);
+    const rc = libc.pollSync(fds, 2, waitMs(engine, busy));
     if (rc === 0) engine.endBatch(busy);
     if (rc < 0) {
       const e = libc.errno();
@@ -96,5 +95,5 @@ export async function runPollLoop(ctx: LoopContext): Promise<void> {
     if (busy || engine.busy) await settleAsyncStages(engine);
   }
   // Packets that asynchronous stages let through while the engine closes are written at once.
-  lastView = null;
+  ctx.send = directSend(ctx);
 }

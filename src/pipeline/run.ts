@@ -12,7 +12,7 @@ import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '.
 import { TunpipeError } from '../errors.js';
 import { Engine } from './engine.js';
 import { resolvePipeline, type ResolvedStage } from './resolve.js';
-import type { StageStats } from './stage.js';
+import { noStageKeepsPackets, type StageStats } from './stage.js';
 import type { PacketTransform } from './transform.js';
 import type { TunDevice } from '../device/tun.js';
 
@@ -113,7 +113,7 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
   try {
     if (options.read) {
       // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
-      reader = new PcapReader(options.read, { reuseChunks: stages.every((s) => s.def.keepsPackets === false) });
+      reader = new PcapReader(options.read, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
       l3 = l3OffsetFor(reader.header.linkType, reader.path);
     }
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader?.header.linkType, nanos: reader?.header.nanos });

@@ -124,6 +124,11 @@ export function defineStage<T extends StageDefinition>(def: T): T {
   return def;
 }
 
+/** True when no stage keeps packets: a source may hand in the same Packet and Buffer again (see keepsPackets). */
+export function noStageKeepsPackets(defs: readonly StageDefinition[]): boolean {
+  return defs.every((d) => d.keepsPackets === false);
+}
+
 export function isCompound(def: StageDefinition): def is CompoundStageDefinition {
   return 'expand' in def;
 }

@@ -18,7 +18,7 @@ import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
 import { wallClock } from '../packet/clock.js';
-import { directSend, PAUSE_MS, settleAsyncStages, type LoopContext } from './worker-loop.js';
+import { directSend, settleAsyncStages, waitMs, type LoopContext } from './worker-loop.js';
 
 const ENOBUFS = 105;
 const ECANCELED = 125;
@@ -176,10 +176,9 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
       ring.publish();
     }
     const busy = engine.busy;
-    // Buffered capture records are written once traffic pauses for PAUSE_MS (or the buffer fills).
     const want = ring.completionsWaiting + writesQueued + 1;
     writesQueued = 0;
-    const e = ring.enter(want, busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1);
+    const e = ring.enter(want, waitMs(engine, busy));
     if (e === DeviceRing.ETIME) engine.endBatch(busy);
     else if (e !== 0 && e !== libc.E.EINTR) {
       ctx.stopWith('error', new TunpipeError(`waiting for ${ctx.name} failed: ${libc.errnoName(e)}`));

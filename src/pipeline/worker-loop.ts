@@ -10,7 +10,15 @@ import type { Engine } from './engine.js';
 import type { RunResult } from './run.js';
 
 /** Milliseconds without packets after which buffered capture records are written. */
-export const PAUSE_MS = 20;
+const PAUSE_MS = 20;
+
+/**
+ * How long a loop may wait in the kernel (-1: until something arrives): 1 ms while an asynchronous stage
+ * has packets in hand, PAUSE_MS while a stage holds output that a pause in traffic should write out.
+ */
+export function waitMs(engine: Engine, busy: boolean): number {
+  return busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1;
+}
 
 export interface LoopContext {
   /** The device's fd, shared with the main thread (which closes it). */
@@ -32,7 +40,7 @@ export interface LoopContext {
   send: (p: Packet) => void;
 }
 
-/** A send that writes each packet at once with write(): for the poll loop, and after the ring is closed. */
+/** A send that writes each packet at once with write(): before a loop starts and after it has ended. */
 export function directSend(ctx: LoopContext): (p: Packet) => void {
   return (p) => {
     ctx.packetsOut++;

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pingSummary, startTunpipe, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
-import { referenceChecksum } from '../helpers/packets.js';
+import { readPcapRecords, referenceChecksum } from '../helpers/packets.js';
 
 export const DEVICE_ADDR = '198.18.0.1/24';
 /** The address pinged: a peer in the device's subnet, so the kernel routes it into the device. */
@@ -208,16 +208,8 @@ export function tcpdumpRead(file: string): TcpdumpReading {
 
 /** The records of a little-endian pcap file, and the bytes left after the last whole one. */
 export function pcapRecords(file: string): { records: Buffer[]; trailing: number } {
-  const buf = readFileSync(file);
-  const records: Buffer[] = [];
-  let o = 24;
-  while (o + 16 <= buf.length) {
-    const caplen = buf.readUInt32LE(o + 8);
-    if (o + 16 + caplen > buf.length) break;
-    records.push(buf.subarray(o + 16, o + 16 + caplen));
-    o += 16 + caplen;
-  }
-  return { records, trailing: Math.max(0, buf.length - o) };
+  const { packets, trailing } = readPcapRecords(readFileSync(file));
+  return { records: packets, trailing };
 }
 
 /**

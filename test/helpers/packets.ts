@@ -73,8 +73,11 @@ export function writePcap(path: string, packets: Buffer[], opts: { nanos?: boole
   writeFileSync(path, Buffer.concat(parts));
 }
 
-/** Reads the records of a classic little-endian pcap file written by tunpipe or writePcap. */
-export function readPcapRecords(file: Buffer): { linkType: number; magic: number; packets: Buffer[] } {
+/**
+ * Reads the records of a classic little-endian pcap file written by tunpipe or writePcap; `trailing`: the
+ * bytes after the last whole record.
+ */
+export function readPcapRecords(file: Buffer): { linkType: number; magic: number; packets: Buffer[]; trailing: number } {
   const magic = file.readUInt32LE(0);
   const linkType = file.readUInt32LE(20);
   const packets: Buffer[] = [];
@@ -85,5 +88,5 @@ export function readPcapRecords(file: Buffer): { linkType: number; magic: number
     packets.push(file.subarray(o + 16, o + 16 + len));
     o += 16 + len;
   }
-  return { linkType, magic, packets };
+  return { linkType, magic, packets, trailing: Math.max(0, file.length - o) };
 }

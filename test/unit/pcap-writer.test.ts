@@ -110,7 +110,7 @@ test('append adds to an existing capture; a new file is mode 0600; close twice i
   const c = new PcapWriter(fresh, { append: true });
   c.write(Buffer.from([3]), 0, 0);
   c.close();
-  assert.deepEqual(readPcapRecords(readFileSync(fresh)), { linkType: 101, magic: 0xa1b2c3d4, packets: [Buffer.from([3])] });
+  assert.deepEqual(readPcapRecords(readFileSync(fresh)), { linkType: 101, magic: 0xa1b2c3d4, packets: [Buffer.from([3])], trailing: 0 });
 });
 
 test('errors are TunpipeErrors that say why: missing directory, a directory, a full disk', () => {
