@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "quickstart: needs root to create a network namespace and a TUN device: sudo $0" >&2
+  # A namespace and a TUN device need root: ask sudo for it where there is one.
+  if command -v sudo >/dev/null; then exec sudo "$0" "$@"; fi
+  echo "quickstart: needs root to create a network namespace and a TUN device; run it as root" >&2
   exit 1
 fi
 stay=false
