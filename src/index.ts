@@ -24,7 +24,9 @@ export { resolvePipeline } from './pipeline/resolve.js';
 export { builtinStages, findStage } from './pipeline/registry.js';
 export { Engine, type EngineOptions } from './pipeline/engine.js';
 export { transformOf, stageTransform, type PacketTransform } from './pipeline/transform.js';
-export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec } from './pipeline/stage.js';
+export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
+export { standaloneContext, type StandaloneContext } from './pipeline/standalone.js';
+export { RunClock } from './packet/clock.js';
 export { TunpipeError } from './errors.js';
 
 export { parseIPv4 } from '../transforms/parse.js';
@@ -34,3 +36,5 @@ export { toReply } from '../transforms/to-reply.js';
 export { icmpEcho } from '../transforms/icmp-echo.js';
 export { recomputeChecksum } from '../transforms/checksum.js';
 export { pcapTap } from '../transforms/pcap.js';
+export { reassemble } from '../transforms/reassemble.js';
+export { fragment } from '../transforms/fragment.js';

@@ -11,7 +11,8 @@
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
-import { HELD, noStageKeepsPackets, StageStats, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import { RunClock } from '../packet/clock.js';
 import type { ResolvedStage } from './resolve.js';
 import { recordStageError } from './error-reasons.js';
 
@@ -30,6 +31,13 @@ export interface EngineOptions {
   warn?: (message: string) => void;
   /** Called once when a stage asks to stop the pipeline. */
   onFail?: (err: Error) => void;
+  /** Link type of the packets entering (StageContext.linkType). Default 101, RAW IP. */
+  linkType?: number;
+  /** The ports the pipeline reads from and writes to, as the stages see them. */
+  input?: PortInfo;
+  output?: PortInfo;
+  /** The driver's clock (StageContext.now). Default: the wall clock. */
+  clock?: RunClock;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
@@ -104,6 +112,8 @@ export class Engine {
   private readonly queueLength: number;
   private readonly warnOut: (message: string) => void;
   private readonly onFail: (err: Error) => void;
+  /** The clock the stages read (StageContext.now). */
+  readonly clock: RunClock;
   /** The first error a stage stopped the pipeline with. */
   failure: Error | null = null;
   private closed = false;
@@ -117,6 +127,8 @@ export class Engine {
     this.onFail = options.onFail ?? (() => {});
     this.packetsReusable = noStageKeepsPackets(stages.map((s) => s.def));
     this.readsTime = stages.some((s) => s.def.readsTime === true);
+    const clock = (this.clock = options.clock ?? new RunClock('wall'));
+    const linkType = options.linkType ?? 101;
     stages.forEach((s, index) => {
       const stats = new StageStats(s.label);
       const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set(), reportedError: false, errorReasons: 0 };
@@ -129,6 +141,12 @@ export class Engine {
         },
         warn: (m) => this.warnOnce(slot, m),
         fail: (err) => this.fail(err),
+        linkType,
+        input: options.input,
+        output: options.output,
+        now: () => clock.now(),
+        timeOf: (p) => clock.timeOf(p),
+        setTime: (p, t) => clock.setTime(p, t),
       };
       try {
         slot.instance = s.def.create(s.args, ctx);

@@ -36,6 +36,26 @@ export interface StageInstance {
   close?(): void | Promise<void>;
   /** Extra counters to print on exit beside in/out/dropped (e.g. bytes written). */
   report?(): string;
+  /**
+   * A stage that holds packets until a time (delay, rate): when it next wants `tick`, on the `ctx.now()`
+   * scale, or Infinity when it holds nothing. The driver sleeps until the earliest such time (no busy
+   * loop) and reads it again after every batch and every tick.
+   */
+  nextDue?(): number;
+  /**
+   * Called once `ctx.now()` has reached `nextDue()`: the stage releases what is due with `ctx.emit`.
+   * `now` is Infinity when the input has ended (offline) or the pipeline stops: release everything.
+   */
+  tick?(now: number): void;
+}
+
+/** A source or sink of packets as the stages see it: a device, a capture file, stdin or stdout. */
+export interface PortInfo {
+  /** The device name, the file's path, or '-'. */
+  readonly name: string;
+  /** pcap link type of its packets: 101 RAW (IPv4/IPv6, a TUN device), 1 Ethernet (a TAP device). */
+  readonly linkType: number;
+  readonly kind: 'device' | 'file' | 'stdio';
 }
 
 /** What a stage instance may call back into. */
@@ -48,6 +68,21 @@ export interface StageContext {
   warn(message: string): void;
   /** Stops the whole pipeline with an error (a capture that cannot be written, when asked to stop). */
   fail(err: Error): void;
+  /** pcap link type of the packets this stage receives (its pipeline's source port): 101 RAW, 1 Ethernet. */
+  readonly linkType: number;
+  /** The port this stage's pipeline reads from, and the one it writes to (undefined: discarded, or unknown). */
+  readonly input?: PortInfo;
+  readonly output?: PortInfo;
+  /**
+   * The driver's clock in milliseconds (fractional): the wall clock on a device; offline, the time of the
+   * packet last read from the file, so that time-based stages run on the file's time, as fast as the CPU goes.
+   * Only differences between readings mean anything.
+   */
+  now(): number;
+  /** A packet's timestamp (`sec`/`nsec`) on the `now()` scale. */
+  timeOf(p: Packet): number;
+  /** Sets a packet's timestamp (`sec`/`nsec`) from a time on the `now()` scale. */
+  setTime(p: Packet, t: number): void;
 }
 
 export type ArgType = 'string' | 'number' | 'boolean';
@@ -90,6 +125,12 @@ interface StageDefinitionBase {
    * to read it.
    */
   readsTime?: boolean;
+  /**
+   * True when what leaves the stage is addressed back to where it came from (a reply: to-reply, a neighbour
+   * answer). A device pipeline without a sink writes its output back to its device; tunpipe warns when no
+   * stage of such a pipeline turns packets around, since it would then re-inject what it read.
+   */
+  turnsAround?: boolean;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
@@ -142,6 +183,9 @@ export class StageStats {
   /** Extra packets a stage passed on through ctx.emit (fragments, reassembled datagrams): not in packetsOut,
    * so that packetsIn === packetsOut + dropped + held always holds. */
   emitted = 0;
+  /** Packets the stage would have dropped that went into its `else { ... }` branch instead (their reasons
+   * are counted in `reasons` too): packetsIn === packetsOut + dropped + held + diverted. */
+  diverted = 0;
   /** Drops by reason. */
   readonly reasons = new Map<string, number>();
 

@@ -8,6 +8,7 @@ import { asPacket, Packet } from '../packet/packet.js';
 import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
 import { isCompound } from './stage.js';
 import { ENGINE_DROP } from './engine.js';
+import { RunClock } from '../packet/clock.js';
 import { recordStageError, type StageErrorState } from './error-reasons.js';
 import type { ResolvedStage } from './resolve.js';
 
@@ -44,6 +45,7 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
   const emitted: Packet[] = [];
   let failure: Error | null = null;
   const errors: StageErrorState = { errorReasons: 0, reportedError: false };
+  const clock = new RunClock('wall');
   const ctx: StageContext = {
     name: s.label,
     emit: (p) => {
@@ -52,6 +54,10 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
     },
     warn: (m) => process.stderr.write(`tunpipe: stage '${s.label}': ${m}\n`),
     fail: (err) => void (failure ??= err),
+    linkType: 101,
+    now: () => clock.now(),
+    timeOf: (p) => clock.timeOf(p),
+    setTime: (p, t) => clock.setTime(p, t),
   };
   const inst = s.def.create(s.args, ctx);
   try {

@@ -1,4 +1,5 @@
 /** transforms/parse.ts: each drop reason, and the parsed view (version, l4, end, proto) for IPv4 and IPv6. */
+import { standaloneContext } from '../../src/pipeline/standalone.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Packet } from '../../src/packet/packet.js';
@@ -84,7 +85,7 @@ test('parse drops each malformed packet with its reason and leaves it unparsed',
 test('the parse stage reached through the pipeline is the same function', async () => {
   const { resolvePipeline } = await import('../../src/pipeline/resolve.js');
   const [s] = await resolvePipeline('parse');
-  const inst = s.def.create(s.args, { name: 'parse', emit: () => {}, warn: () => {}, fail: () => {} });
+  const inst = s.def.create(s.args, standaloneContext({ name: 'parse' }));
   assert.equal(inst.process(new Packet(Buffer.alloc(0))), PARSE_DROP.empty);
   const ok = new Packet(echoRequest());
   assert.equal(inst.process(ok), ok);

@@ -1,4 +1,5 @@
 /** src/pipeline/resolve.ts (and the user-module loader behind it): names, arguments, compounds, user modules. */
+import { standaloneContext } from '../../src/pipeline/standalone.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +27,7 @@ async function rejectsAt(text: string, pos: number, message: RegExp): Promise<Pi
   return caught;
 }
 
-const ctx: StageContext = { name: 'test', emit: () => {}, warn: () => {}, fail: () => {} };
+const ctx: StageContext = standaloneContext({ name: 'test' });
 
 test('built-in stages resolve with their defaults', async () => {
   const stages = await resolvePipeline('parse | checksum | to-reply | pcap /tmp/never-created.pcap');

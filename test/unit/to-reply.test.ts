@@ -1,4 +1,5 @@
 /** transforms/to-reply.ts: request rewritten into a reply, changes recorded for the checksum stage. */
+import { standaloneContext } from '../../src/pipeline/standalone.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Dirty, Packet } from '../../src/packet/packet.js';
@@ -32,7 +33,7 @@ test('type 8 becomes 0, TTL 64, id/seq/payload/options kept, changes recorded', 
 
 test('ttl=N through the pipeline text', async () => {
   const [s] = await resolvePipeline('to-reply ttl=1');
-  const inst = s.def.create(s.args, { name: 'to-reply', emit: () => {}, warn: () => {}, fail: () => {} });
+  const inst = s.def.create(s.args, standaloneContext({ name: 'to-reply' }));
   const p = parsed(echoRequest({ ttl: 200 }));
   assert.equal(inst.process(p), p);
   assert.equal(p.data[8], 1);
