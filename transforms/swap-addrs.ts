@@ -33,6 +33,7 @@ export function swapPacketAddresses(p: Packet): Packet | string {
 const swapAddrsStage = defineStage({
   name: 'swap-addrs',
   keepsPackets: false,
+  turnsAround: true,
   summary: 'exchange source and destination addresses (checksums stay valid)',
   args: [],
   create: () => ({ process: swapPacketAddresses }),

@@ -38,6 +38,7 @@ export function makeEchoReply(p: Packet, ttl = REPLY_TTL): Packet | string {
 const toReplyStage = defineStage({
   name: 'to-reply',
   keepsPackets: false,
+  turnsAround: true,
   summary: 'turn an echo request into its reply (type 0, TTL 64); then checksum',
   args: [{ name: 'ttl', type: 'number', integer: true, default: REPLY_TTL, min: 1, max: 255, description: 'TTL of the reply' }],
   create: (args) => {

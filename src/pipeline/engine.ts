@@ -142,6 +142,7 @@ export class Engine {
         warn: (m) => this.warnOnce(slot, m),
         fail: (err) => this.fail(err),
         linkType,
+        direction: stages.slice(0, index).some((e) => e.def.turnsAround === true) ? 'out' : 'in',
         input: options.input,
         output: options.output,
         now: () => clock.now(),

@@ -10,6 +10,7 @@ import { parsePipeline, PipelineSyntaxError, type ArgNode, type StageNode } from
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStages, findStage } from './registry.js';
 import { loadUserStage } from './user-stage.js';
+import { parseDuration, parseProbability, parseRate, parseSize } from './units.js';
 
 /** A stage ready to create: its definition, its checked arguments, and the label its counters print under. */
 export interface ResolvedStage {
@@ -28,6 +29,8 @@ export function isPathName(name: string): boolean {
   return name.includes('/') || /\.(m|c)?[jt]s$/.test(name);
 }
 
+const QUANTITY = { duration: parseDuration, size: parseSize, rate: parseRate, probability: parseProbability } as const;
+
 function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): string | number | boolean {
   const where = `${stage} ${spec.name}`;
   if (spec.type === 'string') {
@@ -42,9 +45,16 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
     if (['false', '0', 'no', 'off'].includes(v)) return false;
     throw new PipelineSyntaxError(`${where}: expected true or false, got '${arg.value}'`, text, arg.pos);
   }
-  // Decimal only: Number() would also take hex, binary and exponents.
-  const n = /^-?(\d+\.?\d*|\.\d+)$/.test(arg.value) ? Number(arg.value) : NaN;
-  if (!Number.isFinite(n)) throw new PipelineSyntaxError(`${where}: expected a number, got '${arg.value}'`, text, arg.pos);
+  let n: number;
+  if (spec.type === 'number') {
+    // Decimal only: Number() would also take hex, binary and exponents.
+    n = /^-?(\d+\.?\d*|\.\d+)$/.test(arg.value) ? Number(arg.value) : NaN;
+    if (!Number.isFinite(n)) throw new PipelineSyntaxError(`${where}: expected a number, got '${arg.value}'`, text, arg.pos);
+  } else {
+    const parsed = QUANTITY[spec.type](arg.value);
+    if (typeof parsed === 'string') throw new PipelineSyntaxError(`${where}: ${parsed}`, text, arg.pos);
+    n = parsed;
+  }
   if (spec.integer && !Number.isInteger(n)) throw new PipelineSyntaxError(`${where}: expected a whole number, got '${arg.value}'`, text, arg.pos);
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     throw new PipelineSyntaxError(`${where}: ${n} is out of range ${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`, text, arg.pos);

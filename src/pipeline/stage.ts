@@ -70,6 +70,12 @@ export interface StageContext {
   fail(err: Error): void;
   /** pcap link type of the packets this stage receives (its pipeline's source port): 101 RAW, 1 Ethernet. */
   readonly linkType: number;
+  /**
+   * Which way the packets this stage sees travel, for a capture: 'in' (read from `input`, not yet turned
+   * around) or 'out' (a stage before this one turned them around, so they leave on `output`, or on `input`
+   * where the pipeline has no sink of its own).
+   */
+  readonly direction: 'in' | 'out';
   /** The port this stage's pipeline reads from, and the one it writes to (undefined: discarded, or unknown). */
   readonly input?: PortInfo;
   readonly output?: PortInfo;
@@ -85,7 +91,13 @@ export interface StageContext {
   setTime(p: Packet, t: number): void;
 }
 
-export type ArgType = 'string' | 'number' | 'boolean';
+/**
+ * How an argument is written and what the stage receives: `string`, `number` (decimal), `boolean`; and
+ * quantities with units (./units.ts), each handed to the stage as a plain number: `duration` (written
+ * `10ms`, `1.5s`; received in milliseconds), `size` (`100kB`, `64KiB`; bytes), `rate` (`10mbit`, `500kbps`;
+ * bits per second), `probability` (`1%`, `0.01`; a fraction). `min`/`max` apply to the received number.
+ */
+export type ArgType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'rate' | 'probability';
 export type ArgValue = string | number | boolean;
 
 /** One argument a stage takes: positional (`pcap FILE`) or keyword (`nanos=true`). */
@@ -150,11 +162,13 @@ export interface CompoundStageDefinition extends StageDefinitionBase {
 
 export type StageDefinition = PrimitiveStageDefinition | CompoundStageDefinition;
 
+const ARG_PLACEHOLDER: Record<ArgType, string> = { string: 'TEXT', number: 'N', boolean: 'BOOL', duration: 'TIME', size: 'SIZE', rate: 'RATE', probability: 'P' };
+
 /** A stage's usage line from its declaration: `pcap FILE [nanos=BOOL] ... [onerror=stop|continue]`. */
 export function stageUsage(def: StageDefinition): string {
   const arg = (a: ArgSpec) => {
     if (a.positional) return a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`;
-    const value = a.choices ? a.choices.join('|') : a.type === 'boolean' ? 'BOOL' : a.type === 'number' ? 'N' : 'TEXT';
+    const value = a.choices ? a.choices.join('|') : ARG_PLACEHOLDER[a.type];
     return `[${a.name}=${value}]`;
   };
   return [def.name, ...def.args.map(arg)].join(' ');

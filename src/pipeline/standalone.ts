@@ -23,6 +23,7 @@ export function standaloneContext(overrides: Partial<StageContext> & { clock?: R
   return {
     name: 'stage',
     linkType: 101,
+    direction: 'in',
     emit: (p) => void emitted.push(p),
     warn: (m) => void warnings.push(m),
     fail: (e) => void failures.push(e),

@@ -55,6 +55,7 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
     warn: (m) => process.stderr.write(`tunpipe: stage '${s.label}': ${m}\n`),
     fail: (err) => void (failure ??= err),
     linkType: 101,
+    direction: 'in',
     now: () => clock.now(),
     timeOf: (p) => clock.timeOf(p),
     setTime: (p, t) => clock.setTime(p, t),
