@@ -21,6 +21,7 @@ import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './resolve.js';
 import { recordStageError } from './error-reasons.js';
+import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
 
 /** Drop reasons the engine itself gives. */
@@ -96,6 +97,7 @@ class AsyncGate {
       }
       this.inFlight = false;
       this.pending--;
+      engine.asyncSettled++;
       // Given up on by close(): this packet was already counted as dropped there.
       if (!engine.abandoned) engine.afterStage(slot, p, result);
     };
@@ -189,6 +191,8 @@ export class Engine {
   private closed = false;
   /** Set when close() stopped waiting for a slow asynchronous stage. */
   abandoned = false;
+  /** Packets asynchronous stages have finished with, so far: a reader that waits for them sees progress. */
+  asyncSettled = 0;
   /** Counter rows of `drop` sinks and of the ends of branches, in the order written. */
   private readonly sinkRows: StageStats[] = [];
   private readonly limits = new StageCounterLimits();
@@ -328,7 +332,17 @@ export class Engine {
       timeOf: (p) => clock.timeOf(p),
       setTime: (p, t) => clock.setTime(p, t),
     };
-    slot.instance = s.def.create(s.args, ctx);
+    let instance: unknown;
+    try {
+      instance = s.def.create(s.args, ctx);
+    } catch (err) {
+      if (err instanceof TunpipeError) throw err;
+      throw new TunpipeError(`stage '${s.label}' could not start: ${describeThrown(err)}`);
+    }
+    if (typeof instance !== 'object' || instance === null || typeof (instance as StageInstance).process !== 'function') {
+      throw new TunpipeError(`stage '${s.label}' could not start: its create() returned ${instance === null ? 'null' : typeof instance}, not an object with a process(packet) function`);
+    }
+    slot.instance = instance as StageInstance;
     return slot;
   }
 

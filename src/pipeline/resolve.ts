@@ -10,6 +10,7 @@ import { isKeyword, parseProgram, parsePipeline, PipelineSyntaxError, type ArgNo
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStages, findStage } from './registry.js';
 import { loadUserStage } from './user-stage.js';
+import { describeThrown } from '../errors.js';
 import { parseDuration, parseProbability, parseRate, parseSize } from './units.js';
 
 /** A stage ready to create: its definition, its checked arguments, and the label its counters print under. */
@@ -118,16 +119,6 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
     throw new PipelineSyntaxError(`unknown stage '${node.name}'`, text, node.pos, hint);
   }
   return def;
-}
-
-/** What a module threw, as text, whatever it threw (`throw null` included). */
-export function describeThrown(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  try {
-    return `it threw ${err === null ? 'null' : typeof err === 'object' ? JSON.stringify(err) : String(err)}`;
-  } catch {
-    return 'it threw a value that cannot be shown';
-  }
 }
 
 /** An element of a resolved pipeline: a stage (maybe with an else branch), or a tee with its branch. */

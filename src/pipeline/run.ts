@@ -238,7 +238,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
           }
         }
       : () => void driver!.packetsOut++;
-    engine = new Engine(program, { sink, queueLength: options.queueLength, warn: options.warn, onFail: (err) => driver?.stopWith('error', err), linkType: reader.header.linkType, input, output, clock: new RunClock('file') });
+    // A file waits for slow stages instead of dropping (see waitForAsyncStages): their queues never hold
+    // more than one batch.
+    engine = new Engine(program, { sink, queueLength: Number.MAX_SAFE_INTEGER, warn: options.warn, onFail: (err) => driver?.stopWith('error', err), linkType: reader.header.linkType, input, output, clock: new RunClock('file') });
   } catch (err) {
     reader?.close();
     writer?.close();
@@ -277,14 +279,16 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     p.l3 = l3;
     d.pushTimed(0, p);
   };
+  const batch = Math.max(1, Math.min(4096, options.queueLength ?? 1024));
   try {
     while (!d.stopped) {
-      const n = r.readBatch(Math.min(4096, d.limit - d.packetsIn), onPacket);
+      const n = r.readBatch(Math.min(engine.busy || engine.asyncSettled > 0 ? batch : 4096, d.limit - d.packetsIn), onPacket);
       endBatch();
+      // Let asynchronous stages, signals and stdout make progress between batches; a file waits for a
+      // slow stage rather than dropping what it cannot take.
+      await waitForAsyncStages(engine, d);
       if (d.stopped) break;
       if (n === 0) d.stopWith('end');
-      // Let asynchronous stages, signals and stdout make progress between batches.
-      else await nextTurn();
     }
   } catch (err) {
     d.stopWith('error', err as Error);
@@ -302,6 +306,26 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     return errors;
   });
   return result;
+}
+
+/** How long a file waits for an asynchronous stage that finishes nothing before it gives up on it. */
+export const ASYNC_STALL_MS = 10_000;
+
+/** Waits until asynchronous stages have taken every packet handed to them (a file never drops for them). */
+async function waitForAsyncStages(engine: Engine, d: Driver): Promise<void> {
+  await nextTurn();
+  let seen = engine.asyncSettled;
+  let since = Date.now();
+  for (let turn = 0; engine.busy && !d.stopped; turn++) {
+    if (turn < 8) await nextTurn();
+    else await new Promise((r) => setTimeout(r, 1));
+    if (engine.asyncSettled !== seen) {
+      seen = engine.asyncSettled;
+      since = Date.now();
+    } else if (Date.now() - since > ASYNC_STALL_MS) {
+      d.stopWith('error', new TunpipeError(`an asynchronous stage has finished no packet for ${ASYNC_STALL_MS / 1000} s: giving up on it (what it still holds is counted as dropped)`));
+    }
+  }
 }
 
 export { isStraightLine };
