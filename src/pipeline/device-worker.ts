@@ -23,14 +23,14 @@ import { Engine } from './engine.js';
 import { PipelineSyntaxError } from './language.js';
 import { reviveProgram, type ProgramSpec } from './resolve.js';
 import { StageStats, type PortInfo } from './stage.js';
-import { Driver, type StopReason } from './driver.js';
+import { Driver } from './driver.js';
 import { runPollLoop } from './poll-loop.js';
 import { runUringLoop } from './uring-loop.js';
 import { directSend, WAKE_REPORT, WAKE_STOP, type DeviceLoopContext } from './worker-loop.js';
-import type { RunResult } from './run.js';
 
-/** How packets move: io_uring where it can be had, or insist on it, or poll(). */
-export type IoMode = 'auto' | 'uring' | 'poll';
+import type { IoMode, RunResult, StopReason } from './result.js';
+
+export type { IoMode };
 
 /** Where each pipeline's packets come from and go: devices by index in `ports`. */
 export interface WorkerRouting {

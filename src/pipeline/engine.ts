@@ -19,19 +19,13 @@ import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
 import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
-import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './resolve.js';
+import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 import { recordStageError } from './error-reasons.js';
 import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
 
-/** Drop reasons the engine itself gives. */
-export const ENGINE_DROP = {
-  filtered: 'filtered',
-  queueFull: 'queue full: the stage is slower than the traffic',
-  endOfBranch: 'end of branch (no sink named)',
-  drop: "dropped by 'drop'",
-  stopped: 'stopped before the stage got to it',
-} as const;
+export { ENGINE_DROP } from './drop-reasons.js';
+import { ENGINE_DROP } from './drop-reasons.js';
 
 /** Where a pipeline's sink sends a packet; null discards (counted by the caller's sink row). */
 export type SinkFunction = (p: Packet) => void;

@@ -14,12 +14,13 @@ import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '.
 import { TunpipeError } from '../errors.js';
 import { Engine, type SinkFunction } from './engine.js';
 import { isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
-import { noStageKeepsPackets, type PortInfo, type StageStats } from './stage.js';
+import { noStageKeepsPackets, type PortInfo } from './stage.js';
 import { routeProgram } from './routing.js';
-import { Driver, type StopReason } from './driver.js';
+import { Driver } from './driver.js';
+import type { StopReason } from './result.js';
 import type { PacketTransform } from './transform.js';
 import type { TunDevice } from '../device/tun.js';
-import type { IoMode } from './device-worker.js';
+import type { IoMode, RunResult } from './result.js';
 
 export interface RunOptions {
   /**
@@ -57,25 +58,7 @@ export interface RunOptions {
   onReady?: () => void;
 }
 
-export interface RunResult {
-  /** Packets that entered the pipeline. */
-  packetsIn: number;
-  /** Packets that left it into a sink (a device or file). */
-  packetsOut: number;
-  /** Counters per stage, in the order written (branches included), then `drop` sinks and branch ends. */
-  stages: StageStats[];
-  /** Extra per-stage lines (bytes written by a capture, ...), by label. */
-  reports: Map<string, string>;
-  /** Why the run stopped early, if it did: a device that vanished, a capture that failed, ... */
-  error: Error | null;
-  /** What was printed by `--count`, the signal or the source ending. */
-  stoppedBy: StopReason;
-  /**
-   * How a device was read and written: 'io_uring' or 'poll' in a worker (with the reason io_uring could
-   * not be had), 'event loop' on the main thread; undefined for files.
-   */
-  io?: string;
-}
+export type { RunResult } from './result.js';
 
 /** Offset of the IP header for a capture's link type. */
 function l3OffsetFor(linkType: number, path: string): number {
