@@ -382,6 +382,13 @@ export class Engine {
     return false;
   }
 
+  /** Packets waiting in front of each asynchronous stage (and in its hands), by label. */
+  queueDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const slot of this.slots) if (slot.gate) out.set(slot.label, slot.gate.pending);
+    return out;
+  }
+
   /** The extra lines stages report on exit (bytes written by a capture, ...), by stage label. */
   reports(): Map<string, string> {
     const out = new Map<string, string>();
