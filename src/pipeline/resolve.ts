@@ -37,6 +37,7 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
     if (spec.choices && !spec.choices.includes(arg.value)) {
       throw new PipelineSyntaxError(`${where}: expected one of ${spec.choices.join(', ')}, got '${arg.value}'`, text, arg.pos);
     }
+    if (spec.pattern && !spec.pattern.regex.test(arg.value)) throw new PipelineSyntaxError(`${where}: expected ${spec.pattern.expected}, got '${arg.value}'`, text, arg.pos);
     return arg.value;
   }
   if (spec.type === 'boolean') {

@@ -111,6 +111,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
+  pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
   integer?: boolean;
   /** Inclusive bounds for numbers. */
