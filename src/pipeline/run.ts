@@ -6,7 +6,8 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Packet } from '../packet/packet.js';
-import { PcapReader } from '../pcap/reader.js';
+import type { CaptureReader } from '../pcap/reader.js';
+import { openCaptureReader } from '../pcap/open-reader.js';
 import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
@@ -106,14 +107,14 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
     wakeStop();
   };
 
-  let reader: PcapReader | null = null;
+  let reader: CaptureReader | null = null;
   let writer: PcapWriter | null = null;
   let engine: Engine;
   let l3 = 0;
   try {
     if (options.read) {
       // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
-      reader = new PcapReader(options.read, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
+      reader = openCaptureReader(options.read, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
       l3 = l3OffsetFor(reader.header.linkType, reader.path);
     }
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader?.header.linkType, nanos: reader?.header.nanos });
