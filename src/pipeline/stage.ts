@@ -80,6 +80,11 @@ export interface StageContext {
   readonly input?: PortInfo;
   readonly output?: PortInfo;
   /**
+   * True when stdout carries a capture in this run (`pcap -`, `--write -`), so that text output (`print`)
+   * goes to stderr instead. Undefined: not known (taken as false).
+   */
+  readonly stdoutTaken?: boolean;
+  /**
    * The driver's clock in milliseconds (fractional): the wall clock on a device; offline, the time of the
    * packet last read from the file, so that time-based stages run on the file's time, as fast as the CPU goes.
    * Only differences between readings mean anything.
