@@ -7,13 +7,25 @@
 import { ftruncateSync, readSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { GLOBAL_HEADER_SIZE, PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS, PCAPNG_MAGIC, RECORD_HEADER_SIZE } from './format.js';
-import { BLOCK_SHB, BYTE_ORDER_MAGIC, MAX_BLOCK } from './pcapng-format.js';
+import { BLOCK_IDB, BLOCK_SHB, BYTE_ORDER_MAGIC, IF_NAME, IF_TSRESOL, MAX_BLOCK, pad4 } from './pcapng-format.js';
 
 export interface Repair {
   /** Bytes of the file kept: the new records go after them. */
   bytes: number;
   /** Said on stderr when the file had to be cut. */
   message: string | null;
+}
+
+/** An interface of a pcapng section, as far as appending needs it. */
+export interface SectionInterface {
+  name: string;
+  linkType: number;
+  tsresol: number;
+}
+
+export interface PcapngRepair extends Repair {
+  /** The last section's byte order and interfaces (new packets may join it). */
+  lastSection: { bigEndian: boolean; interfaces: SectionInterface[] };
 }
 
 /** Reads a file through a 1 MiB window, so walking a million records costs a few reads. */
@@ -64,9 +76,26 @@ export function repairClassic(fd: number, target: string, size: number, want: { 
   return cut(fd, target, size, pos, 'record');
 }
 
-/** A pcapng file (any byte order, any number of sections), cut back to whole blocks. New packets go in a
- * section of their own, so nothing in the old ones needs to match. */
-export function repairPcapng(fd: number, target: string, size: number): Repair {
+/** Name, link type and time resolution of an interface description block. */
+function describe(win: Window, pos: number, len: number, be: boolean): SectionInterface {
+  const b = win.at(pos, len)!;
+  const u16 = (o: number) => (be ? b.readUInt16BE(o) : b.readUInt16LE(o));
+  let name = '';
+  let tsresol = 6;
+  for (let p = 16; p + 4 <= len - 4; ) {
+    const code = u16(p);
+    const olen = u16(p + 2);
+    if (code === 0 || p + 4 + olen > len - 4) break;
+    if (code === IF_NAME) name = b.toString('utf8', p + 4, p + 4 + olen);
+    if (code === IF_TSRESOL && olen >= 1) tsresol = b[p + 4];
+    p += 4 + pad4(olen);
+  }
+  return { name, linkType: u16(8), tsresol };
+}
+
+/** A pcapng file (any byte order, any number of sections), cut back to whole blocks; with the last
+ * section's interfaces, which new packets may join. */
+export function repairPcapng(fd: number, target: string, size: number): PcapngRepair {
   const win = new Window(fd);
   const what = `cannot append to ${target}`;
   const first = win.at(0, 12);
@@ -76,10 +105,12 @@ export function repairPcapng(fd: number, target: string, size: number): Repair {
   }
   let be = false;
   let pos = 0;
+  let interfaces: SectionInterface[] = [];
   for (;;) {
     const b = win.at(pos, 12);
     if (!b) break;
-    if (b.readUInt32LE(0) === BLOCK_SHB) {
+    const type = be ? b.readUInt32BE(0) : b.readUInt32LE(0);
+    if (type === BLOCK_SHB) {
       if (b.readUInt32LE(8) === BYTE_ORDER_MAGIC) be = false;
       else if (b.readUInt32BE(8) === BYTE_ORDER_MAGIC) be = true;
       else throw new TunpipeError(`${what}: corrupt section header at offset ${pos}`);
@@ -89,7 +120,9 @@ export function repairPcapng(fd: number, target: string, size: number): Repair {
     if (pos + len > size) break;
     const tail = win.at(pos + len - 4, 4);
     if (!tail || (be ? tail.readUInt32BE(0) : tail.readUInt32LE(0)) !== len) throw new TunpipeError(`${what}: corrupt pcapng block at offset ${pos} (its two lengths differ); it was not just cut short`);
+    if (type === BLOCK_SHB) interfaces = [];
+    if (type === BLOCK_IDB && len >= 20) interfaces.push(describe(win, pos, len, be));
     pos += len;
   }
-  return cut(fd, target, size, pos, 'block');
+  return { ...cut(fd, target, size, pos, 'block'), lastSection: { bigEndian: be, interfaces } };
 }

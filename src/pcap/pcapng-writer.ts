@@ -3,7 +3,8 @@
  * application), one interface description per port (its name, link type, snaplen, and `if_tsresol` 9 for
  * nanoseconds), then an enhanced packet block per packet that names its interface and, in `epb_flags`,
  * its direction. Buffered and cut back to whole blocks exactly like the classic writer (./capture-file.ts);
- * appending (`append`) cuts a file back to its last whole block and adds a section of its own.
+ * appending (`append`) cuts a file back to its last whole block and joins its last section (a section of
+ * our own when that one is big-endian); the comment of an appended capture stays the file's.
  *
  * Blocks are little-endian (byte-order magic 0x1A2B3C4D as written here); readers of either order read them.
  */
@@ -88,7 +89,12 @@ export function sectionHead(ifaces: PcapngInterface[], nanos: boolean, snaplen: 
   const shbOpts: Array<[number, Buffer]> = [];
   if (comment) shbOpts.push([OPT_COMMENT, text(comment)]);
   shbOpts.push([SHB_USERAPPL, text(application)]);
-  const parts = [block(BLOCK_SHB, Buffer.concat([shbBody, options(shbOpts)]))];
+  return Buffer.concat([block(BLOCK_SHB, Buffer.concat([shbBody, options(shbOpts)])), interfaceBlocks(ifaces, nanos, snaplen)]);
+}
+
+/** Interface description blocks for `ifaces`. */
+function interfaceBlocks(ifaces: PcapngInterface[], nanos: boolean, snaplen: number): Buffer {
+  const parts: Buffer[] = [];
   for (const i of ifaces) {
     const body = Buffer.alloc(8);
     body.writeUInt16LE(i.linkType, 0);
@@ -103,7 +109,8 @@ export function sectionHead(ifaces: PcapngInterface[], nanos: boolean, snaplen: 
 export class PcapngWriter implements CaptureWriter {
   private readonly file: CaptureFile;
   private readonly nanos: boolean;
-  private readonly ifaceCount: number;
+  /** File interface id of each interface given (appending may find them in the file already). */
+  private readonly ifaceIds: number[];
   readonly snaplen: number;
   readonly repaired: string | null = null;
 
@@ -115,17 +122,36 @@ export class PcapngWriter implements CaptureWriter {
     this.nanos = options.nanos ?? false;
     this.snaplen = options.snaplen ?? DEFAULT_SNAPLEN;
     const ifaces = options.interfaces?.length ? options.interfaces : [{ name: 'tunpipe', linkType: LINKTYPE_RAW }];
-    this.ifaceCount = ifaces.length;
+    this.ifaceIds = ifaces.map((_, i) => i);
     const append = (options.append ?? false) && target !== '-';
     this.file = new CaptureFile(target, pcapngUnits, { mode: options.mode, append, bufferSize: options.bufferSize });
     try {
       const existing = append ? fstatSync(this.file.fd).size : 0;
-      if (existing > 0) {
-        const repair = repairPcapng(this.file.fd, target, existing);
+      let head: Buffer;
+      const repair = existing > 0 ? repairPcapng(this.file.fd, target, existing) : null;
+      if (repair) {
         this.repaired = repair.message;
         this.file.adopt(repair.bytes);
       }
-      const head = sectionHead(ifaces, this.nanos, this.snaplen, options.comment, options.application);
+      if (repair && repair.bytes > 0 && !repair.lastSection.bigEndian) {
+        // Join the last section: reuse its interfaces that are ours, describe the others after them. (A
+        // section of our own would be as valid, but tshark before 4.2 gives a later section's packets the
+        // interfaces of the first.)
+        const known = repair.lastSection.interfaces;
+        const tsresol = this.nanos ? 9 : 6;
+        const added: PcapngInterface[] = [];
+        ifaces.forEach((want, i) => {
+          const found = known.findIndex((k) => k.name === want.name && k.linkType === want.linkType && k.tsresol === tsresol);
+          if (found >= 0) this.ifaceIds[i] = found;
+          else {
+            this.ifaceIds[i] = known.length + added.length;
+            added.push(want);
+          }
+        });
+        head = interfaceBlocks(added, this.nanos, this.snaplen);
+      } else {
+        head = sectionHead(ifaces, this.nanos, this.snaplen, options.comment, options.application);
+      }
       // One unit per block, so that a failed write is cut back between blocks.
       for (let o = 0; o < head.length; ) {
         const len = head.readUInt32LE(o + 4);
@@ -166,7 +192,7 @@ export class PcapngWriter implements CaptureWriter {
     const hi = Math.floor(a / 65536) + Math.floor(low / 4294967296);
     putU32LE(b, o, BLOCK_EPB);
     putU32LE(b, o + 4, len);
-    putU32LE(b, o + 8, iface < this.ifaceCount ? iface : 0);
+    putU32LE(b, o + 8, iface < this.ifaceIds.length ? this.ifaceIds[iface] : this.ifaceIds[0]);
     putU32LE(b, o + 12, hi);
     putU32LE(b, o + 16, low % 4294967296);
     putU32LE(b, o + 20, caplen);
