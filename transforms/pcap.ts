@@ -172,7 +172,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
       }
     },
     report: () => {
-      const where = a.file === '-' ? 'stdout' : rotating ? `${set.made.length} file${set.made.length === 1 ? '' : 's'} (${set.made.join(', ')})` : set.made[0];
+      const kept = set.made.length < set.opened ? `, the newest ${set.made.length} kept` : '';
+      const where = a.file === '-' ? 'stdout' : rotating ? `${set.opened} file${set.opened === 1 ? '' : 's'}${kept} (${set.made.join(', ')})` : set.made[0];
       let line = `${set.packets} packets written to ${where}`;
       if (set.cutForSize > 0) line += `; ${set.cutForSize} cut to fit size=${sizeText(a.size!)}`;
       if (set.limited) line += `; capture stopped at limit=${sizeText(a.limit!)}, the pipeline went on`;

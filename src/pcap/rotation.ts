@@ -44,6 +44,8 @@ export class CaptureSet {
   /** Next time boundary (epoch ms); Infinity without time rotation. */
   nextBoundary = Infinity;
   private sequence = 0;
+  /** Files made in all, deleted ones of a ring included. */
+  opened = 0;
   private readonly rotating: boolean;
   private readonly timed: boolean;
   private firstPacketSeen = false;
@@ -76,6 +78,7 @@ export class CaptureSet {
     const name = this.nameFor(epochMs);
     const w = this.o.open(name);
     this.made.push(name);
+    this.opened++;
     if (this.o.files > 0) {
       while (this.made.length > this.o.files) {
         const old = this.made.shift()!;
