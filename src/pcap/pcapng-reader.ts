@@ -194,11 +194,20 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
   readBatch(max: number, onPacket: (data: Buffer, sec: number, nsec: number) => void): number {
     let count = 0;
     while (count < max) {
-      const len = this.block();
-      if (len === 0) break;
-      const c = this.chunk;
-      const o = this.pos;
+      let c = this.chunk;
+      let o = this.pos;
       const be = this.be;
+      // Fast path: a whole block in the chunk that is not a section header (whose first byte is 0x0a in
+      // either order); anything else goes through block(), which reads more and checks more.
+      let len = c.length - o >= 8 && c[o] !== 0x0a ? (be ? u32be(c, o + 4) : u32le(c, o + 4)) : 0;
+      if (len < 12 || (len & 3) !== 0 || len > MAX_BLOCK || o + len > c.length) {
+        len = this.block();
+        if (len === 0) break;
+        c = this.chunk;
+        o = this.pos;
+      } else if ((be ? u32be(c, o + len - 4) : u32le(c, o + len - 4)) !== len) {
+        throw this.corrupt(`block total length ${len} at its start, ${be ? u32be(c, o + len - 4) : u32le(c, o + len - 4)} at its end`);
+      }
       const type = be ? u32be(c, o) : u32le(c, o);
       if (type !== BLOCK_EPB && type !== BLOCK_PB) {
         if (type === BLOCK_SPB) count += this.simplePacket(len, onPacket);
@@ -213,15 +222,33 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
       const lo = be ? u32be(c, o + 16) : u32le(c, o + 16);
       const caplen = be ? u32be(c, o + 20) : u32le(c, o + 20);
       if (28 + caplen + 4 > len) throw this.corrupt(`captured length ${caplen} does not fit in a block of ${len} bytes`);
-      // The 64-bit time in units of 1/R s, split as hi*2^32 + lo = R*(hi*q + h1*q1) + rest (see Resolution).
       const res = this.ifRes[iface];
-      const h1 = Math.floor(hi / 65536);
-      const h0 = hi & 0xffff;
-      let rest = h1 * res.c1 + h0 * res.r + lo;
-      const whole = Math.floor(rest / res.units);
-      rest -= whole * res.units;
-      const sec = hi * res.q + h1 * res.q1 + whole + this.ifOffset[iface];
-      const nsec = res.scale !== 0 ? rest * res.scale : Math.floor((rest * 1e9) / res.units);
+      const units = res.units;
+      let sec: number;
+      let rest: number;
+      if (hi < 0x200000) {
+        // The 64-bit count fits in a double exactly (microseconds until the year 2255).
+        const ts = hi * 4294967296 + lo;
+        sec = Math.floor(ts / units);
+        rest = ts - sec * units;
+        if (rest < 0) {
+          sec--;
+          rest += units;
+        } else if (rest >= units) {
+          sec++;
+          rest -= units;
+        }
+      } else {
+        // hi*2^32 + lo = R*(hi*q + h1*q1) + rest, every partial product below 2^53 (see Resolution).
+        const h1 = Math.floor(hi / 65536);
+        const h0 = hi & 0xffff;
+        rest = h1 * res.c1 + h0 * res.r + lo;
+        const whole = Math.floor(rest / units);
+        rest -= whole * units;
+        sec = hi * res.q + h1 * res.q1 + whole;
+      }
+      sec += this.ifOffset[iface];
+      const nsec = res.scale !== 0 ? rest * res.scale : Math.floor((rest * 1e9) / units);
       this.pos = o + len;
       onPacket(c.subarray(o + 28, o + 28 + caplen), sec, nsec);
       count++;
