@@ -40,7 +40,9 @@
  * after it pauses; always at exit.
  *
  * New files of a rotation are created while tunpipe runs: after `--user`, the directory must be writable
- * by that user (tunpipe checks it can write there when it starts; give the user a directory of its own).
+ * by that user. At creation the stage checks that the directory is writable by the process (as root before
+ * the drop that says little); a file that cannot be created later is a write error (onerror=). Give the
+ * user a directory of its own.
  */
 import { accessSync, constants } from 'node:fs';
 import { dirname } from 'node:path';
