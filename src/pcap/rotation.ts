@@ -144,9 +144,11 @@ export class CaptureSet {
     if (this.o.time > 0) this.nextBoundary = start + this.o.time;
     if (!this.timed || this.writer.packets > 0 || this.writer.buffered > 0) return;
     // The first file was named at start-up by the wall clock; offline, the packets' clock is another.
-    const old = this.made[this.made.length - 1];
+    // Named again as if it were being opened now (so not against its own current name).
+    const old = this.made.pop()!;
     if (this.rotating) this.sequence--;
     const name = this.nameFor(start);
+    this.made.push(old);
     if (name === old) return;
     try {
       renameSync(old, name);

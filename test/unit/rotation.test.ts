@@ -148,3 +148,14 @@ test('arguments that cannot work are refused before any file is made', async () 
   for (const [text, re] of cases) await assert.rejects(stageAlone(text), re, text);
   assert.deepEqual(files(), []);
 });
+
+test('on the wall clock (a device): the first packet of the start-up period keeps the first file and its name', async () => {
+  const { stage, ctx } = await stageAlone(`pcap '${join(dir, 'w-%s.pcap')}' time=1h`);
+  const now = Date.now() / 1000;
+  const sec = Math.floor(now);
+  ctx.clock.advanceTo(sec, 0);
+  stage.process(new Packet(echoRequest({ seq: 1 }), sec, 0));
+  await stage.close!();
+  assert.deepEqual(files(), [`w-${Math.floor(sec / 3600) * 3600}.pcap`]);
+  assert.deepEqual(seqs(join(dir, files()[0])), [1]);
+});
