@@ -86,14 +86,24 @@ function sizeText(n: number): string {
   return n % 1024 === 0 && n >= 1024 ? `${n / 1024} KiB` : `${n} bytes`;
 }
 
+/** What is wrong with a combination of arguments, or null (checked before anything is created). */
+function argsProblem(a: PcapArgs): string | null {
+  if (!MODE_PATTERN.test(a.mode)) return `mode=${a.mode}: give permission bits in octal, 0 to 777, such as 600 or 644 (setuid, setgid and sticky bits are refused)`;
+  const rotating = (a.size ?? 0) > 0 || (a.time ?? 0) > 0;
+  if (a.file === '-' && (rotating || a.files !== undefined)) return 'size=, time= and files= need a file name, not stdout (-)';
+  if (a.files !== undefined && !rotating) return 'files=N keeps the last N files of a rotation: add size= or time=';
+  if (rotating && a.append) return 'append=true cannot be combined with size= or time= (each file of a rotation is new)';
+  const bad = unknownConversion(a.file);
+  if (bad && rotating) return `${a.file}: unknown conversion ${bad} (known: %Y %m %d %H %M %S %j %y %e %s %%)`;
+  if (a.comment !== undefined && formatOf(a) !== 'pcapng') return 'comment= needs format=pcapng (classic pcap has no comments)';
+  return null;
+}
+
 function createTap(a: PcapArgs, ctx: StageContext) {
-  if (!MODE_PATTERN.test(a.mode)) throw new TunpipeError(`pcap mode=${a.mode}: give permission bits in octal, 0 to 777, such as 600 or 644 (setuid, setgid and sticky bits are refused)`);
+  const problem = argsProblem(a);
+  if (problem) throw new TunpipeError(`pcap ${problem}`);
   const format = formatOf(a);
   const rotating = (a.size ?? 0) > 0 || (a.time ?? 0) > 0;
-  if (rotating && a.append) throw new TunpipeError('pcap: append=true cannot be combined with size= or time= (each file of a rotation is new)');
-  const bad = unknownConversion(a.file);
-  if (bad && a.file.includes('%') && rotating) throw new TunpipeError(`pcap ${a.file}: unknown conversion ${bad} (known: %Y %m %d %H %M %S %j %y %e %s %%)`);
-  if (a.comment !== undefined && format !== 'pcapng') throw new TunpipeError('pcap comment= needs format=pcapng (classic pcap has no comments)');
   const out = ctx.direction === 'out';
   const port = out ? (ctx.output ?? ctx.input) : ctx.input;
   const ifName = port?.name ?? (out ? 'output' : 'input');
@@ -219,6 +229,7 @@ const pcapStage = defineStage({
     { name: 'limit', type: 'size', integer: true, min: 1, description: 'stop capturing before the files pass SIZE in total' },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
+  checkArgs: (args) => argsProblem(args as unknown as PcapArgs),
   create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),
 });
 export default pcapStage;

@@ -57,8 +57,8 @@ export class CaptureSet {
   ) {
     this.rotating = o.size > 0 || o.time > 0;
     this.timed = hasTimePattern(o.pattern);
-    if (o.pattern === '-' && (this.rotating || o.files > 0)) throw new TunpipeError('pcap -: size=, time= and files= need a file name, not stdout');
-    if (o.files > 0 && !this.rotating) throw new TunpipeError('pcap files=N keeps the last N files of a rotation: add size= or time=');
+    if (o.pattern === '-' && (this.rotating || o.files > 0)) throw new TunpipeError('pcap: size=, time= and files= need a file name, not stdout (-)');
+    if (o.files > 0 && !this.rotating) throw new TunpipeError('pcap: files=N keeps the last N files of a rotation: add size= or time=');
     const start = o.time > 0 ? periodStart(nowEpochMs, o.time) : nowEpochMs;
     this.writer = this.openNext(start);
     if (o.time > 0) this.nextBoundary = start + o.time;

@@ -93,6 +93,8 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
     if (spec.required) throw new PipelineSyntaxError(`stage '${def.name}' needs its argument ${spec.name.toUpperCase()} (${spec.description})`, text, node.pos, usage(def));
     if (spec.default !== undefined) out[spec.name] = spec.default;
   }
+  const problem = def.checkArgs?.(out);
+  if (problem) throw new PipelineSyntaxError(`${def.name}: ${problem}`, text, node.pos, usage(def));
   return out;
 }
 

@@ -150,6 +150,12 @@ interface StageDefinitionBase {
    * stage of such a pipeline turns packets around, since it would then re-inject what it read.
    */
   turnsAround?: boolean;
+  /**
+   * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
+   * a message, reported at the stage's name with its usage like any argument error, or null. Runs before
+   * anything is created (no device, no file).
+   */
+  checkArgs?(args: StageArgs): string | null;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

@@ -137,6 +137,22 @@ describe('rotation, limits, append, mode through the CLI', () => {
     assert.equal(l[2].indexOf('^'), l[1].indexOf('mode=6777'));
     assert.equal(existsSync(out), false);
   });
+
+  test('arguments that do not go together are usage errors at the stage, before anything starts', async () => {
+    const out = dir.file('combo.pcap');
+    for (const [args, re] of [
+      ['files=3', /pcap: files=N keeps the last N files of a rotation: add size= or time=/],
+      ['size=10kB append=true', /pcap: append=true cannot be combined with size= or time=/],
+      ['comment=hi', /pcap: comment= needs format=pcapng/],
+    ] as const) {
+      const r = await runCli(['--read', input, `parse | pcap ${out} ${args}`]);
+      assert.equal(r.code, 2, r.stderr);
+      const l = lines(r.stderr);
+      assert.match(l[0], re);
+      assert.equal(l[2].indexOf('^'), l[1].indexOf('pcap'));
+      assert.equal(existsSync(out), false);
+    }
+  });
 });
 
 describe('print', () => {
