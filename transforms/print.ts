@@ -6,7 +6,9 @@
  *
  * Arguments:
  *   FILE        where the lines go: a file, or `-` for stdout. Default: stdout, or stderr when stdout
- *               carries a capture (`pcap -`, `--write -`).
+ *               carries a capture (`pcap -`, `--write -`: the driver says so in ctx.stdoutTaken, and a
+ *               capture writer on stdout claims it, which print reads when it writes its first line; so
+ *               `print -` too goes to stderr rather than into a capture, and says so on exit).
  *   hex=BOOL    add a hex dump of the packet under its line (as tcpdump -x); default false
  *   nanos=BOOL  times with nanoseconds; default false (microseconds)
  *
@@ -24,6 +26,7 @@
 import { defineStage, type StageContext } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { LineOutput } from '../src/pcap/line-output.js';
+import { stdoutClaimed } from '../src/pcap/stdout-claim.js';
 import { hexDump, summarize, timeText } from '../src/pcap/summary.js';
 import { wallClock } from '../src/packet/clock.js';
 import type { Packet } from '../src/packet/packet.js';
@@ -38,7 +41,16 @@ interface PrintArgs {
 function createPrint(a: PrintArgs, ctx: StageContext) {
   const stdoutTaken = ctx.stdoutTaken === true;
   if (a.file === '-' && stdoutTaken) throw new TunpipeError('print -: stdout carries a capture in this run; leave FILE out to print to stderr, or name a file');
-  const out = new LineOutput(a.file === undefined ? (stdoutTaken ? 2 : 1) : a.file === '-' ? 1 : a.file);
+  let moved = false;
+  // Decided at the first line: by then every stage exists, and a capture writer on stdout has said so.
+  const pick = (): 1 | 2 => {
+    if (stdoutTaken || stdoutClaimed()) {
+      if (a.file === '-') moved = true;
+      return 2;
+    }
+    return 1;
+  };
+  const out = new LineOutput(a.file === undefined || a.file === '-' ? pick : a.file);
   const linkType = ctx.linkType;
   let failed = false;
   const flush = (): void => {
@@ -69,6 +81,7 @@ function createPrint(a: PrintArgs, ctx: StageContext) {
     },
     report: () => {
       let line = `${out.lines} lines printed to ${out.name}`;
+      if (moved) line += ' (print - asked for stdout, which carries a capture)';
       if (out.dropped > 0) line += `; ${out.dropped} dropped (the reader was too slow)`;
       if (out.closed) line += '; its reader went away';
       return line;

@@ -10,6 +10,7 @@
  */
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
+import { claimStdout, releaseStdout } from './stdout-claim.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
@@ -76,6 +77,7 @@ export class CaptureFile {
     this.live = target === '-';
     this.ownsFd = !this.live;
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
+    if (this.live) claimStdout();
   }
 
   /** Sets how many whole bytes the file already holds (append, after its repair). */
@@ -170,6 +172,7 @@ export class CaptureFile {
       if (!this.failed) this.flush();
     } finally {
       if (this.ownsFd) closeSync(this.fd);
+      else releaseStdout();
     }
   }
 }

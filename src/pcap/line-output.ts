@@ -20,40 +20,47 @@ export class LineOutput {
   dropped = 0;
   /** True once the reader went away: nothing more is written. */
   closed = false;
-  private readonly fd: number;
-  private readonly ownsFd: boolean;
+  private fd = -1;
+  private ownsFd = false;
   private text = '';
   private backlog: Buffer | null = null;
+  private target: string | 1 | 2 | null = null;
 
-  /** `target`: a file path, or 1 / 2 for stdout / stderr. */
-  constructor(readonly target: string | 1 | 2) {
-    if (typeof target === 'number') {
-      let fd: number = target;
-      let owns = false;
+  /**
+   * `target`: a file path (opened now), 1 / 2 for stdout / stderr, or a function that picks 1 or 2 when the
+   * first line is written (when every stage of the pipeline exists, so that a capture on stdout is known).
+   */
+  constructor(private readonly choose: string | 1 | 2 | (() => 1 | 2)) {
+    if (typeof choose === 'string') {
       try {
-        if (fstatSync(target).isFIFO()) {
-          fd = openSync(`/proc/self/fd/${target}`, constants.O_WRONLY | constants.O_NONBLOCK);
-          owns = true;
-        }
-      } catch {
-        /* keep the fd as it is */
-      }
-      this.fd = fd;
-      this.ownsFd = owns;
-    } else {
-      try {
-        this.fd = openSync(target, 'w', 0o600);
+        this.fd = openSync(choose, 'w', 0o600);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const why = code === 'ENOENT' ? 'its directory does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
-        throw new TunpipeError(`cannot create ${target}: ${why}`, code);
+        throw new TunpipeError(`cannot create ${choose}: ${why}`, code);
       }
       this.ownsFd = true;
+      this.target = choose;
+    } else if (typeof choose === 'number') this.openStd(choose);
+  }
+
+  /** A pipe is opened again, non-blocking (see above); anything else is used as it is. */
+  private openStd(which: 1 | 2): void {
+    this.target = which;
+    this.fd = which;
+    try {
+      if (fstatSync(which).isFIFO()) {
+        this.fd = openSync(`/proc/self/fd/${which}`, constants.O_WRONLY | constants.O_NONBLOCK);
+        this.ownsFd = true;
+      }
+    } catch {
+      /* keep the fd as it is */
     }
   }
 
   get name(): string {
-    return this.target === 1 ? 'stdout' : this.target === 2 ? 'stderr' : this.target;
+    const t = this.target ?? (typeof this.choose === 'function' ? 'stdout or stderr' : this.choose);
+    return t === 1 ? 'stdout' : t === 2 ? 'stderr' : t;
   }
 
   /** Adds text that ends in a newline (one or more whole lines). */
@@ -71,6 +78,7 @@ export class LineOutput {
   /** Writes what is gathered; throws a TunpipeError for a write error other than a gone or slow reader. */
   flush(): void {
     if (this.closed || (this.text.length === 0 && this.backlog === null)) return;
+    if (this.target === null) this.openStd((this.choose as () => 1 | 2)());
     let buf = Buffer.from(this.text, 'utf8');
     this.text = '';
     if (this.backlog) {
@@ -110,7 +118,7 @@ export class LineOutput {
     try {
       this.flush();
     } finally {
-      if (this.ownsFd) closeSync(this.fd);
+      if (this.ownsFd && this.fd >= 0) closeSync(this.fd);
     }
   }
 }

@@ -174,6 +174,20 @@ describe('print', () => {
     assert.equal(readPcapRecords(readFileSync(dir.file('print-out.pcap'))).packets.length, 3);
   });
 
+  test('with a capture on stdout (pcap -, --write -) the lines go to stderr and the capture stays whole', () => {
+    for (const args of [
+      ['--read', input, 'parse | print | pcap -'],
+      ['--read', input, 'parse | pcap - | print -'],
+      ['--read', input, '--write', '-', 'parse | print'],
+    ]) {
+      const r = pipeline(args, 'tcpdump -nn -r - 2>/dev/null');
+      assert.deepEqual(r.codes, [0, 0], r.stderr);
+      assert.equal(lines(r.stdout).length, 3, `tcpdump reads the three packets: ${r.stdout}`);
+      const printed = lines(r.stderr).filter((l) => /^\d\d:\d\d:\d\d\.\d{6} IP 198\.18\.0\.2 > 198\.18\.0\.1: ICMP echo request/.test(l));
+      assert.equal(printed.length, 3, r.stderr);
+    }
+  });
+
   test('| head -1: the closed pipe stops the printing quietly, exit 0', () => {
     const big = dir.file('print-big.pcap');
     writePcap(big, requests(5000));
