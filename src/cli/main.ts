@@ -74,7 +74,7 @@ function parser(argv: string[]) {
     .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device:' })
     .option('user', { type: 'string', describe: 'drop root to this user once the device is open', group: 'Device:' })
     .option('group', { type: 'string', describe: 'drop root to this group once the device is open', group: 'Device:' })
-    .option('read', { type: 'string', describe: 'offline: read packets from this pcap file (- for stdin) instead of a device', group: 'Offline:' })
+    .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
     .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
     .option('count', { type: 'number', describe: 'stop after N packets have entered the pipeline', group: 'Run:' })
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
