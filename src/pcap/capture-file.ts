@@ -8,7 +8,7 @@
  * of many pages, the kernel may have written part of it, which the readers report as a cut tail and
  * `append=true` cuts back (see ./append.ts).
  */
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { claimStdout, releaseStdout } from './stdout-claim.js';
 
@@ -69,7 +69,7 @@ export class CaptureFile {
   private closed = false;
 
   constructor(
-    readonly target: string,
+    public target: string,
     private readonly format: UnitFormat,
     options: CaptureFileOptions = {},
   ) {
@@ -78,6 +78,12 @@ export class CaptureFile {
     this.ownsFd = !this.live;
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
     if (this.live) claimStdout();
+  }
+
+  /** Gives the open file another name in the same file system (the fd stays valid). Throws the fs error. */
+  rename(to: string): void {
+    renameSync(this.target, to);
+    this.target = to;
   }
 
   /** Sets how many whole bytes the file already holds (append, after its repair). */

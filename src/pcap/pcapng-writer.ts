@@ -116,7 +116,7 @@ export class PcapngWriter implements CaptureWriter {
 
   /** Opens FILE (or `-` for stdout) and writes the section header and interfaces. Throws a TunpipeError. */
   constructor(
-    readonly target: string,
+    public target: string,
     options: PcapngWriterOptions = {},
   ) {
     this.nanos = options.nanos ?? false;
@@ -210,6 +210,11 @@ export class PcapngWriter implements CaptureWriter {
 
   flush(): void {
     this.file.flush();
+  }
+
+  rename(to: string): void {
+    this.file.rename(to);
+    this.target = to;
   }
 
   get packets(): number {

@@ -9,7 +9,7 @@
  * Times are epoch milliseconds from the packets (offline: the file's times) or from the caller's clock
  * (`tick`), never from a timer of its own.
  */
-import { renameSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { hasTimePattern, numbered, periodStart, strftime } from './names.js';
 import type { CaptureWriter } from './writer.js';
@@ -120,7 +120,8 @@ export class CaptureSet {
     if (epochMs >= this.nextBoundary) this.tick(epochMs);
     const w0 = this.writer;
     let caplen = data.length < w0.snaplen ? data.length : w0.snaplen;
-    if (this.o.size > 0 && w0.size + w0.recordSize(caplen) > this.o.size && w0.packets + (w0.buffered > 0 ? 1 : 0) > 0) this.rotate(epochMs);
+    // A file that holds a packet (written, or buffered: its header is written when it opens) and would pass size=.
+    if (this.o.size > 0 && w0.size + w0.recordSize(caplen) > this.o.size && (w0.packets > 0 || w0.buffered > 0)) this.rotate(epochMs);
     const w = this.writer;
     if (this.o.size > 0 && w.size + w.recordSize(caplen) > this.o.size) {
       // Alone in a new file and still too big: keep as much of it as fits (its original length is recorded).
@@ -151,10 +152,8 @@ export class CaptureSet {
     this.made.push(old);
     if (name === old) return;
     try {
-      renameSync(old, name);
+      this.writer.rename(name);
       this.made[this.made.length - 1] = name;
-      // The writer keeps its fd: the file is the same, only its name changed.
-      (this.writer as { target: string }).target = name;
     } catch (err) {
       this.o.warn(`cannot rename ${old} to ${name} (the time of the first packet): ${(err as Error).message}`);
     }

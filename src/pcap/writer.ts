@@ -35,6 +35,7 @@ export interface PcapWriterOptions {
  * interface (an index into the writer's interfaces) and a direction (epb_flags bits, 0 unknown).
  */
 export interface CaptureWriter {
+  /** The file's name (a rotation may rename it: `rename`). */
   readonly target: string;
   /** Records written to the file (a record still in the buffer is not counted until its write succeeds). */
   readonly packets: number;
@@ -54,6 +55,8 @@ export interface CaptureWriter {
   write(data: Uint8Array, sec: number, nsec: number, iface?: number, flags?: number, caplen?: number): void;
   flush(): void;
   close(): void;
+  /** Gives the open file another name in its directory (a rotation naming its first file after the first packet). */
+  rename(to: string): void;
 }
 
 const classicUnits: UnitFormat = {
@@ -69,7 +72,7 @@ export class PcapWriter implements CaptureWriter {
 
   /** Opens FILE (or `-` for stdout) and writes the global header. Throws a TunpipeError with the cause. */
   constructor(
-    readonly target: string,
+    public target: string,
     options: PcapWriterOptions = {},
   ) {
     this.nanos = options.nanos ?? false;
@@ -123,6 +126,11 @@ export class PcapWriter implements CaptureWriter {
   /** Writes what is buffered. On failure cuts the file back to whole records and throws a TunpipeError. */
   flush(): void {
     this.file.flush();
+  }
+
+  rename(to: string): void {
+    this.file.rename(to);
+    this.target = to;
   }
 
   get packets(): number {
