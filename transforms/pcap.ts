@@ -118,7 +118,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     try {
       accessSync(dirname(a.file), constants.W_OK | constants.X_OK);
     } catch {
-      throw new TunpipeError(`pcap ${a.file}: its directory ${dirname(a.file)} is not writable, and a rotation creates files there`);
+      throw new TunpipeError(`pcap ${a.file}: ${dirname(a.file)} is not a directory this process can write to, and a rotation creates its files there`);
     }
   }
   const [s0, n0] = wallClock();
