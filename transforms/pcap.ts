@@ -210,7 +210,7 @@ const pcapStage = defineStage({
     'killed tunpipe is cut back to its last whole record before append=true adds to it.',
   ].join('\n'),
   args: [
-    { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout; with rotation may hold %Y%m%d-%H%M%S' },
+    { name: 'file', type: 'string', positional: true, required: true, output: true, description: 'capture file, or - for stdout; with rotation may hold %Y%m%d-%H%M%S' },
     { name: 'format', type: 'string', default: 'auto', choices: ['auto', 'pcap', 'pcapng'], description: 'file format; auto: pcapng when FILE ends in .pcapng' },
     { name: 'comment', type: 'string', description: 'pcapng section comment' },
     { name: 'nanos', type: 'boolean', default: false, description: 'nanosecond timestamps' },

@@ -102,7 +102,7 @@ const printStage = defineStage({
     "  print /tmp/lines.txt                                into a file",
   ].join('\n'),
   args: [
-    { name: 'file', type: 'string', positional: true, description: 'file for the lines, or - for stdout (default: stdout, or stderr when stdout carries a capture)' },
+    { name: 'file', type: 'string', positional: true, output: true, description: 'file for the lines, or - for stdout (default: stdout, or stderr when stdout carries a capture)' },
     { name: 'hex', type: 'boolean', default: false, description: 'add a hex dump of each packet' },
     { name: 'nanos', type: 'boolean', default: false, description: 'times with nanoseconds' },
   ],

@@ -177,7 +177,7 @@ describe('print', () => {
   test('with a capture on stdout (pcap -, --write -) the lines go to stderr and the capture stays whole', () => {
     for (const args of [
       ['--read', input, 'parse | print | pcap -'],
-      ['--read', input, 'parse | pcap - | print -'],
+      ['--read', input, 'parse | pcap - | print'],
       ['--read', input, '--write', '-', 'parse | print'],
     ]) {
       const r = pipeline(args, 'tcpdump -nn -r - 2>/dev/null');
@@ -186,6 +186,10 @@ describe('print', () => {
       const printed = lines(r.stderr).filter((l) => /^\d\d:\d\d:\d\d\.\d{6} IP 198\.18\.0\.2 > 198\.18\.0\.1: ICMP echo request/.test(l));
       assert.equal(printed.length, 3, r.stderr);
     }
+    // Asking for stdout twice is refused before anything starts (FILE is an output argument).
+    const twice = pipeline(['--read', input, 'parse | pcap - | print -'], 'cat');
+    assert.equal(twice.codes[0], 2, twice.stderr);
+    assert.match(twice.stderr, /print file '-' is written by pcap file already/);
   });
 
   test('| head -1: the closed pipe stops the printing quietly, exit 0', () => {

@@ -45,7 +45,7 @@ test('pcapng on a device: requests inbound, replies outbound, ns times in order;
   }, 'tpng');
 });
 
-test('pcapng on a device names its interface after the device (needs ctx.input from the driver)', { skip, todo: 'the driver does not pass ctx.input yet' }, async () => {
+test('pcapng on a device names its interface after the device (ctx.input)', { skip }, async () => {
   const file = dir.file('named.pcapng');
   await withNetns(async (ns) => {
     const tp = startTunpipeWith(ns, ['--dev', 'tpm0', '--addr', '198.18.0.1/24', `parse | pcap ${file} | icmp-echo | checksum`]);
