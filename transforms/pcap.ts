@@ -174,15 +174,20 @@ function createTap(a: PcapArgs, ctx: StageContext) {
       }
     },
     pending: () => !off && set.writer.buffered > 0,
-    nextDue: () => (timed && !off ? set.nextBoundary - epochOffset : Infinity),
-    tick(now: number): void {
-      if (off || !timed || now === Infinity) return;
-      try {
-        set.tick(now + epochOffset);
-      } catch (err) {
-        failed(err as TunpipeError);
-      }
-    },
+    // Only a time rotation wants the driver's timer: without one the driver skips the clock entirely.
+    ...(timed
+      ? {
+          nextDue: () => (off ? Infinity : set.nextBoundary - epochOffset),
+          tick(now: number): void {
+            if (off || now === Infinity) return;
+            try {
+              set.tick(now + epochOffset);
+            } catch (err) {
+              failed(err as TunpipeError);
+            }
+          },
+        }
+      : {}),
     report: () => {
       const kept = set.made.length < set.opened ? `, the newest ${set.made.length} kept` : '';
       const where = a.file === '-' ? 'stdout' : rotating ? `${set.opened} file${set.opened === 1 ? '' : 's'}${kept} (${set.made.join(', ')})` : set.made[0];
