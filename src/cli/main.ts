@@ -111,7 +111,7 @@ function parser(argv: string[]) {
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
-    .option('read', { type: 'string', describe: 'offline: read packets from this pcap file (- for stdin) instead of a device', group: 'Offline:' })
+    .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
     .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
     .option('count', { type: 'number', describe: 'stop after N packets have entered the pipelines', group: 'Run:' })
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })

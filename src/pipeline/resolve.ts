@@ -34,6 +34,7 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
     if (spec.choices && !spec.choices.includes(arg.value)) {
       throw new PipelineSyntaxError(`${where}: expected one of ${spec.choices.join(', ')}, got '${arg.value}'`, text, arg.pos);
     }
+    if (spec.pattern && !spec.pattern.regex.test(arg.value)) throw new PipelineSyntaxError(`${where}: expected ${spec.pattern.expected}, got '${arg.value}'`, text, arg.pos);
     return arg.value;
   }
   if (spec.type === 'boolean') {
@@ -89,6 +90,8 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
     if (spec.required) throw new PipelineSyntaxError(`stage '${def.name}' needs its argument ${spec.name.toUpperCase()} (${spec.description})`, text, node.pos, usage(def));
     if (spec.default !== undefined) out[spec.name] = spec.default;
   }
+  const problem = def.checkArgs?.(out);
+  if (problem) throw new PipelineSyntaxError(`${def.name}: ${problem}`, text, node.pos, usage(def));
   return out;
 }
 

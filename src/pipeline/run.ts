@@ -8,7 +8,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Packet } from '../packet/packet.js';
 import { RunClock } from '../packet/clock.js';
-import { PcapReader } from '../pcap/reader.js';
+import type { CaptureReader } from '../pcap/reader.js';
+import { openCaptureReader } from '../pcap/open-reader.js';
 import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
@@ -198,14 +199,14 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   void routing;
   const warn = options.warn ?? ((m: string) => process.stderr.write(`tunpipe: ${m}\n`));
   const stages = programStages(program);
-  let reader: PcapReader | null = null;
+  let reader: CaptureReader | null = null;
   let writer: PcapWriter | null = null;
   let driver: Driver | null = null;
   let engine: Engine;
   let l3 = 0;
   try {
     // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
-    reader = new PcapReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
+    reader = openCaptureReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
     l3 = l3OffsetFor(reader.header.linkType, reader.path);
     const input: PortInfo = { name: options.read!, linkType: reader.header.linkType, kind: options.read === '-' ? 'stdio' : 'file' };
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos });
