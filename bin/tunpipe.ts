@@ -11,7 +11,10 @@ process.on('SIGUSR1', () => {});
 const { main } = await import('../src/cli/main.js');
 main().then(
   (code) => {
+    // Everything is written and closed by now; what may be left is a read of live input (`--read -` from a
+    // writer that went quiet) waiting on the threadpool, which must not keep tunpipe from exiting.
     process.exitCode = code;
+    setImmediate(() => process.exit(code));
   },
   (err: unknown) => {
     // A bug, not a user error: keep the stack so it can be reported.

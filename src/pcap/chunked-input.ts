@@ -6,6 +6,7 @@
  * run, measured).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { TunpipeError } from '../errors.js';
 
 const CHUNK = 1 << 20;
@@ -72,9 +73,78 @@ export class ChunkedInput {
     return this.chunk.length - this.pos;
   }
 
+  /**
+   * True for input that arrives as it is written (a pipe, a FIFO, a socket): it is never read with a
+   * blocking read on the event loop, which would hold back signals and the packets already there. The run
+   * calls `fillLive()` (a read on the threadpool) when a batch found nothing new.
+   */
+  get live(): boolean {
+    return !this.regular;
+  }
+
+  /** Live input: a batch stopped because nothing more has arrived yet (not the end). */
+  starved = false;
+
+  /** True once the input has ended. */
+  get ended(): boolean {
+    return this.eof;
+  }
+
+  /**
+   * Live input: waits until more bytes arrive, and keeps them after the unread ones; resolves false at the
+   * end of the input. The fd is read through a libuv pipe handle (the event loop's own epoll), never by a
+   * blocking read: not on the event loop, which would hold back signals, and not on the threadpool, where a
+   * read that never returns would keep the process from exiting.
+   */
+  async fillLive(): Promise<boolean> {
+    if (this.eof) return false;
+    const stream = (this.stream ??= this.openStream());
+    const got = await new Promise<Buffer | null>((resolve) => {
+      const onData = (d: Buffer) => done(d);
+      const onEnd = () => done(null);
+      const done = (d: Buffer | null) => {
+        stream.off('data', onData);
+        stream.off('end', onEnd);
+        stream.off('error', onEnd);
+        stream.pause();
+        resolve(d);
+      };
+      stream.on('data', onData);
+      stream.once('end', onEnd);
+      stream.once('error', onEnd);
+      stream.resume();
+    });
+    if (got === null) {
+      this.eof = true;
+      return false;
+    }
+    const rest = this.chunk.length - this.pos;
+    const next = Buffer.allocUnsafeSlow(rest + got.length);
+    this.chunk.copy(next, 0, this.pos);
+    got.copy(next, rest);
+    this.chunkStart += this.pos;
+    this.chunk = next;
+    this.pos = 0;
+    this.starved = false;
+    return true;
+  }
+
+  private stream: Socket | null = null;
+
+  private openStream(): Socket {
+    const s = new Socket({ fd: this.fd, readable: true, writable: false });
+    s.pause();
+    return s;
+  }
+
   /** Reads more of the file, keeping the unread tail of the current chunk. Returns false when nothing new came. */
   protected refill(need: number): boolean {
     if (this.eof) return false;
+    if (!this.regular && this.sniffed) {
+      // Never block on live input here: the run waits for it with fillLive().
+      this.starved = true;
+      return false;
+    }
     const rest = this.chunk.length - this.pos;
     const size = Math.max(CHUNK, need + rest);
     const next = this.spare !== null && this.spare.length >= size ? this.spare : Buffer.allocUnsafeSlow(size);
@@ -97,6 +167,9 @@ export class ChunkedInput {
     this.pos = 0;
     return len > rest;
   }
+
+  /** Set once the header has been read: from then on live input is read only by fillLive(). */
+  protected sniffed = false;
 
   private regularFile: boolean | undefined;
   private get regular(): boolean {
@@ -124,6 +197,11 @@ export class ChunkedInput {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.stream !== null) {
+      // The handle owns the fd now (stdin included): destroying it closes it.
+      this.stream.destroy();
+      return;
+    }
     if (this.fd !== 0) closeSync(this.fd);
   }
 }

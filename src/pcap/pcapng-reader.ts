@@ -69,6 +69,7 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
     super(path, input, options.reuseChunks ?? false);
     try {
       this.header = this.readHead();
+      this.sniffed = true;
     } catch (err) {
       this.close();
       throw err;
@@ -94,6 +95,7 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
    */
   private block(): number {
     if (!this.ensure(8)) {
+      if (this.starved) return 0;
       if (this.available > 0) this.truncatedTail = true;
       this.pos = this.chunk.length;
       return 0;
@@ -105,6 +107,7 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
     if (len < 12 || len % 4 !== 0) throw this.corrupt(`block total length ${len} (at least 12, a multiple of 4)`);
     if (len > MAX_BLOCK) throw this.corrupt(`block total length ${len} is larger than any packet (limit ${MAX_BLOCK})`);
     if (!this.ensure(len)) {
+      if (this.starved) return 0;
       this.truncatedTail = true;
       this.pos = this.chunk.length;
       return 0;

@@ -29,6 +29,12 @@ export interface CaptureReader {
    */
   readBatch(max: number, onPacket: (data: Buffer, sec: number, nsec: number) => void): number;
   close(): void;
+  /** Input that arrives as it is written (a pipe, a FIFO): readBatch never blocks on it; see fillLive(). */
+  readonly live: boolean;
+  /** Live input: the last batch stopped because nothing more has arrived yet. */
+  readonly starved: boolean;
+  /** Live input: resolves when more has arrived (true) or the input has ended (false). */
+  fillLive(): Promise<boolean>;
 }
 
 export interface CaptureReaderOptions {
@@ -95,6 +101,7 @@ export class PcapReader extends ChunkedInput implements CaptureReader {
     const u32 = (o: number) => (bigEndian ? h.readUInt32BE(o) : h.readUInt32LE(o));
     const header = { bigEndian, nanos, snaplen: u32(16), linkType: u32(20) & 0x0fffffff };
     this.pos += GLOBAL_HEADER_SIZE;
+    this.sniffed = true;
     return header;
   }
 
@@ -106,6 +113,7 @@ export class PcapReader extends ChunkedInput implements CaptureReader {
       const left = this.chunk.length - this.pos;
       if (left < RECORD_HEADER_SIZE) {
         if (this.refill(RECORD_HEADER_SIZE)) continue;
+        if (this.starved) break;
         if (left > 0) this.truncatedTail = true;
         this.pos = this.chunk.length;
         break;
@@ -122,6 +130,7 @@ export class PcapReader extends ChunkedInput implements CaptureReader {
       if (end > c.length) {
         // More bytes came: look again. None: the file ends inside this record.
         if (this.refill(RECORD_HEADER_SIZE + caplen)) continue;
+        if (this.starved) break;
         this.truncatedTail = true;
         this.pos = this.chunk.length;
         break;

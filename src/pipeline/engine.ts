@@ -223,7 +223,7 @@ export class Engine {
   }
 
   private sinkRow(label: string): StageStats {
-    const row = new StageStats(label);
+    const row = new StageStats(this.uniqueLabel(label));
     this.sinkRows.push(row);
     return row;
   }
@@ -287,7 +287,17 @@ export class Engine {
     return chain;
   }
 
-  private newSlot(label: string, chain: Chain): Slot {
+  /** How often each label was given out: a second `pcap` in one program counts as `pcap#2`. */
+  private readonly labels = new Map<string, number>();
+
+  private uniqueLabel(label: string): string {
+    const n = (this.labels.get(label) ?? 0) + 1;
+    this.labels.set(label, n);
+    return n === 1 ? label : `${label}#${n}`;
+  }
+
+  private newSlot(written: string, chain: Chain): Slot {
+    const label = this.uniqueLabel(written);
     const slot: Slot = {
       label,
       instance: undefined as unknown as StageInstance,
@@ -311,7 +321,7 @@ export class Engine {
     slot.keepsPackets = s.def.keepsPackets !== false;
     const clock = this.clock;
     const ctx: StageContext = {
-      name: s.label,
+      name: slot.label,
       emit: (p) => {
         slot.stats.emitted++;
         this.runFrom(slot.chain, slot.index + 1, p);
@@ -331,10 +341,10 @@ export class Engine {
       instance = s.def.create(s.args, ctx);
     } catch (err) {
       if (err instanceof TunpipeError) throw err;
-      throw new TunpipeError(`stage '${s.label}' could not start: ${describeThrown(err)}`);
+      throw new TunpipeError(`stage '${slot.label}' could not start: ${describeThrown(err)}`);
     }
     if (typeof instance !== 'object' || instance === null || typeof (instance as StageInstance).process !== 'function') {
-      throw new TunpipeError(`stage '${s.label}' could not start: its create() returned ${instance === null ? 'null' : typeof instance}, not an object with a process(packet) function`);
+      throw new TunpipeError(`stage '${slot.label}' could not start: its create() returned ${instance === null ? 'null' : typeof instance}, not an object with a process(packet) function`);
     }
     slot.instance = instance as StageInstance;
     return slot;

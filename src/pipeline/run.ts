@@ -230,7 +230,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     writer?.close();
     throw err;
   }
-  driver = new Driver(engine, options.count ?? Infinity, { fileTime: true });
+  let wakeStop: (v: false) => void = () => {};
+  const stopped = new Promise<false>((r) => (wakeStop = r));
+  driver = new Driver(engine, options.count ?? Infinity, { fileTime: true, onStop: () => wakeStop(false) });
   const d = driver;
   const onAbort = () => d.stopWith('signal');
   if (options.signal?.aborted) d.stopWith('signal');
@@ -272,7 +274,11 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
       // slow stage rather than dropping what it cannot take.
       await waitForAsyncStages(engine, d);
       if (d.stopped) break;
-      if (n === 0) d.stopWith('end');
+      if (n === 0 && r.live && r.starved) {
+        // A pipe or FIFO that has gone quiet: wait for more on the threadpool, so a signal still stops the
+        // run at once (the pending read is left behind; the CLI exits past it).
+        if (!(await Promise.race([r.fillLive(), stopped]))) d.stopWith('end');
+      } else if (n === 0) d.stopWith('end');
     }
   } catch (err) {
     d.stopWith('error', err as Error);

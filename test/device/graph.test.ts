@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { deviceTestSkipReason, withNetns, type Netns } from '../helpers/netns.js';
 import { pingIn, runTunpipeIn, spawnInNetns, startTunpipeWith, tunpipeArgv, waitUntil, watchProcess } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
@@ -131,11 +132,11 @@ test('SIGUSR1 prints the live counters and never opens an inspector port', { ski
 
 test('`2>&1 | head -1`: the responder goes on answering after its stderr closes', { skip }, async () => {
   await withNetns(async (ns) => {
-    const argv = tunpipeArgv(['--dev', 'tpp0', '--addr', '198.18.0.1/24', 'parse | icmp-echo | checksum']).map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+    const argv = tunpipeArgv(['--dev', 'tpclosed0', '--addr', '198.18.0.1/24', 'parse | icmp-echo | checksum']).map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
     const sh = watchProcess(spawnInNetns(ns, ['sh', '-c', `${argv} 2>&1 | head -1; sleep 30`]));
     try {
       await waitUntil(() => sh.stdout().includes('tunpipe:'), () => `first line:\n${sh.stdout()}`);
-      await waitUntil(() => devices(ns).includes('tpp0'), () => 'the device', 5000);
+      await waitUntil(() => devices(ns).includes('tpclosed0'), () => 'the device', 5000);
       await new Promise((r) => setTimeout(r, 300));
       // head has exited: stderr is a broken pipe now. The kernel sends router solicitations and tunpipe may
       // warn; either way it must keep answering.
@@ -143,10 +144,13 @@ test('`2>&1 | head -1`: the responder goes on answering after its stderr closes'
       assert.equal(ping.received, 5, ping.output);
     } finally {
       await sh.stop('SIGKILL', 1000);
-      try {
-        ns.run('pkill', ['-f', 'tpp0']);
-      } catch {
-        /* gone */
+      // What the shell left running (tunpipe, head): only processes inside this test's namespace.
+      for (const pid of execFileSync('ip', ['netns', 'pids', ns.name], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       }
     }
   }, 'tppipe');
