@@ -11,7 +11,7 @@
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
-import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import { allRecordChanges, HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedStage } from './resolve.js';
 import { recordStageError } from './error-reasons.js';
@@ -143,6 +143,7 @@ export class Engine {
         fail: (err) => this.fail(err),
         linkType,
         direction: stages.slice(0, index).some((e) => e.def.turnsAround === true) ? 'out' : 'in',
+        changesRecorded: allRecordChanges(stages.slice(0, index).map((e) => e.def)),
         input: options.input,
         output: options.output,
         now: () => clock.now(),

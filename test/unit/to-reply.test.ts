@@ -42,11 +42,12 @@ test('ttl=N through the pipeline text', async () => {
   assert.equal(q.data[8], 255);
 });
 
-test('anything but a parsed IPv4 echo request is dropped untouched', () => {
+test('anything but a parsed echo request is dropped untouched', () => {
   const short = ipv4Packet({ proto: 1, payload: Buffer.from([8, 0, 0xf7, 0xff]) });
   const cases: Array<[string, Packet]> = [
     ['unparsed', new Packet(echoRequest())],
-    ['IPv6', parsed(ipv6Packet(58, Buffer.from([128, 0, 0, 0, 0, 0, 0, 0])))],
+    ['IPv6 echo reply', parsed(ipv6Packet(58, Buffer.from([129, 0, 0, 0, 0, 0, 0, 0])))],
+    ['IPv6 UDP', parsed(ipv6Packet(17, udpSegment(Buffer.from([128, 0, 0, 0]))))],
     ['UDP', parsed(ipv4Packet({ proto: 17, payload: udpSegment(Buffer.from([8, 0, 0, 0])) }))],
     ['echo reply', parsed(echoRequest({ type: 0 }))],
     ['ICMP of 4 bytes', parsed(short)],
