@@ -116,7 +116,11 @@ export function optionsHeader(type: 0 | 60, options: Buffer = Buffer.alloc(0), u
   options.copy(bytes, 2);
   const pad = bytes.length - 2 - options.length;
   if (pad === 1) bytes[2 + options.length] = 0;
-  else if (pad > 1) {
+  else if (pad > 7) {
+    // Linux refuses more than 7 bytes of padding: fill with an unknown option of the "skip" kind instead.
+    bytes[2 + options.length] = 0x1e;
+    bytes[3 + options.length] = pad - 2;
+  } else if (pad > 1) {
     bytes[2 + options.length] = 1;
     bytes[3 + options.length] = pad - 2;
   }
