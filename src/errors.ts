@@ -11,3 +11,14 @@ export class TunpipeError extends Error {
     this.code = code;
   }
 }
+
+/**
+ * A mistake in what the user wrote (an option's value, an argument): the CLI exits 2 for these, as for any
+ * usage error, and nothing has been started. `code` is always 'EUSAGE'.
+ */
+export class UsageError extends TunpipeError {
+  override name = 'UsageError';
+  constructor(message: string) {
+    super(message, 'EUSAGE');
+  }
+}
