@@ -18,8 +18,10 @@
  * and one source (one address) may hold at most half of the table, in datagrams and in memory: beyond that
  * its own oldest datagram is evicted, so a flood from one source cannot push out everyone else's.
  * Drops: a fragment that overlaps one already received (the whole datagram is discarded, as Linux does and
- * RFC 5722 requires for IPv6), a datagram longer than 65535 bytes, an IPv6 fragment that is not the last
- * whose length is not a multiple of 8 (RFC 8200), a datagram of more than 256 fragments. Fragments of
+ * RFC 5722 requires for IPv6), fragments that disagree on where the datagram ends (discarded too, as Linux
+ * does), a datagram longer than 65535 bytes, an IPv6 fragment that is not the last whose length is not a
+ * multiple of 8 (RFC 8200). Fragments are kept sorted, so a datagram of thousands of tiny fragments costs
+ * a binary search per fragment, not a scan. Fragments of
  * datagrams that time out or are evicted are reported on exit. No timers: expiry is checked as packets
  * arrive, on the pipeline's clock (the file's time offline).
  */
@@ -34,7 +36,8 @@ import { parsePacket } from './parse.js';
 export const REASSEMBLE_DROP = {
   overlap: 'overlapping fragment (datagram discarded)',
   tooLong: 'reassembled datagram longer than 65535 bytes',
-  tooMany: 'datagram of more than 256 fragments (discarded)',
+  tooMany: 'datagram of more than 8192 fragments (discarded)',
+  inconsistentEnd: 'fragment past the end of its datagram, or two different ends (datagram discarded)',
   notMultipleOf8: 'IPv6 fragment (not the last) whose length is not a multiple of 8',
   tooBig: 'fragment larger than the reassembly memory',
   badDatagram: 'reassembled datagram is malformed',
@@ -42,8 +45,8 @@ export const REASSEMBLE_DROP = {
 
 /** Bookkeeping a held fragment is charged with beside its bytes, so many tiny fragments count too. */
 export const FRAGMENT_OVERHEAD = 64;
-/** Most fragments one datagram may have: the overlap check and the completion test look at all of them. */
-export const MAX_FRAGMENTS = 256;
+/** Most fragments one datagram may have: 65535 bytes in 8-byte pieces; more can only be overlaps. */
+export const MAX_FRAGMENTS = 8192;
 
 interface Piece {
   offset: number;
@@ -54,7 +57,12 @@ interface Pending {
   key: string;
   source: string;
   started: number;
+  /** Sorted by offset, never overlapping. */
   pieces: Piece[];
+  /** Bytes the pieces hold (complete when it reaches `total`). */
+  covered: number;
+  /** The furthest any piece reaches. */
+  reach: number;
   /** Payload length, known once the last fragment (no MF) has arrived; -1 before. */
   total: number;
   /** The fragment at offset 0: its link header and IP headers (IPv6: up to the fragment header) head the datagram. */
@@ -168,15 +176,16 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     return typeof r === 'string' ? `${REASSEMBLE_DROP.badDatagram}: ${r}` : p;
   }
 
-  function complete(d: Pending): boolean {
-    if (d.total < 0 || d.first === null) return false;
-    d.pieces.sort((a, b) => a.offset - b.offset);
-    let covered = 0;
-    for (const piece of d.pieces) {
-      if (piece.offset > covered) return false;
-      covered = Math.max(covered, piece.offset + piece.bytes.length);
+  /** Index in `d.pieces` (sorted by offset) where a piece at `offset` belongs. */
+  function slot(d: Pending, offset: number): number {
+    let lo = 0;
+    let hi = d.pieces.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (d.pieces[mid].offset < offset) lo = mid + 1;
+      else hi = mid;
     }
-    return covered >= d.total;
+    return lo;
   }
 
   function discard(d: Pending, reason: string): string {
@@ -222,17 +231,23 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     const charge = bytes.length + FRAGMENT_OVERHEAD + (offset === 0 ? headEnd : 0);
     if (charge > shareMemory) return REASSEMBLE_DROP.tooBig;
     let d = table.get(key);
+    let at = 0;
     if (d) {
-      for (const piece of d.pieces) {
-        if (offset < piece.offset + piece.bytes.length && piece.offset < offset + bytes.length) return discard(d, REASSEMBLE_DROP.overlap);
-      }
+      // Sorted and never overlapping: only the neighbours of the new piece can overlap it.
+      at = slot(d, offset);
+      const before = d.pieces[at - 1];
+      const after = d.pieces[at];
+      if ((before && before.offset + before.bytes.length > offset) || (after && after.offset < offset + bytes.length)) return discard(d, REASSEMBLE_DROP.overlap);
       if (d.pieces.length >= MAX_FRAGMENTS) return discard(d, REASSEMBLE_DROP.tooMany);
+      // As Linux: a piece past a known end, a last piece short of what arrived, or a second, different end.
+      const stop = offset + bytes.length;
+      if ((d.total >= 0 && (stop > d.total || (!more && stop !== d.total))) || (!more && stop < d.reach)) return discard(d, REASSEMBLE_DROP.inconsistentEnd);
     } else {
       // A source at its share makes room from its own datagrams; otherwise a full table from the oldest.
       const mine = bySource.get(source);
       if (mine !== undefined && mine.datagrams >= shareDatagrams) evictOldest(null, source);
       if (table.size >= max) evictOldest(null, null);
-      d = { key, source, started: t, pieces: [], total: -1, first: null, charge: 0 };
+      d = { key, source, started: t, pieces: [], covered: 0, reach: 0, total: -1, first: null, charge: 0 };
       table.set(key, d);
       const s = bySource.get(source);
       if (s) s.datagrams++;
@@ -243,7 +258,9 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     while (used + charge > memory && evictOldest(d, null));
     if (s.bytes + charge > shareMemory || used + charge > memory) return discard(d, REASSEMBLE_DROP.tooBig);
     // Copy: the packet's buffer may be a view into a slab or a file chunk that is reused.
-    d.pieces.push({ offset, bytes: Buffer.from(bytes) });
+    d.pieces.splice(at, 0, { offset, bytes: Buffer.from(bytes) });
+    d.covered += bytes.length;
+    d.reach = Math.max(d.reach, offset + bytes.length);
     d.charge += charge;
     used += charge;
     s.bytes += charge;
@@ -256,7 +273,7 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
       d.first = f;
     }
     if (!more) d.total = offset + bytes.length;
-    if (!complete(d)) return HELD;
+    if (d.total < 0 || d.first === null || d.covered !== d.total) return HELD;
     remove(d);
     counters.reassembled++;
     return p.version === 4 ? build4(d) : build6(d);
