@@ -15,6 +15,7 @@ export { openTun, TunDevice, type TunOptions, type TunCounters } from './device/
 export { Packet, asPacket, Dirty } from './packet/packet.js';
 export * as checksum from './packet/checksum.js';
 export * as ipv4 from './packet/ipv4.js';
+export * as ipv6 from './packet/ipv6.js';
 export { PcapWriter, type PcapWriterOptions } from './pcap/writer.js';
 export { PcapReader, type PcapHeader } from './pcap/reader.js';
 export { LINKTYPE_RAW, LINKTYPE_ETHERNET } from './pcap/format.js';
@@ -27,7 +28,8 @@ export { transformOf, stageTransform, type PacketTransform } from './pipeline/tr
 export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
 export { standaloneContext, type StandaloneContext } from './pipeline/standalone.js';
 export { RunClock } from './packet/clock.js';
-export { TunpipeError } from './errors.js';
+export { TunpipeError, UsageError } from './errors.js';
+export { listAddresses, type DeviceAddress } from './device/netlink.js';
 
 export { parseIPv4 } from '../transforms/parse.js';
 export { filterICMPEcho } from '../transforms/filter-icmp-echo.js';
