@@ -13,12 +13,22 @@ export class TunpipeError extends Error {
 }
 
 /**
- * A mistake in what the user wrote (an option's value, an argument): the CLI exits 2 for these, as for any
- * usage error, and nothing has been started. `code` is always 'EUSAGE'.
+ * A mistake in how tunpipe was called (an option, an argument, the pipeline text): exit code 2, nothing
+ * started. `code` is 'EUSAGE' unless given.
  */
 export class UsageError extends TunpipeError {
   override name = 'UsageError';
-  constructor(message: string) {
-    super(message, 'EUSAGE');
+  constructor(message: string, code = 'EUSAGE') {
+    super(message, code);
+  }
+}
+
+/** What code threw, as text, whatever it threw (`throw null` included). */
+export function describeThrown(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return `it threw ${err === null ? 'null' : typeof err === 'object' ? JSON.stringify(err) : String(err)}`;
+  } catch {
+    return 'it threw a value that cannot be shown';
   }
 }
