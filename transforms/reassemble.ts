@@ -18,7 +18,8 @@
  * and one source (one address) may hold at most half of the table, in datagrams and in memory: beyond that
  * its own oldest datagram is evicted, so a flood from one source cannot push out everyone else's.
  * Drops: a fragment that overlaps one already received (the whole datagram is discarded, as Linux does and
- * RFC 5722 requires for IPv6), fragments that disagree on where the datagram ends (discarded too, as Linux
+ * RFC 5722 requires for IPv6); a duplicate, wholly inside bytes already received, is dropped alone and the
+ * datagram kept (RFC 8200 4.5 allows it, Linux does it); fragments that disagree on where the datagram ends (discarded too, as Linux
  * does), a datagram longer than 65535 bytes, an IPv6 fragment that is not the last whose length is not a
  * multiple of 8 (RFC 8200). Fragments are kept sorted, so a datagram of thousands of tiny fragments costs
  * a binary search per fragment, not a scan. Fragments of
@@ -35,6 +36,7 @@ import { parsePacket } from './parse.js';
 
 export const REASSEMBLE_DROP = {
   overlap: 'overlapping fragment (datagram discarded)',
+  duplicate: 'duplicate fragment (bytes already received; dropped, the datagram kept)',
   tooLong: 'reassembled datagram longer than 65535 bytes',
   tooMany: 'datagram of more than 8192 fragments (discarded)',
   inconsistentEnd: 'fragment past the end of its datagram, or two different ends (datagram discarded)',
@@ -51,6 +53,11 @@ export const MAX_FRAGMENTS = 8192;
 interface Piece {
   offset: number;
   bytes: Buffer;
+  /**
+   * Pieces that arrived in order, each starting where the last one ended, form a run (Linux's frag_run): a
+   * duplicate is a fragment wholly inside one run.
+   */
+  run: number;
 }
 
 interface Pending {
@@ -63,6 +70,8 @@ interface Pending {
   covered: number;
   /** The furthest any piece reaches. */
   reach: number;
+  /** Runs started so far. */
+  runs: number;
   /** Payload length, known once the last fragment (no MF) has arrived; -1 before. */
   total: number;
   /** The fragment at offset 0: its link header and IP headers (IPv6: up to the fragment header) head the datagram. */
@@ -188,6 +197,25 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     return lo;
   }
 
+  /**
+   * True when [offset, stop) lies inside one run of received pieces (what Linux calls a duplicate). The walk
+   * along the run is bounded: a longer one counts as an overlap.
+   */
+  function containedInRun(d: Pending, at: number, offset: number, stop: number): boolean {
+    const j0 = d.pieces[at]?.offset === offset ? at : at - 1;
+    if (j0 < 0) return false;
+    let j = j0;
+    let end = d.pieces[j].offset + d.pieces[j].bytes.length;
+    if (d.pieces[j].offset > offset || end <= offset) return false;
+    for (let steps = 0; end < stop && steps < 64; steps++) {
+      const next = d.pieces[j + 1];
+      if (!next || next.run !== d.pieces[j].run) return false;
+      j++;
+      end += next.bytes.length;
+    }
+    return end >= stop;
+  }
+
   function discard(d: Pending, reason: string): string {
     counters.discarded += d.pieces.length;
     remove(d);
@@ -233,21 +261,25 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     let d = table.get(key);
     let at = 0;
     if (d) {
+      // As Linux: a piece past a known end, a last piece short of what arrived, or a second, different end.
+      const stop = offset + bytes.length;
+      if ((d.total >= 0 && (stop > d.total || (!more && stop !== d.total))) || (!more && stop < d.reach)) return discard(d, REASSEMBLE_DROP.inconsistentEnd);
       // Sorted and never overlapping: only the neighbours of the new piece can overlap it.
       at = slot(d, offset);
       const before = d.pieces[at - 1];
       const after = d.pieces[at];
-      if ((before && before.offset + before.bytes.length > offset) || (after && after.offset < offset + bytes.length)) return discard(d, REASSEMBLE_DROP.overlap);
+      if ((before && before.offset + before.bytes.length > offset) || (after && after.offset < stop)) {
+        // Wholly inside bytes already received: a duplicate, dropped alone (RFC 8200 4.5, as Linux does);
+        // any other overlap discards the datagram (RFC 5722).
+        return containedInRun(d, at, offset, stop) ? REASSEMBLE_DROP.duplicate : discard(d, REASSEMBLE_DROP.overlap);
+      }
       if (d.pieces.length >= MAX_FRAGMENTS) return discard(d, REASSEMBLE_DROP.tooMany);
-      // As Linux: a piece past a known end, a last piece short of what arrived, or a second, different end.
-      const stop = offset + bytes.length;
-      if ((d.total >= 0 && (stop > d.total || (!more && stop !== d.total))) || (!more && stop < d.reach)) return discard(d, REASSEMBLE_DROP.inconsistentEnd);
     } else {
       // A source at its share makes room from its own datagrams; otherwise a full table from the oldest.
       const mine = bySource.get(source);
       if (mine !== undefined && mine.datagrams >= shareDatagrams) evictOldest(null, source);
       if (table.size >= max) evictOldest(null, null);
-      d = { key, source, started: t, pieces: [], covered: 0, reach: 0, total: -1, first: null, charge: 0 };
+      d = { key, source, started: t, pieces: [], covered: 0, reach: 0, runs: 0, total: -1, first: null, charge: 0 };
       table.set(key, d);
       const s = bySource.get(source);
       if (s) s.datagrams++;
@@ -258,7 +290,9 @@ export function createReassembler(limits: ReassemblyLimits, now: () => number = 
     while (used + charge > memory && evictOldest(d, null));
     if (s.bytes + charge > shareMemory || used + charge > memory) return discard(d, REASSEMBLE_DROP.tooBig);
     // Copy: the packet's buffer may be a view into a slab or a file chunk that is reused.
-    d.pieces.splice(at, 0, { offset, bytes: Buffer.from(bytes) });
+    const last = d.pieces[d.pieces.length - 1];
+    const run = last !== undefined && at === d.pieces.length && last.offset + last.bytes.length === offset ? last.run : ++d.runs;
+    d.pieces.splice(at, 0, { offset, bytes: Buffer.from(bytes), run });
     d.covered += bytes.length;
     d.reach = Math.max(d.reach, offset + bytes.length);
     d.charge += charge;

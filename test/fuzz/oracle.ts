@@ -243,8 +243,33 @@ export function replyProblem(reply: Uint8Array, request: Uint8Array, weak = fals
   return null;
 }
 
+/**
+ * The run a new piece at `off` joins, as Linux forms them: the run of the highest piece when the new one
+ * starts exactly at its end, a new run otherwise.
+ */
+export function runFor(pieces: { off: number; data: Buffer; run: number }[], off: number): number {
+  let top: { off: number; data: Buffer; run: number } | null = null;
+  for (const p of pieces) if (!top || p.off > top.off) top = p;
+  const fresh = pieces.reduce((m, p) => Math.max(m, p.run), 0) + 1;
+  return top && top.off + top.data.length === off ? top.run : fresh;
+}
+
+/** True when [off, end) lies wholly inside one run of the pieces received: a duplicate to Linux. */
+export function duplicateIn(pieces: { off: number; data: Buffer; run: number }[], off: number, end: number): boolean {
+  const byRun = new Map<number, { from: number; to: number }>();
+  for (const p of pieces) {
+    const r = byRun.get(p.run);
+    const to = p.off + p.data.length;
+    if (!r) byRun.set(p.run, { from: p.off, to });
+    else byRun.set(p.run, { from: Math.min(r.from, p.off), to: Math.max(r.to, to) });
+  }
+  for (const r of byRun.values()) if (off >= r.from && end <= r.to) return true;
+  return false;
+}
+
 interface FragQueue {
-  pieces: { off: number; data: Buffer }[];
+  /** Pieces in arrival order; `run` as Linux forms runs (pieces appended in order at the end). */
+  pieces: { off: number; data: Buffer; run: number }[];
   first: Buffer | null;
   lastEnd: number | null;
   uncertain: boolean;
@@ -283,9 +308,11 @@ export class ReassemblyModel {
       q.lastEnd = end;
     }
     if (q.lastEnd !== null && end > q.lastEnd) q.uncertain = true;
+    const dup = duplicateIn(q.pieces, off, end);
+    if (dup) return null; // Linux drops a duplicate alone and keeps the datagram (inet_frag_queue_insert)
     for (const p of q.pieces) if (off < p.off + p.data.length && p.off < end) q.uncertain = true;
     if (off === 0 && q.first === null) q.first = Buffer.from(d.subarray(0, v.ihl));
-    q.pieces.push({ off, data });
+    q.pieces.push({ off, data, run: runFor(q.pieces, off) });
     if (q.lastEnd === null || q.first === null) return null;
     // Covered from 0 to the last fragment's end?
     const sorted = [...q.pieces].sort((a, b) => a.off - b.off);

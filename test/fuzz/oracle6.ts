@@ -4,6 +4,7 @@
  * ip6_parse_tlv, ipv6_frag_rcv, icmpv6_rcv, icmpv6_echo_reply), sharing no code with tunpipe.
  */
 import { referenceChecksum } from '../helpers/packets.js';
+import { duplicateIn, runFor } from './oracle.js';
 
 export type Answer6 = 'must' | 'never' | 'either';
 
@@ -183,7 +184,7 @@ export function looksLikeReplyTo6(reply: Uint8Array, request: Uint8Array): boole
 }
 
 interface Queue6 {
-  pieces: { off: number; data: Buffer }[];
+  pieces: { off: number; data: Buffer; run: number }[];
   head: Buffer | null;
   /** The fragment header's next header, from the first fragment. */
   next: number;
@@ -217,12 +218,13 @@ export class ReassemblyModel6 {
       q.lastEnd = stop;
     }
     if (q.lastEnd !== null && stop > q.lastEnd) q.uncertain = true;
+    if (duplicateIn(q.pieces, off, stop)) return null; // dropped alone, the datagram kept (RFC 8200 4.5)
     for (const p of q.pieces) if (off < p.off + p.data.length && p.off < stop) q.uncertain = true;
     if (off === 0 && q.head === null) {
       q.head = Buffer.from(d.subarray(0, c.frag));
       q.next = d[c.frag];
     }
-    q.pieces.push({ off, data });
+    q.pieces.push({ off, data, run: runFor(q.pieces, off) });
     if (q.lastEnd === null || q.head === null) return null;
     const sorted = [...q.pieces].sort((a, b) => a.off - b.off);
     let reach = 0;

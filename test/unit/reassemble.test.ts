@@ -171,3 +171,20 @@ test('fragment: IPv6 that fits passes; a fragment too long or headers that leave
   const bigHeaders = parsed(echoRequest6({ ext: [optionsHeader(0, Buffer.alloc(0), 8)], payload: Buffer.alloc(200) }));
   assert.equal(tiny.process(bigHeaders), FRAGMENT_DROP.ipv6NoRoom);
 });
+
+test('a duplicate fragment (inside a run of bytes already received) is dropped alone; the datagram completes', () => {
+  for (const family of [4, 6] as const) {
+    const r = createReassembler(limits);
+    const mk = (off: number, more: boolean, len: number) => (family === 4 ? frag4(77, off, more, Buffer.alloc(len, off & 0xff)) : frag6(77, off, more, Buffer.alloc(len, off & 0xff)));
+    const a = mk(0, true, 16);
+    const b = mk(16, true, 16);
+    const c = mk(32, false, 8);
+    // a then b form one run: a copy of either, or of both together, is a duplicate.
+    assert.deepEqual(feed(r, [a, b, a, b, mk(8, true, 16)]), [HELD, HELD, REASSEMBLE_DROP.duplicate, REASSEMBLE_DROP.duplicate, REASSEMBLE_DROP.duplicate]);
+    const done = r.process(parsed(c));
+    assert.ok(done instanceof Packet, `IPv${family}: ${String(done)}`);
+    // Out of order, a and b are two runs (as Linux keeps them): a piece across both is an overlap.
+    const q = createReassembler(limits);
+    assert.deepEqual(feed(q, [b, a, mk(8, true, 16)]), [HELD, HELD, REASSEMBLE_DROP.overlap]);
+  }
+});
