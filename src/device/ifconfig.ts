@@ -128,16 +128,33 @@ export function addAddress(dev: string, a: InterfaceAddress): void {
 }
 
 /**
+ * Sets one of the per-device IPv6 sysctls, /proc/sys/net/ipv6/conf/DEV/NAME, in the calling thread's network
+ * namespace. Returns false when that could not be done (no permission, IPv6 absent from the kernel).
+ */
+function setIPv6Conf(dev: string, name: string, value: string): boolean {
+  if (!/^[^/\0.][^/\0]*$/.test(dev)) return false;
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/${name}`, `${value}\n`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the kernel from sending router solicitations into `dev` when it comes up (router_solicitations=0):
+ * nothing behind a tunpipe device is a router unless a pipeline makes one, and the solicitation would reach
+ * the pipeline as a packet nobody sent. Router advertisements that do arrive are still accepted.
+ */
+export function setRouterSolicitations(dev: string, count: number): boolean {
+  return setIPv6Conf(dev, 'router_solicitations', String(count));
+}
+
+/**
  * Turns IPv6 off (or on) on `dev` through /proc/sys/net/ipv6/conf/DEV/disable_ipv6, in the calling thread's
  * namespace. Off, the kernel gives the device no link-local address and sends no router solicitations or MLD
  * reports into it. Returns false when that could not be done (no permission, IPv6 absent from the kernel).
  */
 export function setIPv6Enabled(dev: string, enabled: boolean): boolean {
-  if (!/^[^/\0.][^/\0]*$/.test(dev)) return false;
-  try {
-    writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, enabled ? '0\n' : '1\n');
-    return true;
-  } catch {
-    return false;
-  }
+  return setIPv6Conf(dev, 'disable_ipv6', enabled ? '0' : '1');
 }

@@ -4,7 +4,7 @@
  * nstat (Icmp6InEchoReplies rising, Icmp6InCsumErrors unchanged; both counters must exist); echo requests
  * with code 1 and 255 answered exactly as the namespace's kernel answers the same requests sent to its own
  * address; a flood of junk fragments followed by fragmented pings in both families; repeated --addr leaving
- * every address; a device given IPv4 only sending nothing of its own (`--count 3` answers 3 pings).
+ * every address; a new device sending nothing of its own (`--count 3` answers 3 pings), IPv4 only or with IPv6.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -192,4 +192,23 @@ test('a new device given IPv4 only has IPv6 off: no packet of the kernel\'s own,
       await tp.stop('SIGKILL', 1000);
     }
   }, 'tpquiet');
+});
+
+test('a new device with IPv6 sends no router solicitation of its own: --count 3 answers 3 pings -6', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const tp = startTunpipeWith(ns, [...BOTH, '--count', '3', ECHO]);
+    try {
+      await tp.waitFor(/reading/);
+      assert.equal(ns.run('cat', ['/proc/sys/net/ipv6/conf/tpt0/router_solicitations']).trim(), '0');
+      assert.match(ns.run('ip', ['-o', 'addr', 'show', 'dev', 'tpt0']), /inet6 fe80::/, 'IPv6 is on (link-local address)');
+      // Longer than the kernel takes to solicit a router on a device that comes up.
+      await new Promise((r) => setTimeout(r, 1500));
+      const ping = pingIn(ns, ['-6', '-c', '3', '-i', '0.2', '-w', '5', '2001:db8::2']);
+      assert.equal(ping.received, 3, ping.output);
+      assert.equal(await tp.exited(), 0, tp.stderr());
+      assert.match(tp.stderr(), /stopped after --count 3: 3 packets in, 3 out/);
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+  }, 'tpquiet6');
 });
