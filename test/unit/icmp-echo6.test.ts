@@ -154,3 +154,10 @@ test('checksum after a stage that does not record its changes recomputes in full
 test('Dirty exists at run time with the flag values', () => {
   assert.deepEqual({ ...Dirty }, { IpAdjust: 1, L4Adjust: 2, IpStale: 4, L4Stale: 8 });
 });
+
+test('every built-in stage says whether it records its changes (checksum trusts only those that do)', async () => {
+  const { builtinStages } = await import('../../src/pipeline/registry.js');
+  for (const d of builtinStages()) assert.equal(typeof d.recordsChanges, 'boolean', `${d.name} declares recordsChanges`);
+  // A user's plain function never promises it.
+  assert.equal(functionStage(() => null, 'f', 'f', []).recordsChanges, undefined);
+});
