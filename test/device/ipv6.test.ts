@@ -70,6 +70,26 @@ test('ping -6 -s 3000 over a 1500-byte MTU is reassembled and answered (and ping
   }, [...BOTH, '--mtu', '1500']);
 });
 
+test('with `| fragment mtu=1280` the replies to ping -6 -s 3000 leave in fragments the kernel reassembles', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const tp = startTunpipeWith(ns, [...BOTH, `${ECHO} | fragment mtu=1280`]);
+    try {
+      await tp.waitFor(/reading/);
+      const before = ns.nstat();
+      const six = pingIn(ns, ['-6', '-c', '4', '-i', '0.1', '-s', '3000', '-w', '10', '2001:db8::2']);
+      assert.equal(six.received, 4, six.output);
+      const after = ns.nstat();
+      assert.ok(counter(after, 'Ip6ReasmOKs') - counter(before, 'Ip6ReasmOKs') >= 4, 'the kernel put the reply fragments together');
+      assert.equal(counter(after, 'Ip6ReasmFails'), counter(before, 'Ip6ReasmFails'));
+      assert.equal(counter(after, 'Icmp6InCsumErrors'), counter(before, 'Icmp6InCsumErrors'));
+      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      assert.ok(stageRow(parseCounters(tp.stderr()), 'fragment').out >= 4);
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+  }, 'tpfrag6');
+});
+
 test('a bounded ping -6 flood is answered in full; nstat judges every reply', { skip }, async () => {
   await withEcho(async (ns) => {
     const before = ns.nstat();
