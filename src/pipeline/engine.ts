@@ -19,19 +19,13 @@ import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
 import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
-import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './resolve.js';
+import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 import { recordStageError } from './error-reasons.js';
 import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
 
-/** Drop reasons the engine itself gives. */
-export const ENGINE_DROP = {
-  filtered: 'filtered',
-  queueFull: 'queue full: the stage is slower than the traffic',
-  endOfBranch: 'end of branch (no sink named)',
-  drop: "dropped by 'drop'",
-  stopped: 'stopped before the stage got to it',
-} as const;
+export { ENGINE_DROP } from './drop-reasons.js';
+import { ENGINE_DROP } from './drop-reasons.js';
 
 /** Where a pipeline's sink sends a packet; null discards (counted by the caller's sink row). */
 export type SinkFunction = (p: Packet) => void;
@@ -392,6 +386,13 @@ export class Engine {
     const gates = this.gates;
     for (let i = 0; i < gates.length; i++) if (gates[i].pending > 0) return true;
     return false;
+  }
+
+  /** Packets waiting in front of each asynchronous stage (and in its hands), by label. */
+  queueDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const slot of this.slots) if (slot.gate) out.set(slot.label, slot.gate.pending);
+    return out;
   }
 
   /** The extra lines stages report on exit (bytes written by a capture, ...), by stage label. */

@@ -86,6 +86,11 @@ export interface StageContext {
   readonly input?: PortInfo;
   readonly output?: PortInfo;
   /**
+   * True when stdout carries a capture in this run (`pcap -`, `--write -`), so that text output (`print`)
+   * goes to stderr instead. Undefined: not known (taken as false).
+   */
+  readonly stdoutTaken?: boolean;
+  /**
    * The driver's clock in milliseconds (fractional): the wall clock on a device; offline, the time of the
    * packet last read from the file, so that time-based stages run on the file's time, as fast as the CPU goes.
    * Only differences between readings mean anything.
@@ -117,6 +122,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
+  pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
   integer?: boolean;
   /** Inclusive bounds for numbers. */
@@ -161,6 +168,12 @@ interface StageDefinitionBase {
    * before it makes this promise; after any other stage (a user's stage is taken not to) it recomputes in full.
    */
   recordsChanges?: boolean;
+  /**
+   * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
+   * a message, reported at the stage's name with its usage like any argument error, or null. Runs before
+   * anything is created (no device, no file).
+   */
+  checkArgs?(args: StageArgs): string | null;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

@@ -151,3 +151,41 @@ test('`2>&1 | head -1`: the responder goes on answering after its stderr closes'
     }
   }, 'tppipe');
 });
+
+test('--stats: JSON lines when stderr is not a terminal, a table redrawn in place on one, and --stats-json FILE', { skip }, async () => {
+  const dir = tempDir('tunpipe-stats-');
+  try {
+    await withNetns(async (ns) => {
+      const file = dir.file('stats.jsonl');
+      const tp = startTunpipeWith(ns, ['--dev', 'tps0', '--addr', '198.18.0.1/24', '--stats', '200ms', '--stats-json', file, 'parse | icmp-echo | checksum']);
+      try {
+        await tp.waitFor(/reading/);
+        pingIn(ns, ['-c', '10', '-i', '0.05', '-w', '5', '198.18.0.2']);
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+      const onStderr = tp.stderr().split('\n').filter((l) => l.startsWith('{'));
+      const inFile = readFileSync(file, 'utf8').trim().split('\n');
+      for (const lines of [onStderr, inFile]) {
+        assert.ok(lines.length >= 3, `a line per interval:\n${lines.join('\n')}`);
+        const last = JSON.parse(lines[lines.length - 1]) as { stages: { name: string; out: number }[]; devices: { name: string; written: number }[] };
+        assert.equal(last.stages.find((s) => s.name === 'checksum')!.out, 10);
+        assert.equal(last.devices[0].name, 'tps0');
+        assert.equal(last.devices[0].written, 10);
+        const rates = lines.map((l) => JSON.parse(l) as { stages: { name: string; out_per_s: number }[] }).map((o) => o.stages.find((s) => s.name === 'checksum')!.out_per_s);
+        assert.ok(rates.some((r) => r > 0), `a rate while pings flowed: ${rates.join(', ')}`);
+      }
+      // On a terminal (script gives tunpipe a pseudo-terminal): the table, redrawn with cursor movements.
+      const tty = spawnInNetns(ns, ['script', '-qc', `timeout -s INT 1.5 ${tunpipeArgv(['--dev', 'tps1', '--addr', '198.18.0.1/24', '--stats', '200ms', 'parse | drop']).map((a) => `'${a}'`).join(' ')}`, '/dev/null']);
+      const w = watchProcess(tty);
+      await w.exited();
+      assert.match(w.stdout(), /stage\s+in\s+in\/s\s+out/);
+      assert.match(w.stdout(), /\x1b\[\d+A\x1b\[J/, 'redrawn in place');
+      assert.doesNotMatch(w.stdout(), /^\{"time"/m, 'no JSON on a terminal');
+    }, 'tpstats');
+  } finally {
+    dir.remove();
+  }
+});
