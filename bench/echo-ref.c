@@ -8,8 +8,10 @@
  *
  * opens /dev/net/tun, attaches to (or creates) the TUN device DEVNAME with IFF_TUN | IFF_NO_PI, then reads one
  * packet per read(); every IPv4 ICMP echo request (type 8, code 0, unfragmented) is turned in place into its
- * echo reply (addresses swapped, type 0, TTL 64, both checksums updated incrementally per RFC 1624) and written
- * back with one write(). Everything else is ignored. It prints nothing per packet.
+ * echo reply (addresses swapped, type 0, TTL 64, both checksums updated incrementally per RFC 1624), and every
+ * IPv6 ICMPv6 echo request without extension headers (next header 58, type 128) into its reply (addresses
+ * swapped, type 129, hop limit 64, the ICMPv6 checksum updated incrementally: the pseudo-header keeps its
+ * sum), and written back with one write(). Everything else is ignored. It prints nothing per packet.
  * (Requests are not verified: the incremental update keeps a valid checksum valid, and a corrupt request gets
  * a reply that is corrupt too, which the sender's kernel drops.)
  *
@@ -134,6 +136,27 @@ static int make_echo_reply(uint8_t *pkt, size_t len) {
   return 1;
 }
 
+/*
+ * The IPv6 request in pkt[0..len) (no extension headers, as ping -6 sends them) turned into its reply in
+ * place. The ICMPv6 checksum covers the pseudo-header, whose sum the swap leaves unchanged, so only the type
+ * word changes; the covered data always includes the addresses, so the all-zero corner cannot happen.
+ */
+static int make_echo_reply6(uint8_t *pkt, size_t len) {
+  if (len < 48 || (pkt[0] >> 4) != 6 || pkt[6] != 58) return 0;
+  if ((size_t)get16(pkt + 4) + 40 > len) return 0;
+  uint8_t *icmp = pkt + 40;
+  if (icmp[0] != 128) return 0;
+  uint8_t tmp[16];
+  memcpy(tmp, pkt + 8, 16);
+  memcpy(pkt + 8, pkt + 24, 16);
+  memcpy(pkt + 24, tmp, 16);
+  pkt[7] = 64;
+  uint16_t old_type_word = get16(icmp);
+  icmp[0] = 129;
+  put16(icmp + 2, csum_replace16(get16(icmp + 2), old_type_word, get16(icmp)));
+  return 1;
+}
+
 int main(int argc, char **argv) {
   if (argc != 2 || strlen(argv[1]) == 0 || strlen(argv[1]) >= IFNAMSIZ) {
     fprintf(stderr, "usage: echo-ref DEVNAME   (DEVNAME: 1..%d characters)\n", IFNAMSIZ - 1);
@@ -155,7 +178,7 @@ int main(int argc, char **argv) {
       break;
     }
     /* A failed write is a dropped reply (e.g. EIO while the link is down); not worth stopping for. */
-    if (make_echo_reply(buf, (size_t)n)) (void)!write(fd, buf, (size_t)n);
+    if (make_echo_reply(buf, (size_t)n) || make_echo_reply6(buf, (size_t)n)) (void)!write(fd, buf, (size_t)n);
   }
   close(fd);
   return stop_requested ? 0 : 1;

@@ -12,9 +12,15 @@ export class TunpipeError extends Error {
   }
 }
 
-/** A mistake in how tunpipe was called (an option, an argument, the pipeline text): exit code 2, nothing started. */
+/**
+ * A mistake in how tunpipe was called (an option, an argument, the pipeline text): exit code 2, nothing
+ * started. `code` is 'EUSAGE' unless given.
+ */
 export class UsageError extends TunpipeError {
   override name = 'UsageError';
+  constructor(message: string, code = 'EUSAGE') {
+    super(message, code);
+  }
 }
 
 /** What code threw, as text, whatever it threw (`throw null` included). */

@@ -15,6 +15,7 @@ export { openTun, TunDevice, type TunOptions, type TunCounters } from './device/
 export { Packet, asPacket, Dirty } from './packet/packet.js';
 export * as checksum from './packet/checksum.js';
 export * as ipv4 from './packet/ipv4.js';
+export * as ipv6 from './packet/ipv6.js';
 export { PcapWriter, type PcapWriterOptions } from './pcap/writer.js';
 export { PcapReader, type PcapHeader, type CaptureReader, type CaptureReaderOptions } from './pcap/reader.js';
 export { type CaptureWriter } from './pcap/writer.js';
@@ -34,6 +35,7 @@ export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance
 export { standaloneContext, type StandaloneContext } from './pipeline/standalone.js';
 export { RunClock } from './packet/clock.js';
 export { TunpipeError, UsageError } from './errors.js';
+export { listAddresses, type DeviceAddress } from './device/netlink.js';
 
 export { parseIPv4 } from '../transforms/parse.js';
 export { filterICMPEcho } from '../transforms/filter-icmp-echo.js';

@@ -16,6 +16,7 @@ import toReplyStage from './to-reply.js';
 
 const icmpEchoStage = defineStage({
   name: 'icmp-echo',
+  recordsChanges: true,
   summary: 'answer pings: reassemble | filter-icmp-echo | swap-addrs | to-reply (then checksum)',
   help: 'Fragmented requests (ping -s 3000) are reassembled and answered; add `fragment mtu=N` after checksum\nto send the reply in fragments that fit the MTU.',
   args: [],

@@ -8,23 +8,31 @@
  * below the header or past the buffer, bad IPv4 header checksum, malformed IP options (checked as Linux
  * checks them on receipt: lengths, record route / timestamp / source route pointers, no option twice). Trailing bytes past the total length are
  * allowed and ignored (`end` marks the datagram's end).
- * IPv6: the fixed header is checked (version, payload length within the buffer) and `l4` points past it;
- * extension headers are left to the stages that need them.
+ * IPv6 (RFC 8200): the fixed header (payload length within the buffer), then the extension-header chain is
+ * walked with a bounds check on every header: hop-by-hop (only first), routing, fragment, destination
+ * options, AH; the walk ends at the upper-layer protocol, ESP or "no next header", and after the fragment
+ * header of a fragment that is not the first. `l4` and `proto` then name the upper layer, and `frag` the
+ * fragment header's offset (0: none). Dropped: a header past the end, hop-by-hop later in the chain, more
+ * than 8 extension headers, two fragment headers, a first fragment without the whole chain (RFC 7112), and
+ * options Linux refuses on receipt (an option past its header, an unknown option whose type says discard,
+ * padding longer than 7 bytes or not zero).
  */
 import { defineStage } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checkIPv4Header, ipv4HeaderLength, OFF_PROTOCOL } from '../src/packet/ipv4.js';
 import { checkIPv4Options } from '../src/packet/ipv4-options.js';
+import { IPV6_DROP, IPV6_HEADER, walkExtensionHeaders, type ChainEnd } from '../src/packet/ipv6.js';
 import type { Packet } from '../src/packet/packet.js';
-
-const IPV6_HEADER = 40;
 
 export const PARSE_DROP = {
   empty: 'empty packet',
   version: 'not IP (version is neither 4 nor 6)',
-  ipv6Short: 'truncated: shorter than an IPv6 header',
-  ipv6Length: 'truncated: IPv6 payload length longer than the packet',
+  ipv6Short: IPV6_DROP.short,
+  ipv6Length: IPV6_DROP.payloadLength,
 } as const;
+
+/** Where the chain walk leaves its result: one object for every packet, so the walk allocates nothing. */
+const chain: ChainEnd = { l4: 0, proto: 0, frag: 0 };
 
 function parseV6(p: Packet): Packet | string {
   const b = p.data;
@@ -32,10 +40,14 @@ function parseV6(p: Packet): Packet | string {
   if (b.length - l3 < IPV6_HEADER) return PARSE_DROP.ipv6Short;
   const payload = (b[l3 + 4] << 8) | b[l3 + 5];
   if (IPV6_HEADER + payload > b.length - l3) return PARSE_DROP.ipv6Length;
+  const end = l3 + IPV6_HEADER + payload;
+  const bad = walkExtensionHeaders(b, l3, end, chain);
+  if (bad !== null) return bad;
   p.version = 6;
-  p.l4 = l3 + IPV6_HEADER;
-  p.end = l3 + IPV6_HEADER + payload;
-  p.proto = b[l3 + 6];
+  p.l4 = chain.l4;
+  p.end = end;
+  p.proto = chain.proto;
+  p.frag = chain.frag;
   return p;
 }
 
@@ -64,8 +76,9 @@ export function parsePacket(p: Packet): Packet | string {
 const parse = defineStage({
   name: 'parse',
   keepsPackets: false,
-  summary: 'check the IP header (version, IHL, length, checksum); parse it for later stages',
-  help: 'Drops malformed packets, counted by reason. IPv4 fully checked; IPv6 fixed header checked.',
+  summary: 'check the IPv4/IPv6 header (and IPv6 extension headers); parse it for later stages',
+  help: 'Drops malformed packets, counted by reason. IPv4: header and options checked as Linux does on receipt.\nIPv6: payload length, and the extension-header chain walked with bounds checks (l4/proto name the upper layer).',
+  recordsChanges: true,
   args: [],
   create: () => ({ process: parsePacket }),
 });

@@ -92,6 +92,7 @@ function createPrint(a: PrintArgs, ctx: StageContext) {
 const printStage = defineStage({
   name: 'print',
   keepsPackets: false,
+  recordsChanges: true,
   readsTime: true,
   summary: 'print one line per packet, like tcpdump -n (to stdout, or stderr when stdout carries a capture)',
   help: [

@@ -34,6 +34,7 @@ const swapAddrsStage = defineStage({
   name: 'swap-addrs',
   keepsPackets: false,
   turnsAround: true,
+  recordsChanges: true,
   summary: 'exchange source and destination addresses (checksums stay valid)',
   args: [],
   create: () => ({ process: swapPacketAddresses }),

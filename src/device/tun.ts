@@ -15,7 +15,7 @@
  */
 import { Duplex } from 'node:stream';
 import * as libc from './libc.js';
-import { addAddress, getMtu, parseCidr, setLinkUp, setMtu, type InterfaceAddress } from './ifconfig.js';
+import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
 import { TunpipeError } from '../errors.js';
 import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
@@ -40,6 +40,13 @@ export interface TunOptions {
   up?: boolean;
   /** Mark the device persistent (it outlives the process, like `ip tuntap add`). */
   persist?: boolean;
+  /**
+   * IPv6 on a device this call creates (a device that existed is left as it is). Default: on when an IPv6
+   * address is given, off otherwise, so that the kernel sends no router solicitations and MLD reports into a
+   * device that was given IPv4 only (they would reach the pipeline as unexplained packets). With IPv6 on, the
+   * new device sends no router solicitations either (router_solicitations=0).
+   */
+  ipv6?: boolean;
   /** Readiness implementation (tests use it to exercise the fallback). */
   readiness?: 'pipe' | 'poll';
 }
@@ -286,6 +293,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
   if (/[\s/:]/.test(name)) throw new TunpipeError(`device name '${name}' is not valid: no spaces, '/' or ':'`);
   // Parse addresses before touching the system, so a typo changes nothing.
   const addresses: InterfaceAddress[] = (options.addresses ?? []).map(parseCidr);
+  const existed = name !== '' && interfaceIndex(name) !== 0;
   const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
   if (fd < 0) throw cloneDeviceError(libc.errno());
   const ifr = Buffer.alloc(40);
@@ -303,6 +311,11 @@ export function openTun(options: TunOptions = {}): TunDevice {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
     dev = new TunDevice(fd, actual, mode, options.readiness);
+    if (!existed) {
+      const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
+      setIPv6Enabled(actual, ipv6);
+      if (ipv6) setRouterSolicitations(actual, 0);
+    }
     if (options.mtu !== undefined) setMtu(actual, options.mtu);
     for (const a of addresses) addAddress(actual, a);
     if (options.up ?? addresses.length > 0) setLinkUp(actual);

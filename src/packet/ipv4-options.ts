@@ -170,3 +170,36 @@ export function recordInOptions(buf: Uint8Array, l3: number, ihl: number, addr: 
   });
   return changed;
 }
+
+export const OPT_CIPSO = 134;
+
+/** Room to build a reply's options in: at most 40 bytes; one for every reply, so nothing is allocated. */
+const echoScratch = Buffer.alloc(40);
+
+/**
+ * Rewrites the options of the header at `l3` into the ones Linux puts in its reply (ip_options_echo, RFC
+ * 1122 3.2.2.6): record route and timestamp (with our entries recorded by `recordInOptions` first), then
+ * CIPSO, in that order; every other option (no-ops, router alert, stream id, security, unknown ones) is left
+ * out, and the list is padded with End of Options to a multiple of 4. Writes them at `l3 + 20` and returns
+ * their length; the caller moves what follows the header when the length changed.
+ */
+export function echoOptions(buf: Uint8Array, l3: number, ihl: number): number {
+  let rr = -1;
+  let ts = -1;
+  let cipso = -1;
+  forEachOption(buf, l3, ihl, (type, at) => {
+    if (type === OPT_RR && rr < 0) rr = at;
+    else if (type === OPT_TS && ts < 0) ts = at;
+    else if (type === OPT_CIPSO && cipso < 0) cipso = at;
+  });
+  let n = 0;
+  for (const at of [rr, ts, cipso]) {
+    if (at < 0) continue;
+    const len = buf[at + 1];
+    echoScratch.set(buf.subarray(at, at + len), n);
+    n += len;
+  }
+  while (n & 3) echoScratch[n++] = OPT_END;
+  buf.set(echoScratch.subarray(0, n), l3 + 20);
+  return n;
+}

@@ -70,9 +70,14 @@ export function formatIPv4(addr: number): string {
   return `${addr >>> 24}.${(addr >>> 16) & 0xff}.${(addr >>> 8) & 0xff}.${addr & 0xff}`;
 }
 
-/** Parses dotted-quad text; returns null for anything that is not exactly four decimal octets. */
+const DOTTED_QUAD = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
+/**
+ * Parses dotted-quad text; returns null for anything that is not exactly four decimal octets 0..255 written
+ * without leading zeros (`010` is octal to inet_aton and decimal to others: refused rather than guessed).
+ */
 export function parseIPv4Address(text: string): number | null {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  const m = DOTTED_QUAD.exec(text);
   if (!m) return null;
   const o = m.slice(1).map(Number);
   if (o.some((x) => x > 255)) return null;

@@ -1,7 +1,10 @@
 import { wordDelta } from './checksum.js';
 
-/** Which checksums a stage has disturbed; the `checksum` stage reads and clears these. */
-export const enum Dirty {
+/**
+ * Which checksums a stage has disturbed; the `checksum` stage reads and clears these. The built-in code uses
+ * this const enum (inlined, no property load per packet); JavaScript users get the same values from `Dirty`.
+ */
+export const enum DirtyFlag {
   /** The IP header changed by known words: `ipSumAdj` holds the RFC 1624 terms. */
   IpAdjust = 1,
   /** The transport header or payload changed by known words: `l4SumAdj` holds the terms. */
@@ -11,6 +14,15 @@ export const enum Dirty {
   /** The transport checksum must be recomputed in full (length change, new payload, ...). */
   L4Stale = 8,
 }
+
+/** The `DirtyFlag` values as a real object, for JavaScript (a const enum does not exist at run time). */
+export const Dirty = Object.freeze({
+  IpAdjust: DirtyFlag.IpAdjust,
+  L4Adjust: DirtyFlag.L4Adjust,
+  IpStale: DirtyFlag.IpStale,
+  L4Stale: DirtyFlag.L4Stale,
+} as const);
+export type Dirty = DirtyFlag;
 
 /**
  * One packet moving through a pipeline: the bytes exactly as the device gave them, plus a parsed view that
@@ -24,16 +36,27 @@ export class Packet {
   sec: number;
   /** Nanoseconds within `sec` (0..999999999). Kept as integers so a pcap file's timestamps survive exactly. */
   nsec: number;
-  /** IP version once a parser stage has validated the header (4, later 6); 0 before. */
+  /** IP version once a parser stage has validated the header (4 or 6); 0 before. */
   version = 0;
   /** Offset of the network-layer header in `data`. */
   l3 = 0;
-  /** Offset of the transport header in `data`; valid once parsed. */
+  /**
+   * Offset of the transport (upper-layer) header in `data`; valid once parsed. For IPv6 it lies past every
+   * extension header (for a fragment that is not the first: past the fragment header, where its data starts).
+   */
   l4 = 0;
   /** End of the IP datagram in `data` (its total length from `l3`); bytes past it are not part of it. */
   end = 0;
-  /** Transport protocol number (1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6); valid once parsed. */
+  /**
+   * Transport protocol number (1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6; for IPv6 the upper-layer protocol at the
+   * end of the extension-header chain: 50 ESP and 59 "no next header" end a chain too); valid once parsed.
+   */
   proto = 0;
+  /**
+   * IPv6 only: offset in `data` of the fragment header, 0 when the packet has none (no real header can start
+   * at 0). An atomic fragment (offset 0, M clear, RFC 6946) has one and is still a whole datagram.
+   */
+  frag = 0;
   /** Bit set of `Dirty` flags. */
   dirty = 0;
   /** Unfolded sum of RFC 1624 terms pending for the IP header checksum. */
@@ -58,6 +81,7 @@ export class Packet {
     this.l4 = 0;
     this.end = data.length;
     this.proto = 0;
+    this.frag = 0;
     this.dirty = 0;
     this.ipSumAdj = 0;
     this.l4SumAdj = 0;
@@ -79,13 +103,13 @@ export class Packet {
    */
   setIpWord(at: number, value: number): void {
     this.ipSumAdj += this.replaceWord(at, value);
-    this.dirty |= Dirty.IpAdjust;
+    this.dirty |= DirtyFlag.IpAdjust;
   }
 
   /** Like `setIpWord`, for a word covered by the transport checksum (ICMP header or payload). */
   setL4Word(at: number, value: number): void {
     this.l4SumAdj += this.replaceWord(at, value);
-    this.dirty |= Dirty.L4Adjust;
+    this.dirty |= DirtyFlag.L4Adjust;
   }
 
   /** Writes a word and returns its RFC 1624 term. */

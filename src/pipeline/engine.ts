@@ -251,20 +251,24 @@ export class Engine {
     built: Map<ResolvedBranch, Chain>,
     all: ResolvedStage[],
     turned: boolean,
+    recorded = true,
   ): Chain {
     const chain: Chain = { slots: [], exit };
     let turnedAround = turned;
+    // True while every stage on the path so far records its changes (StageContext.changesRecorded).
+    let changesRecorded = recorded;
     for (const el of branch.elements) {
       if (el.kind === 'tee') {
-        const sub = this.buildBranch(el.branch, ports, pipeline, options, built, all, turnedAround);
+        const sub = this.buildBranch(el.branch, ports, pipeline, options, built, all, turnedAround, changesRecorded);
         chain.slots.push(this.teeSlot(el, chain, sub, all));
         continue;
       }
-      const slot = this.stageSlot(el, chain, ports, turnedAround);
+      const slot = this.stageSlot(el, chain, ports, turnedAround, changesRecorded);
       chain.slots.push(slot);
       all.push(el.stage);
       if (el.stage.def.turnsAround === true) turnedAround = true;
-      if (el.orElse) slot.orElse = this.buildBranch(el.orElse, ports, pipeline, options, built, all, turnedAround);
+      if (el.stage.def.recordsChanges !== true) changesRecorded = false;
+      if (el.orElse) slot.orElse = this.buildBranch(el.orElse, ports, pipeline, options, built, all, turnedAround, changesRecorded);
     }
     return chain;
   }
@@ -277,11 +281,12 @@ export class Engine {
     built: Map<ResolvedBranch, Chain>,
     all: ResolvedStage[],
     turned: boolean,
+    recorded: boolean,
   ): Chain {
     // A compound stage's parts share one else branch: build it once.
     const known = built.get(branch);
     if (known) return known;
-    const chain = this.buildChain(branch, () => {}, ports, pipeline, options, built, all, turned);
+    const chain = this.buildChain(branch, () => {}, ports, pipeline, options, built, all, turned, recorded);
     chain.exit = this.exitFor(branch.sink, branch.label, pipeline, options);
     built.set(branch, chain);
     return chain;
@@ -315,7 +320,7 @@ export class Engine {
     return slot;
   }
 
-  private stageSlot(el: Extract<ResolvedElement, { kind: 'stage' }>, chain: Chain, ports: { linkType: number; input?: PortInfo; output?: PortInfo }, turned: boolean): Slot {
+  private stageSlot(el: Extract<ResolvedElement, { kind: 'stage' }>, chain: Chain, ports: { linkType: number; input?: PortInfo; output?: PortInfo }, turned: boolean, changesRecorded: boolean): Slot {
     const s = el.stage;
     const slot = this.newSlot(s.label, chain);
     slot.keepsPackets = s.def.keepsPackets !== false;
@@ -330,6 +335,7 @@ export class Engine {
       fail: (err) => this.fail(err),
       linkType: ports.linkType,
       direction: turned ? 'out' : 'in',
+      changesRecorded,
       input: ports.input,
       output: ports.output,
       now: () => clock.now(),

@@ -76,6 +76,12 @@ export interface StageContext {
    * where the pipeline has no sink of its own).
    */
   readonly direction: 'in' | 'out';
+  /**
+   * True when every stage before this one on its path declares `recordsChanges`, so what they changed is
+   * recorded in the packets; false or undefined when some stage (a user's) may have edited bytes unrecorded,
+   * or when the stages before are unknown (a single stage used as an it-pipe transform).
+   */
+  readonly changesRecorded?: boolean;
   /** The port this stage's pipeline reads from, and the one it writes to (undefined: discarded, or unknown). */
   readonly input?: PortInfo;
   readonly output?: PortInfo;
@@ -156,6 +162,13 @@ interface StageDefinitionBase {
    */
   turnsAround?: boolean;
   /**
+   * True when every change the stage makes to a packet's bytes is either recorded for the `checksum` stage
+   * (Packet.setIpWord/setL4Word, or a `dirty` flag saying what to recompute) or leaves the checksums valid
+   * (swapped addresses, a copy). `checksum` in auto mode trusts the recorded changes only when every stage
+   * before it makes this promise; after any other stage (a user's stage is taken not to) it recomputes in full.
+   */
+  recordsChanges?: boolean;
+  /**
    * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
    * a message, reported at the stage's name with its usage like any argument error, or null. Runs before
    * anything is created (no device, no file).
@@ -200,6 +213,11 @@ export function defineStage<T extends StageDefinition>(def: T): T {
 /** True when no stage keeps packets: a source may hand in the same Packet and Buffer again (see keepsPackets). */
 export function noStageKeepsPackets(defs: readonly StageDefinition[]): boolean {
   return defs.every((d) => d.keepsPackets === false);
+}
+
+/** True when every one of `defs` (the stages before some stage) records its changes: see `recordsChanges`. */
+export function allRecordChanges(defs: readonly StageDefinition[]): boolean {
+  return defs.every((d) => d.recordsChanges === true);
 }
 
 export function isCompound(def: StageDefinition): def is CompoundStageDefinition {

@@ -6,7 +6,7 @@
  */
 import { asPacket, Packet } from '../packet/packet.js';
 import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
-import { isCompound } from './stage.js';
+import { allRecordChanges, isCompound } from './stage.js';
 import { ENGINE_DROP } from './drop-reasons.js';
 import { RunClock } from '../packet/clock.js';
 import { recordStageError, type StageErrorState } from './error-reasons.js';
@@ -41,7 +41,7 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
 }
 
 /** Runs one stage instance over an async source, as an it-pipe transform. */
-async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>): AsyncGenerator<Packet> {
+async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>, changesRecorded: boolean): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
   let failure: Error | null = null;
   const errors: StageErrorState = { errorReasons: 0, reportedError: false };
@@ -56,6 +56,7 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
     fail: (err) => void (failure ??= err),
     linkType: 101,
     direction: 'in',
+    changesRecorded,
     now: () => clock.now(),
     timeOf: (p) => clock.timeOf(p),
     setTime: (p, t) => clock.setTime(p, t),
@@ -99,11 +100,12 @@ export function transformOf(stages: ResolvedStage[]): PacketTransform {
   const fn = (source: PacketSource): AsyncGenerator<Packet> => {
     lastStats.length = 0;
     let it: AsyncIterable<Packet> = packets(source);
-    for (const s of stages) {
+    // What feeds the first stage is unknown (any it-pipe source or transform): its changes are not trusted.
+    stages.forEach((s, i) => {
       const stats = new StageStats(s.label);
       lastStats.push(stats);
-      it = runOne(s, stats, it);
-    }
+      it = runOne(s, stats, it, i > 0 && allRecordChanges(stages.slice(0, i).map((e) => e.def)));
+    });
     return it as AsyncGenerator<Packet>;
   };
   return Object.assign(fn, { stages, lastStats });

@@ -71,7 +71,7 @@ export async function loadUserStage(url: string, written: string): Promise<Stage
   if (typeof exported === 'object' && exported !== null) {
     const def = exported as Partial<PrimitiveStageDefinition>;
     if (typeof def.create !== 'function') throw new Error('its default export is an object without a create(args, ctx) function');
-    return { name: def.name ?? name, summary: def.summary ?? `user stage ${written}`, help: def.help, args: checkArgSpecs(def.args), keepsPackets: def.keepsPackets ?? true, readsTime: def.readsTime ?? true, create: def.create };
+    return { name: def.name ?? name, summary: def.summary ?? `user stage ${written}`, help: def.help, args: checkArgSpecs(def.args), keepsPackets: def.keepsPackets ?? true, readsTime: def.readsTime ?? true, recordsChanges: def.recordsChanges === true, create: def.create };
   }
   throw new Error('it has no default export: export a function (packet, args) => packet | reason | null, or a stage definition');
 }

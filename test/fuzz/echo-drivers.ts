@@ -14,6 +14,7 @@ import type { Findings } from './findings.js';
 import { countersProblem, driveEngine } from './engines.js';
 import { EchoModel, ipv4Header, isFragment, judgeOutputs, looksLikeReplyTo, ReassemblyModel, type Expectation } from './oracle.js';
 import { readPcapFile, writePcapFile } from './pcapfile.js';
+import { chain6, ReassemblyModel6 } from './oracle6.js';
 import type { Round } from './stage-drivers.js';
 
 const DF_CATEGORY = 'not answered: a request with DF longer than the `fragment` MTU (the reply keeps DF; Linux sends echo replies without DF and fragments them)';
@@ -24,9 +25,24 @@ const DF_CATEGORY = 'not answered: a request with DF longer than the `fragment` 
  */
 function joinFragments(outs: Packet[], mtu: number, problem: (category: string, detail: string) => void): Uint8Array[] {
   const model = new ReassemblyModel();
+  const model6 = new ReassemblyModel6();
   const datagrams: Uint8Array[] = [];
   for (const o of outs) {
     const d = o.data.subarray(o.l3);
+    if (d.length > 0 && d[0] >> 4 === 6) {
+      if (d.length > mtu) problem('a reply left `fragment` longer than the MTU', `${d.length} bytes, MTU ${mtu}`);
+      const c = chain6(d);
+      if (typeof c === 'string' || c.frag < 0) {
+        datagrams.push(d);
+        continue;
+      }
+      const done = model6.add(d, c);
+      if (done) {
+        if (done.uncertain) problem('reply fragments overlap or are not multiples of 8', `${outs.length} IPv6 fragments`);
+        datagrams.push(done.datagram);
+      }
+      continue;
+    }
     const v = ipv4Header(d);
     if (typeof v === 'string') {
       datagrams.push(d);
@@ -71,7 +87,7 @@ export async function fuzzEcho(r: Round, echo: ResolvedStage[], reassembles: boo
       const replies = mtu ? joinFragments(outs, mtu, (category, detail) => findings.add(category, { where, detail, caseId: id, packet: c.data })) : outs.map((o) => o.data.subarray(o.l3));
       for (const p of judgeOutputs(e, replies)) {
         // Name the cause when it is the request's DF bit, which the reply keeps (Linux clears it).
-        const dfTooLong = mtu && replies.length === 0 && e.request !== null && e.request.readUInt16BE(6) & 0x4000 && e.request.length > mtu;
+        const dfTooLong = mtu && replies.length === 0 && e.request !== null && e.request[0] >> 4 === 4 && e.request.readUInt16BE(6) & 0x4000 && e.request.length > mtu;
         findings.add(dfTooLong ? DF_CATEGORY : p.category, { where, detail: p.detail, caseId: id, packet: c.data });
       }
     },
@@ -98,6 +114,13 @@ function judgeOffline(inputs: Uint8Array[], replies: Uint8Array[], reassembles: 
 
 /** Addresses swapped and identifier/sequence equal: enough to pair a reply with an ambiguous reassembly. */
 function looksLikeAnswerWeak(reply: Uint8Array, request: Uint8Array): boolean {
+  if (request[0] >> 4 === 6) {
+    const c = chain6(request);
+    if (typeof c === 'string' || reply.length < 48 || reply[0] >> 4 !== 6) return false;
+    const r = Buffer.from(reply);
+    const q = Buffer.from(request);
+    return r.subarray(8, 24).equals(q.subarray(24, 40)) && r.subarray(24, 40).equals(q.subarray(8, 24)) && r.readUInt32BE(44) === q.readUInt32BE(c.l4 + 4);
+  }
   if (reply.length < 28 || reply[0] >> 4 !== 4) return false;
   const ri = (reply[0] & 15) * 4;
   const qi = (request[0] & 15) * 4;

@@ -41,6 +41,7 @@ function handMadeReply(request: Buffer): Buffer {
   const r = Buffer.from(request);
   const ihl = (r[0] & 15) * 4;
   r[8] = 64;
+  r[6] &= ~0x40; // DF clear, as Linux sends its replies
   request.copy(r, 12, 16, 20);
   request.copy(r, 16, 12, 16);
   r.writeUInt16BE(0, 10);
@@ -120,7 +121,12 @@ describe('fuzz: the harness catches what it looks for', () => {
     const sum = Buffer.from(reply);
     sum[reply.length - 1] ^= 1;
     assert.match(replyProblem(sum, req) ?? '', /ICMP checksum/);
-    assert.match(replyProblem(req, req) ?? '', /TTL|addresses|type/);
+    assert.match(replyProblem(req, req) ?? '', /DF|TTL|addresses|type/);
+    const df = Buffer.from(reply);
+    df[6] |= 0x40;
+    df.writeUInt16BE(0, 10);
+    df.writeUInt16BE(referenceChecksum(df.subarray(0, 20)), 10);
+    assert.match(replyProblem(df, req) ?? '', /DF/);
     // All-zero reply (id 0, seq 0, no data): 0x0000 is not a valid checksum for it, 0xFFFF is.
     const zero = handMadeReply(echoRequest({ id: 0, seq: 0, payload: Buffer.alloc(0) }));
     assert.equal(zero.readUInt16BE(22), 0xffff);

@@ -247,6 +247,176 @@ function fragmentGroup(rng: Rng): FuzzCase[] {
   return out;
 }
 
+/** IPv6 pieces: a fixed header for `body` whose first header is `next`. */
+function ipv6(next: number, body: Buffer, rng: Rng, src?: Buffer, dst?: Buffer): Buffer {
+  const h = Buffer.alloc(40);
+  h.writeUInt32BE(((6 << 28) | (rng.chance(0.3) ? rng.int(256) << 20 : 0) | rng.int(0x100000)) >>> 0, 0);
+  h.writeUInt16BE(body.length, 4);
+  h[6] = next;
+  h[7] = rng.chance(0.1) ? rng.int(256) : 64;
+  (src ?? testAddress6(rng)).copy(h, 8);
+  (dst ?? testAddress6(rng)).copy(h, 24);
+  return Buffer.concat([h, body]);
+}
+
+/** A unicast address in 2001:db8::/32 (sometimes link-local). */
+function testAddress6(rng: Rng): Buffer {
+  const b = rng.bytes(16);
+  if (rng.chance(0.15)) {
+    b.set([0xfe, 0x80, 0, 0, 0, 0, 0, 0], 0);
+  } else {
+    b.set([0x20, 0x01, 0x0d, 0xb8], 0);
+  }
+  return b;
+}
+
+function specialAddress6(rng: Rng): Buffer {
+  const b = Buffer.alloc(16);
+  switch (rng.int(7)) {
+    case 0:
+      return b; // ::
+    case 1:
+      b[15] = 1; // ::1
+      return b;
+    case 2:
+      b.set([0xff, 0x02], 0);
+      b[15] = rng.pick([1, 2, 0x16]);
+      return b;
+    case 3:
+      b.set([0xff, rng.int(256)], 0);
+      return Buffer.concat([b.subarray(0, 2), rng.bytes(14)]);
+    case 4:
+      b[10] = b[11] = 0xff; // ::ffff:a.b.c.d
+      b.set(rng.bytes(4), 12);
+      return b;
+    default:
+      return testAddress6(rng);
+  }
+}
+
+/** ICMPv6 message with the checksum over the pseudo-header of `src`/`dst`. */
+function icmp6(type: number, code: number, id: number, seq: number, data: Buffer, src: Buffer, dst: Buffer): Buffer {
+  const m = Buffer.alloc(8 + data.length);
+  m[0] = type;
+  m[1] = code;
+  m.writeUInt16BE(id, 4);
+  m.writeUInt16BE(seq, 6);
+  data.copy(m, 8);
+  const ph = Buffer.alloc(40);
+  src.copy(ph, 0);
+  dst.copy(ph, 16);
+  ph.writeUInt32BE(m.length, 32);
+  ph[39] = 58;
+  m.writeUInt16BE(referenceChecksum(Buffer.concat([ph, m])), 2);
+  return m;
+}
+
+/** A random extension header of kind `type` (its next-header byte filled in by `chain`). */
+function extension(rng: Rng, type: number): Buffer {
+  if (type === 44) {
+    const f = Buffer.alloc(8);
+    f.writeUInt32BE(rng.int(0x100000000) >>> 0, 4);
+    return f; // atomic fragment
+  }
+  if (type === 43) {
+    const n = rng.int(3);
+    const r = Buffer.concat([Buffer.alloc(8), rng.bytes(16 * n)]);
+    r[1] = 2 * n;
+    r[2] = rng.pick([0, 2, 3, 4]);
+    r[3] = rng.chance(0.8) ? 0 : rng.range(1, 255);
+    return r;
+  }
+  // Hop-by-hop or destination options: padding, router alert, unknown options of each action.
+  const units = rng.range(1, 3);
+  const o = Buffer.alloc(8 * units);
+  o[1] = units - 1;
+  let i = 2;
+  while (i < o.length) {
+    const left = o.length - i;
+    const what = rng.int(6);
+    if (left === 1 || what === 0) {
+      o[i++] = 0;
+    } else if (what === 1 && left >= 4 && type === 0) {
+      o.set([5, 2, 0, 0], i);
+      i += 4;
+    } else if (what === 2 && left >= 3) {
+      const len = rng.int(Math.min(left - 2, 8));
+      o[i] = rng.pick([0x1e, 0x3e, 0x5e, 0x9e, 0xde, rng.int(256)]);
+      o[i + 1] = len;
+      o.set(rng.bytes(len), i + 2);
+      i += 2 + len;
+    } else {
+      const len = Math.min(left - 2, rng.chance(0.9) ? 5 : 8);
+      o[i] = 1;
+      o[i + 1] = len;
+      i += 2 + len;
+    }
+  }
+  return o;
+}
+
+/** Chains extension headers in front of an upper-layer message `next`. */
+function chain(types: number[], parts: Buffer[], next: number, tail: Buffer): { first: number; body: Buffer } {
+  parts.forEach((p, i) => (p[0] = i + 1 < types.length ? types[i + 1] : next));
+  return { first: types.length ? types[0] : next, body: Buffer.concat([...parts, tail]) };
+}
+
+function echo6(rng: Rng, opts: { ext?: boolean; size?: number; src?: Buffer; dst?: Buffer; type?: number; code?: number } = {}): Buffer {
+  const src = opts.src ?? testAddress6(rng);
+  const dst = opts.dst ?? testAddress6(rng);
+  const types = opts.ext ? rng.pick([[0], [60], [0, 60], [43], [44], [0, 43, 60], [60, 43, 44, 60]]) : [];
+  const size = Math.min(opts.size ?? payloadSize(rng), 65535 - 8 - 64);
+  const msg = icmp6(opts.type ?? 128, opts.code ?? (rng.chance(0.1) ? rng.int(256) : 0), rng.int(65536), rng.int(65536), rng.bytes(size), src, dst);
+  const c = chain(types, types.map((t) => extension(rng, t)), 58, msg);
+  return ipv6(c.first, c.body, rng, src, dst);
+}
+
+/** The fragments of one valid IPv6 echo request (with an unfragmentable hop-by-hop header sometimes). */
+function fragmentGroup6(rng: Rng): FuzzCase[] {
+  const src = testAddress6(rng);
+  const dst = testAddress6(rng);
+  const msg = icmp6(128, 0, rng.int(65536), rng.int(65536), rng.bytes(rng.range(8, rng.chance(0.9) ? 4000 : 20000)), src, dst);
+  const hbh = rng.chance(0.2) ? extension(rng, 0) : null;
+  const id = rng.int(0x100000000) >>> 0;
+  const unit = 8 * rng.range(1, 180);
+  const pieces: Buffer[] = [];
+  for (let off = 0; off < msg.length; off += unit) {
+    const last = off + unit >= msg.length;
+    const f = Buffer.alloc(8);
+    f[0] = 58;
+    f.writeUInt16BE(off | (last ? 0 : 1), 2);
+    f.writeUInt32BE(id, 4);
+    const types = hbh ? [0, 44] : [44];
+    const parts = hbh ? [Buffer.from(hbh), f] : [f];
+    if (hbh) parts[0][0] = 44;
+    const body = Buffer.concat([...parts, msg.subarray(off, off + unit)]);
+    pieces.push(ipv6(types[0], body, rng, src, dst));
+  }
+  let order = pieces.map((_, i) => i);
+  const how = rng.int(100);
+  let kind = 'IPv6 fragments in order';
+  if (how < 20) {
+    order.reverse();
+    kind = 'IPv6 fragments reversed';
+  } else if (how < 35) {
+    rng.shuffle(order);
+    kind = 'IPv6 fragments shuffled';
+  } else if (how < 45 && order.length > 1) {
+    order.splice(rng.int(order.length), 1);
+    kind = 'IPv6 fragments, one missing';
+  } else if (how < 52) {
+    order.splice(rng.int(order.length + 1), 0, order[rng.int(order.length)]);
+    kind = 'IPv6 fragments, one duplicated';
+  }
+  const out = order.map((i) => ({ kind, data: Buffer.from(pieces[i]), l3: 0 }));
+  if (how >= 52 && how < 60) {
+    const victim = out[rng.int(out.length)];
+    flipBits(rng, victim.data, 1);
+    for (const c of out) c.kind = 'IPv6 fragments, one bit-flipped';
+  }
+  return out;
+}
+
 type Maker = (rng: Rng) => Buffer | FuzzCase[];
 
 /** Case kinds and their weights. */
@@ -283,6 +453,14 @@ const MAKERS: [string, number, Maker][] = [
   ['special addresses', 5, (r) => { const s = echoShape(r, { size: r.int(64) }); if (r.chance(0.6)) s.fields.src = specialAddress(r); if (r.chance(0.6)) s.fields.dst = specialAddress(r); return ipv4(s.fields, s.icmp); }],
   ['fragment group', 6, fragmentGroup],
   ['single random fragment', 3, (r) => { const s = echoShape(r); s.fields.frag = r.int(0x10000) & 0x3fff || 0x2000; return ipv4(s.fields, r.chance(0.5) ? s.icmp : r.bytes(r.int(1500))); }],
+  ['IPv6 echo', 8, (r) => echo6(r)],
+  ['IPv6 echo with extension headers', 5, (r) => echo6(r, { ext: true })],
+  ['IPv6 echo, special addresses', 3, (r) => echo6(r, { size: r.int(64), src: r.chance(0.6) ? specialAddress6(r) : undefined, dst: r.chance(0.6) ? specialAddress6(r) : undefined })],
+  ['IPv6 other ICMPv6 type', 3, (r) => echo6(r, { size: r.int(64), type: r.pick([129, 133, 134, 135, 136, 143, 1, 3, r.int(256)]) })],
+  ['IPv6 bit flips', 6, (r) => flipBits(r, echo6(r, { ext: r.chance(0.5) }), r.range(1, 4))],
+  ['IPv6 truncated', 3, (r) => { const b = echo6(r, { ext: r.chance(0.5) }); return b.subarray(0, r.int(b.length)); }],
+  ['IPv6 payload length wrong', 2, (r) => { const b = echo6(r, { ext: r.chance(0.5) }); b.writeUInt16BE(Math.max(0, Math.min(0xffff, b.readUInt16BE(4) + r.range(-60, 60))), 4); return b; }],
+  ['IPv6 fragment group', 5, fragmentGroup6],
   ['IPv6', 4, (r) => {
     const plen = r.int(1500);
     const b = Buffer.concat([Buffer.alloc(40), r.bytes(plen)]);

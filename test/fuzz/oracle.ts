@@ -8,6 +8,7 @@
  * is a valid echo reply to a given request.
  */
 import { referenceChecksum } from '../helpers/packets.js';
+import { chain6, judgeDatagram6, looksLikeReplyTo6, ReassemblyModel6, replyProblem6, type Chain6 } from './oracle6.js';
 
 export type Answer = 'must' | 'never' | 'either';
 
@@ -189,13 +190,13 @@ export function judgeDatagram(d: Uint8Array, v: Ipv4View): Judgement {
   if (s) note(s[0], s[1]);
   const t = destinationAnswer(v.dst);
   if (t) note(t[0], t[1]);
-  // Linux answers any code; RFC 792 only defines 0.
-  if (icmp[1] !== 0) note('either', `echo request with code ${icmp[1]}`);
+  // Any code is answered: Linux's icmp_echo does not look at it, and copies it into the reply.
   return { answer, why, request };
 }
 
 /** True when `reply` (from its IP header) has the addresses and ICMP body of a reply to `request`. */
 export function looksLikeReplyTo(reply: Uint8Array, request: Uint8Array): boolean {
+  if (request.length > 0 && request[0] >> 4 === 6) return looksLikeReplyTo6(reply, request);
   if (reply.length < 20 || request.length < 20 || reply[0] >> 4 !== 4) return false;
   const rIhl = (reply[0] & 15) * 4;
   const qIhl = (request[0] & 15) * 4;
@@ -212,6 +213,7 @@ export function looksLikeReplyTo(reply: Uint8Array, request: Uint8Array): boolea
  * addresses only.
  */
 export function replyProblem(reply: Uint8Array, request: Uint8Array, weak = false): string | null {
+  if (request.length > 0 && request[0] >> 4 === 6) return replyProblem6(reply, request, weak);
   const v = ipv4Header(reply);
   if (typeof v === 'string') return `reply header: ${v}`;
   if (v.ihl > 20) {
@@ -219,6 +221,8 @@ export function replyProblem(reply: Uint8Array, request: Uint8Array, weak = fals
     if (!o.ok && o.answer === 'never') return `reply has IP options a receiver drops (${o.why})`;
   }
   if (isFragment(v)) return 'reply is a fragment';
+  // Linux's replies leave DF clear (ip_send_unicast_reply / icmp_push_reply set no DF for echo replies).
+  if (v.frag & 0x4000) return 'reply has DF set (Linux clears it)';
   if (v.proto !== 1) return `reply protocol ${v.proto}, not ICMP`;
   if (v.ttl !== 64) return `reply TTL ${v.ttl}, not 64`;
   const q = ipv4Header(request) as Ipv4View;
@@ -232,13 +236,40 @@ export function replyProblem(reply: Uint8Array, request: Uint8Array, weak = fals
   if (referenceChecksum(icmp) !== 0) return `reply ICMP checksum 0x${u16(icmp, 2).toString(16).padStart(4, '0')} is wrong`;
   if (weak) return null;
   if (icmp.length !== reqIcmp.length) return `reply ICMP length ${icmp.length}, request ${reqIcmp.length}`;
+  const opts = optionsProblem(reply.subarray(20, v.ihl), request.subarray(20, q.ihl), q.dst);
+  if (opts) return opts;
   if (icmp[1] !== reqIcmp[1]) return `reply ICMP code ${icmp[1]}, request ${reqIcmp[1]}`;
   if (!Buffer.from(icmp.subarray(4)).equals(Buffer.from(reqIcmp.subarray(4)))) return 'reply identifier, sequence or data differ from the request';
   return null;
 }
 
+/**
+ * The run a new piece at `off` joins, as Linux forms them: the run of the highest piece when the new one
+ * starts exactly at its end, a new run otherwise.
+ */
+export function runFor(pieces: { off: number; data: Buffer; run: number }[], off: number): number {
+  let top: { off: number; data: Buffer; run: number } | null = null;
+  for (const p of pieces) if (!top || p.off > top.off) top = p;
+  const fresh = pieces.reduce((m, p) => Math.max(m, p.run), 0) + 1;
+  return top && top.off + top.data.length === off ? top.run : fresh;
+}
+
+/** True when [off, end) lies wholly inside one run of the pieces received: a duplicate to Linux. */
+export function duplicateIn(pieces: { off: number; data: Buffer; run: number }[], off: number, end: number): boolean {
+  const byRun = new Map<number, { from: number; to: number }>();
+  for (const p of pieces) {
+    const r = byRun.get(p.run);
+    const to = p.off + p.data.length;
+    if (!r) byRun.set(p.run, { from: p.off, to });
+    else byRun.set(p.run, { from: Math.min(r.from, p.off), to: Math.max(r.to, to) });
+  }
+  for (const r of byRun.values()) if (off >= r.from && end <= r.to) return true;
+  return false;
+}
+
 interface FragQueue {
-  pieces: { off: number; data: Buffer }[];
+  /** Pieces in arrival order; `run` as Linux forms runs (pieces appended in order at the end). */
+  pieces: { off: number; data: Buffer; run: number }[];
   first: Buffer | null;
   lastEnd: number | null;
   uncertain: boolean;
@@ -277,9 +308,11 @@ export class ReassemblyModel {
       q.lastEnd = end;
     }
     if (q.lastEnd !== null && end > q.lastEnd) q.uncertain = true;
+    const dup = duplicateIn(q.pieces, off, end);
+    if (dup) return null; // Linux drops a duplicate alone and keeps the datagram (inet_frag_queue_insert)
     for (const p of q.pieces) if (off < p.off + p.data.length && p.off < end) q.uncertain = true;
     if (off === 0 && q.first === null) q.first = Buffer.from(d.subarray(0, v.ihl));
-    q.pieces.push({ off, data });
+    q.pieces.push({ off, data, run: runFor(q.pieces, off) });
     if (q.lastEnd === null || q.first === null) return null;
     // Covered from 0 to the last fragment's end?
     const sorted = [...q.pieces].sort((a, b) => a.off - b.off);
@@ -321,9 +354,32 @@ export interface Expectation extends Judgement {
  */
 export class EchoModel {
   private readonly reassembly = new ReassemblyModel();
+  private readonly reassembly6 = new ReassemblyModel6();
   constructor(private readonly reassembles: boolean) {}
 
+  private input6(d: Uint8Array): Expectation {
+    const c = chain6(d);
+    if (typeof c === 'string') return { answer: 'never', why: c, request: null, weak: false, fragment: false };
+    if (c.frag < 0 || (c.fragOffset === 0 && !c.more)) return { ...judgeDatagram6(d, c), weak: false, fragment: false };
+    const done = this.reassembly6.add(d, c);
+    if (!done) return { answer: 'never', why: 'IPv6 fragment of an incomplete datagram', request: null, weak: false, fragment: true };
+    const whole = chain6(done.datagram);
+    if (typeof whole === 'string') return { answer: 'never', why: `reassembled: ${whole}`, request: null, weak: false, fragment: true };
+    const j = judgeDatagram6(done.datagram, whole as Chain6);
+    let answer = j.answer;
+    let why = `reassembled: ${j.why}`;
+    if (answer === 'must' && done.uncertain) {
+      answer = 'either';
+      why = 'reassembled from ambiguous IPv6 fragments (overlap, duplicate or odd sizes)';
+    } else if (answer === 'must' && !this.reassembles) {
+      answer = 'either';
+      why = 'a fragmented request, and the pipeline has no reassemble stage';
+    }
+    return { answer, why, request: j.request, weak: done.uncertain, fragment: true };
+  }
+
   input(d: Uint8Array): Expectation {
+    if (d.length > 0 && d[0] >> 4 === 6) return this.input6(d);
     const v = ipv4Header(d);
     if (typeof v === 'string') return { answer: 'never', why: v, request: null, weak: false, fragment: false };
     if (!isFragment(v)) return { ...judgeDatagram(d, v), weak: false, fragment: false };
@@ -386,4 +442,90 @@ function stableWhy(why: string): string {
 export function genericWhy(why: string): string {
   if (why.startsWith('reply has IP options')) return 'reply has IP options a receiver drops';
   return why.replace(/\b\d+\.\d+\.\d+\.\d+\b/g, 'A.B.C.D').replace(/0x[0-9a-f]+/gi, '0x…').replace(/\b\d+\b/g, 'N');
+}
+
+/**
+ * The options Linux puts in its reply (ip_options_echo): record route and timestamp are echoed with this
+ * host's entries (once on receipt, once when sending, where there is room), every other option is left out,
+ * and the list is padded with End of Options. Why the reply's options differ from that, or null. Timestamp
+ * values are not compared (they are the host's clock); their slots must be filled where Linux fills them.
+ */
+export function optionsProblem(reply: Uint8Array, request: Uint8Array, us: number): string | null {
+  const expected: number[] = [];
+  const masks: boolean[] = [];
+  // Linux writes record route first, then the timestamp, whatever their order in the request.
+  for (const wanted of [7, 68]) {
+    let i = 0;
+    while (i < request.length) {
+      const type = request[i];
+      if (type === 0) break;
+      if (type === 1) {
+        i++;
+        continue;
+      }
+      const len = request[i + 1];
+      if (type === wanted) {
+        const o = Array.from(request.subarray(i, i + len));
+        const mask = o.map(() => true);
+        // Lengths that leave a partial slot: Linux refuses to echo them (EINVAL, no reply) where tunpipe leaves
+        // them unrecorded; only their length is compared.
+        const unit = type === 7 ? 4 : (o[3] & 15) === 0 ? 4 : 8;
+        if ((len - (type === 7 ? 3 : 4)) % unit !== 0) {
+          expected.push(...o);
+          masks.push(...o.map(() => false));
+          i += len;
+          continue;
+        }
+        for (let k = 0; k < 2; k++) {
+          const ptr = o[2];
+          if (type === 7) {
+            if (ptr + 3 > len) break;
+            o[ptr - 1] = us >>> 24;
+            o[ptr] = (us >>> 16) & 255;
+            o[ptr + 1] = (us >>> 8) & 255;
+            o[ptr + 2] = us & 255;
+            o[2] = ptr + 4;
+          } else {
+            const flags = o[3] & 15;
+            const entry = flags === 0 ? 4 : 8;
+            if (flags !== 0 && flags !== 1 && flags !== 3) break;
+            if (ptr + entry - 1 > len) {
+              if (k === 0 && flags !== 3) {
+                // Linux counts up to 15 (and its own ping then drops the reply); tunpipe stops at 14.
+                if (o[3] >> 4 >= 14) mask[3] = false;
+                else o[3] = (((o[3] >> 4) + 1) << 4) | flags;
+              }
+              break;
+            }
+            let at = ptr - 1;
+            if (flags === 3) {
+              const named = ((o[at] << 24) | (o[at + 1] << 16) | (o[at + 2] << 8) | o[at + 3]) >>> 0;
+              if (named !== us) break;
+            }
+            if (flags === 1) {
+              o[at] = us >>> 24;
+              o[at + 1] = (us >>> 16) & 255;
+              o[at + 2] = (us >>> 8) & 255;
+              o[at + 3] = us & 255;
+            }
+            if (flags !== 0) at += 4;
+            for (let b = 0; b < 4; b++) mask[at + b] = false;
+            o[2] = ptr + entry;
+          }
+        }
+        expected.push(...o);
+        masks.push(...mask);
+      }
+      i += len;
+    }
+  }
+  while (expected.length % 4) {
+    expected.push(0);
+    masks.push(true);
+  }
+  if (reply.length !== expected.length) return `reply IP options are ${reply.length} bytes, Linux's would be ${expected.length} (record route and timestamp echoed, the rest left out)`;
+  for (let k = 0; k < expected.length; k++) {
+    if (masks[k] && reply[k] !== expected[k]) return `reply IP options differ from Linux's at byte ${k}: 0x${reply[k].toString(16)}, expected 0x${expected[k].toString(16)}`;
+  }
+  return null;
 }

@@ -7,6 +7,7 @@
 import { referenceChecksum } from '../helpers/packets.js';
 import type { Packet } from '../../src/packet/packet.js';
 import { checkOptions, ipv4Header, isFragment, ReassemblyModel } from './oracle.js';
+import { chain6, ReassemblyModel6, upperChecksumOk } from './oracle6.js';
 
 export interface ParsedReference {
   version: 4 | 6;
@@ -19,10 +20,10 @@ export interface ParsedReference {
 export function referenceParse(d: Uint8Array): ParsedReference | null {
   if (d.length === 0) return null;
   if (d[0] >> 4 === 6) {
-    if (d.length < 40) return null;
-    const plen = (d[4] << 8) | d[5];
-    if (40 + plen > d.length) return null;
-    return { version: 6, l4: 40, end: 40 + plen, proto: d[6] };
+    // The extension-header chain as a receiver walks it (./oracle6.ts).
+    const c = chain6(d);
+    if (typeof c === 'string') return null;
+    return { version: 6, l4: c.l4, end: 40 + ((d[4] << 8) | d[5]), proto: c.proto };
   }
   const v = ipv4Header(d);
   if (typeof v === 'string') return null;
@@ -54,6 +55,7 @@ function pseudoHeader(d: Uint8Array, l3: number, proto: number, len: number): Bu
 
 /** Why the checksums of a packet that left `parse | checksum` do not verify, or null. */
 export function checksumProblem(p: Packet): string | null {
+  if (p.version === 6) return checksumProblem6(p);
   if (p.version !== 4) return null;
   const d = p.data;
   if (referenceChecksum(d.subarray(p.l3, p.l4)) !== 0) return 'IPv4 header checksum does not verify after checksum';
@@ -67,6 +69,20 @@ export function checksumProblem(p: Packet): string | null {
     if (sum !== 0) return `${p.proto === 6 ? 'TCP' : 'UDP'} checksum does not verify after checksum`;
     if (p.proto === 17 && seg[6] === 0 && seg[7] === 0) return 'UDP checksum 0 (means "none") after checksum';
   }
+  return null;
+}
+
+/** IPv6: the ICMPv6, TCP or UDP checksum over the pseudo-header of a whole datagram (not a fragment). */
+function checksumProblem6(p: Packet): string | null {
+  const d = p.data.subarray(p.l3, p.end);
+  const c = chain6(d);
+  if (typeof c === 'string') return `the IPv6 chain is no longer sound after checksum: ${c}`;
+  if (c.frag >= 0 && (c.fragOffset !== 0 || c.more)) return null;
+  const seg = d.subarray(c.l4);
+  const need = c.proto === 58 ? 4 : c.proto === 6 ? 18 : c.proto === 17 ? 8 : -1;
+  if (need < 0 || seg.length < need) return null;
+  if (!upperChecksumOk(d, seg, c.proto)) return `${c.proto === 58 ? 'ICMPv6' : c.proto === 6 ? 'TCP' : 'UDP'} checksum over the IPv6 pseudo-header does not verify after checksum`;
+  if (c.proto === 17 && seg[6] === 0 && seg[7] === 0) return 'UDP checksum 0 over IPv6 after checksum (not allowed)';
   return null;
 }
 
@@ -88,8 +104,9 @@ export function fragmentProblem(input: Uint8Array, outs: Packet[], mtu: number):
   const ref = referenceParse(input);
   if (ref === null) return outs.length ? 'fragment passed an unparsed packet' : null;
   const datagram = Buffer.from(input.subarray(0, ref.end));
-  if (ref.version === 6 || ref.end <= mtu) {
-    if (outs.length !== 1) return `a packet that fits (${ref.end} <= ${mtu}) or is IPv6 did not pass exactly once`;
+  if (ref.version === 6 && ref.end > mtu) return fragmentProblem6(datagram, outs, mtu);
+  if (ref.end <= mtu) {
+    if (outs.length !== 1) return `a packet that fits (${ref.end} <= ${mtu}) did not pass exactly once`;
     return Buffer.from(outs[0].data.subarray(outs[0].l3, outs[0].end)).equals(datagram) ? null : 'a packet that fits was changed';
   }
   const v = ipv4Header(datagram);
@@ -114,5 +131,31 @@ export function fragmentProblem(input: Uint8Array, outs: Packet[], mtu: number):
   if (done.uncertain) return 'the fragments overlap or have sizes that are not multiples of 8';
   if (!done.datagram.subarray(done.datagram.length - (ref.end - ref.l4)).equals(datagram.subarray(ref.l4))) return 'the reassembled payload differs from the input';
   if (!done.datagram.subarray(20, (done.datagram[0] & 15) * 4).equals(datagram.subarray(20, ref.l4))) return 'the first fragment does not carry the IP options';
+  return null;
+}
+
+/** IPv6 longer than the MTU: a fragment is dropped; otherwise fragments that fit and reassemble to the input. */
+function fragmentProblem6(datagram: Buffer, outs: Packet[], mtu: number): string | null {
+  const c = chain6(datagram);
+  if (typeof c === 'string') return `reference chain walk failed after parse: ${c}`;
+  if (c.frag >= 0) return outs.length === 0 ? null : 'an IPv6 fragment longer than the MTU was passed';
+  if (outs.length === 0) {
+    // Only headers that leave no room for 8 bytes may stop it.
+    return c.l4 + 16 > mtu ? null : 'an IPv6 packet longer than the MTU was dropped';
+  }
+  const model = new ReassemblyModel6();
+  let done = null;
+  for (const [i, o] of outs.entries()) {
+    const f = o.data.subarray(o.l3, o.end);
+    if (f.length > mtu) return `IPv6 fragment ${i} is ${f.length} bytes, over the MTU ${mtu}`;
+    const fc = chain6(f);
+    if (typeof fc === 'string') return `IPv6 fragment ${i}: ${fc}`;
+    if (fc.frag < 0) return `piece ${i} of a split IPv6 datagram has no fragment header`;
+    if (done) return 'pieces after the datagram was already complete';
+    done = model.add(f, fc);
+  }
+  if (!done) return 'the IPv6 fragments do not make up the whole datagram';
+  if (done.uncertain) return 'the IPv6 fragments overlap or have sizes that are not multiples of 8';
+  if (!done.datagram.equals(datagram)) return 'the reassembled IPv6 datagram differs from the input';
   return null;
 }

@@ -5,7 +5,7 @@ import { Dirty, Packet } from '../../src/packet/packet.js';
 import { CHECKSUM_DROP, fixChecksums } from '../../transforms/checksum.js';
 import { makeEchoReply } from '../../transforms/to-reply.js';
 import { swapPacketAddresses } from '../../transforms/swap-addrs.js';
-import { echoRequest, referenceChecksum } from '../helpers/packets.js';
+import { echoRequest, pseudoHeader6And, referenceChecksum } from '../helpers/packets.js';
 import { ipv4Packet, ipv6Packet, parsed, pseudoHeaderAnd, tcpSegment, udpSegment } from './builders.js';
 import { withSeed } from './seeded-random.js';
 
@@ -36,7 +36,7 @@ test('after to-reply every mode gives valid checksums, byte for byte the same', 
       const options = rng.chance(0.3) ? Buffer.alloc(4 * rng.range(1, 10), 1) : undefined;
       const req = echoRequest({ id: rng.int(0x10000), seq: rng.int(0x10000), ttl: rng.range(1, 255), payload: rng.bytes(rng.int(100)), options });
       const [auto, full, incremental] = MODES.map((m) => replyIn(m, req));
-      assertValidIcmp(full, 20 + (options?.length ?? 0));
+      assertValidIcmp(full, (full[0] & 0x0f) * 4);
       assert.deepEqual(auto, full);
       assert.deepEqual(incremental, full);
     }
@@ -162,11 +162,12 @@ test('a fragment gets its IP header checksum only; unknown protocols and short t
   assert.deepEqual([...shortUdp.subarray(20)], [1, 2, 3, 4, 5, 6, 7], 'a 7-byte UDP header has no checksum field to write');
 });
 
-test('unparsed packets are dropped; IPv6 passes untouched', () => {
+test('unparsed packets are dropped; an IPv6 ICMPv6 message gets its pseudo-header checksum', () => {
   assert.equal(fixChecksums(new Packet(echoRequest()), 'auto'), CHECKSUM_DROP.unparsed);
-  const v6 = ipv6Packet(58, Buffer.alloc(8, 1));
-  const before = Buffer.from(v6);
-  const p = parsed(v6);
-  for (const mode of MODES) assert.equal(fixChecksums(p, mode), p);
-  assert.deepEqual(v6, before);
+  for (const mode of ['auto', 'full'] as Mode[]) {
+    const v6 = ipv6Packet(58, Buffer.alloc(9, 1));
+    const p = parsed(v6);
+    assert.equal(fixChecksums(p, mode), p);
+    assert.equal(referenceChecksum(pseudoHeader6And(v6.subarray(8, 24), v6.subarray(24, 40), 58, v6.subarray(40))), 0, mode);
+  }
 });
