@@ -1,0 +1,28 @@
+/**
+ * A queue bound written either as a size (`limit=100kB`: bytes held) or as a time (`limit=50ms`: how long a
+ * packet may wait), as in `rate RATE limit=SIZE|TIME`. One string argument parsed by both unit parsers:
+ * a unit says which (B/kB/KiB... a size; ns/us/ms/s... a time); a bare number is bytes.
+ */
+import { TunpipeError } from '../errors.js';
+import { parseDuration, parseSize } from '../pipeline/units.js';
+
+export type QueueLimit = { kind: 'bytes'; bytes: number } | { kind: 'time'; ms: number };
+
+export function parseQueueLimit(stage: string, text: string): QueueLimit {
+  const bytes = parseSize(text);
+  if (typeof bytes === 'number') {
+    if (bytes <= 0) throw new TunpipeError(`${stage} limit=${text}: give a size above 0 (such as 100kB) or a time (such as 50ms)`);
+    return { kind: 'bytes', bytes };
+  }
+  const ms = parseDuration(text);
+  if (typeof ms === 'number') {
+    if (ms <= 0) throw new TunpipeError(`${stage} limit=${text}: give a time above 0 (such as 50ms) or a size (such as 100kB)`);
+    return { kind: 'time', ms };
+  }
+  throw new TunpipeError(`${stage} limit=${text}: expected a size such as 100kB or 64KiB, or a time such as 50ms`);
+}
+
+/** How a limit reads in a report. */
+export function describeLimit(limit: QueueLimit): string {
+  return limit.kind === 'bytes' ? `${limit.bytes} bytes` : `${limit.ms} ms`;
+}
