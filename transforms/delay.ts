@@ -65,7 +65,9 @@ export class DelayStage implements StageInstance {
     if (this.jitter !== null) due += this.options.jitter * this.jitter.next();
     if (due < arrival) due = arrival;
     if (!this.options.reorder && due < this.lastDue) due = this.lastDue;
-    if (this.queue.length === 0 && due <= now) {
+    // Due already: nothing queued can be ahead of it (with order kept, every queued packet is due later than
+    // now and no later than this one; with reorder=true it may overtake them).
+    if (due <= now) {
       this.lastDue = due;
       if (due !== arrival) ctx.setTime(p, due);
       return p;

@@ -79,6 +79,17 @@ test('jitter with reorder=true reorders, and leaves in release-time order', () =
   assert.equal(new Set(r.out.map((o) => o.seq)).size, 20_000, 'each packet once');
 });
 
+test('reorder=true: a packet whose drawn delay is already over overtakes the queue at once', () => {
+  // delay 0 ± 5 ms uniform: about half the draws fall below zero and leave on arrival; the rest wait.
+  const times = Array.from({ length: 2000 }, (_, i) => i * 0.5);
+  const r = runStage(delayStage, { time: 0, jitter: 5, dist: 'uniform', reorder: true, seed: 3 }, inputsAt(times));
+  const atOnce = r.out.filter((o) => Math.abs(o.t - times[o.seq - 1]) <= NS).length;
+  assert.equal(atOnce, 2000 - r.held, 'the ones not held left on arrival');
+  assert.ok(atOnce > 900 && atOnce < 1100, `${atOnce} left at once`);
+  const kept = runStage(delayStage, { time: 0, jitter: 5, dist: 'uniform', seed: 3 }, inputsAt(times));
+  assert.deepEqual(kept.out.map((o) => o.seq), times.map((_, i) => i + 1), 'without reorder=true, order kept');
+});
+
 function stats(xs: number[]) {
   const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
   const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
