@@ -18,7 +18,7 @@
  * packet's leaves right after it (so with packets closer together than the jitter, the delays' spread is
  * smaller than `jitter`). netem instead reorders whenever jitter is set. `reorder=true` releases strictly by
  * drawn time.
- * Drops: a packet that would take the queue past `limit` ("delay queue full"). No limit on packet count
+ * Drops: a packet that would take the queue past `limit` ("delay queue full (limit)"). No limit on packet count
  * (netem silently drops above 1000 packets by default): the bound is in bytes, and the counters say.
  * Unlike netem (egress only), it works on any pipeline, so in both directions of a wire.
  * A packet whose release time has already come when nothing is queued ahead of it passes straight through.
@@ -30,7 +30,7 @@ import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { DISTRIBUTIONS, JitterSource, type Distribution } from '../src/impair/distributions.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
 
-export const DELAY_DROP = { full: 'delay queue full (limit=)' } as const;
+export const DELAY_DROP = { full: 'delay queue full (limit)' } as const;
 
 export const DELAY_DEFAULT_LIMIT = 32 * 1024 * 1024;
 

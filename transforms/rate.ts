@@ -13,7 +13,7 @@
  * In: any packets. Out: the same packets at the times the bucket allows, each timestamp set to its departure
  * (offline, the output file shows the stream spaced as the link would space it). A packet that may leave at
  * once, with nothing queued ahead of it, passes straight through.
- * Drops (counted): a packet that does not fit the queue ("rate queue full"), a packet longer than `burst`
+ * Drops (counted): a packet that does not fit the queue ("rate queue full (limit)"), a packet longer than `burst`
  * (it could never leave). No packet-count limit: the bounds derive from what the user wrote; with a time
  * limit the bytes held stay within RATE × TIME plus one packet.
  */
@@ -23,7 +23,7 @@ import type { Packet } from '../src/packet/packet.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
 import { describeLimit, parseQueueLimit, type QueueLimit } from '../src/impair/limit.js';
 
-export const RATE_DROP = { full: 'rate queue full (limit=)', tooLong: 'longer than the bucket (raise burst=)' } as const;
+export const RATE_DROP = { full: 'rate queue full (limit)', tooLong: 'longer than the bucket (raise burst=)' } as const;
 
 export const RATE_DEFAULT_BURST = 64 * 1024;
 export const RATE_DEFAULT_LIMIT = '50ms';

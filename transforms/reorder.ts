@@ -10,7 +10,7 @@
  *   seed=N      seed of the choices (default: a fresh one, printed on exit)
  * In: any packets. Out: the same packets, the held ones further back in the stream, each timestamp set to
  * when it left (the arrival of the packet it follows, or the end of its wait).
- * Drops: a packet chosen to be held that would take the queue past `limit` ("reorder queue full").
+ * Drops: a packet chosen to be held that would take the queue past `limit` ("reorder queue full (limit)").
  * netem's `reorder P gap N` needs a delay and means something else: every Nth packet may be sent at once
  * while the others wait for the delay; here the chosen packet is the one that waits, so the stage works on
  * its own and gap is the reordering distance. Works in either direction of a wire.
@@ -21,7 +21,7 @@ import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
 
-export const REORDER_DROP = { full: 'reorder queue full (limit=)' } as const;
+export const REORDER_DROP = { full: 'reorder queue full (limit)' } as const;
 export const REORDER_DEFAULT_LIMIT = 1024 * 1024;
 export const REORDER_DEFAULT_WAIT = 100;
 
