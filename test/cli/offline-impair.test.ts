@@ -16,14 +16,6 @@ after(() => dir.remove());
 
 const BASE = 1_700_000_000;
 
-/**
- * Until the offline driver lands (the lead's work on main: the engine's clock follows the file's times, due
- * packets are ticked out, tick(Infinity) at the end of the input), the stages run offline on the wall clock:
- * old captures come out right only by chance (every release time is long past, within ~8 ns at that
- * distance from the wall clock), and a recent capture loses what is held. Remove this mark once it has landed.
- */
-const NEEDS_DRIVER = { todo: 'needs the offline driver: file clock, ticks, tick(Infinity) at the end' };
-
 /** A nanosecond pcap file (RAW) of echo requests with sequence numbers 1..n at the given times (ns from BASE). */
 function writeTimed(path: string, timesNs: bigint[], payload = 56, baseSec = BASE): void {
   const h = Buffer.alloc(24);
@@ -64,7 +56,7 @@ async function run(input: string, output: string, pipeline: string): Promise<str
 /** Irregular times: bursts of packets 0 to 900 us apart, pauses of 40 ms. */
 const irregular = Array.from({ length: 300 }, (_, i) => BigInt(i) * 1_000_000n + BigInt((i * 7919) % 900_000) + (BigInt(i) / 25n) * 40_000_000n);
 
-test("'delay 10ms': every packet is written, in order, 10 ms later to the nanosecond", NEEDS_DRIVER, async () => {
+test("'delay 10ms': every packet is written, in order, 10 ms later to the nanosecond", async () => {
   const input = dir.file('delay-in.pcap');
   const output = dir.file('delay-out.pcap');
   writeTimed(input, irregular);
@@ -75,7 +67,7 @@ test("'delay 10ms': every packet is written, in order, 10 ms later to the nanose
   assert.match(stderr, /delay\s+300\s+/);
 });
 
-test("'delay 10ms jitter=3ms dist=normal seed=1': order kept, times never go back, the same file on every run", NEEDS_DRIVER, async () => {
+test("'delay 10ms jitter=3ms dist=normal seed=1': order kept, times never go back, the same file on every run", async () => {
   const input = dir.file('jitter-in.pcap');
   writeTimed(input, irregular);
   await run(input, dir.file('jitter-a.pcap'), 'delay 10ms jitter=3ms dist=normal seed=1');
@@ -87,7 +79,7 @@ test("'delay 10ms jitter=3ms dist=normal seed=1': order kept, times never go bac
   assert.ok(out.some((o, i) => o.ns - irregular[i] !== 10_000_000n), 'jitter does move packets');
 });
 
-test("'rate 1mbit burst=1500': 1500-byte packets that arrive together leave 12 ms apart", NEEDS_DRIVER, async () => {
+test("'rate 1mbit burst=1500': 1500-byte packets that arrive together leave 12 ms apart", async () => {
   const input = dir.file('rate-in.pcap');
   const output = dir.file('rate-out.pcap');
   const times = Array.from({ length: 20 }, (_, i) => BigInt(i) * 100_000n); // 0.1 ms apart: far faster than 1 Mbit/s
@@ -111,7 +103,7 @@ test("'loss 10% seed=7': the same packets are lost on every run, counted under t
   assert.match(e1, new RegExp(`lost \\(random\\)\\D*${lost}|${lost}\\D*lost \\(random\\)`));
 });
 
-test('a capture from just now, delay 60s: every held packet is written when the input ends (tick(Infinity))', NEEDS_DRIVER, async () => {
+test('a capture from just now, delay 60s: every held packet is written when the input ends (tick(Infinity))', async () => {
   // Timestamps near the wall clock: nothing is due before the input ends, so the driver must release all.
   const input = dir.file('now-in.pcap');
   const output = dir.file('now-out.pcap');
