@@ -72,7 +72,7 @@ const corruptStage = defineStage({
   help: [
     'Each parsed packet is chosen with probability P; one random bit of its payload (past the IP and',
     'transport headers) is flipped, and no checksum is fixed, so the receiver sees a checksum error. Put it',
-    'after checksum. Nothing is dropped. seed=N replays the same choices. Example: parse | corrupt 0.1%',
+    "after checksum. Nothing is dropped. seed=N replays the same choices. Example: 'parse | icmp-echo | checksum | corrupt 0.1%'",
   ].join('\n'),
   args: [{ name: 'p', type: 'probability', positional: true, required: true, description: 'probability that a packet is corrupted' }, SEED_ARG],
   create: (args, ctx) => new CorruptStage(args.p as number, seedOf(args.seed), ctx),

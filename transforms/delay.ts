@@ -115,7 +115,7 @@ const delayStage = defineStage({
     'distribution). Order is kept unless reorder=true (netem reorders whenever jitter is set).',
     `Memory: at most limit bytes held (default 32MiB, 250 ms of 1 Gbit/s); a packet past it is dropped as`,
     `"${DELAY_DROP.full}". No packet-count limit (netem's silent 1000). Works in either direction of a wire.`,
-    'Examples: delay 40ms | delay 10ms jitter=2ms dist=normal | delay 100ms jitter=30ms reorder=true seed=7',
+    "Examples: 'delay 40ms', 'delay 10ms jitter=2ms dist=normal', 'delay 100ms jitter=30ms reorder=true seed=7'",
   ].join('\n'),
   args: [
     { name: 'time', type: 'duration', positional: true, required: true, min: 0, description: 'how long each packet is held' },

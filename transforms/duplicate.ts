@@ -44,7 +44,7 @@ const duplicateStage = defineStage({
   help: [
     'Each packet is duplicated with probability P: its copy (own buffer, same bytes and timestamp) goes on',
     'right beside it. Nothing is dropped; the copies are counted as emitted. seed=N replays the same choices.',
-    'Examples: duplicate 1% | duplicate 0.5% seed=3',
+    "Examples: 'duplicate 1%', 'duplicate 0.5% seed=3'",
   ].join('\n'),
   args: [{ name: 'p', type: 'probability', positional: true, required: true, description: 'probability that a packet is sent twice' }, SEED_ARG],
   create: (args, ctx) => new DuplicateStage(args.p as number, seedOf(args.seed), ctx),

@@ -109,7 +109,7 @@ const lossStage = defineStage({
     'bursts while keeping the rate P (mean burst 1/((1-P)(1-C))). loss model=gilbert p=P r=R [h=H] [k=K]:',
     'Gilbert-Elliott; p good->bad, r bad->good, h/k the chance to get through in bad/good (defaults 0/1);',
     "netem's 'loss gemodel p r 1-h 1-k'. Mean loss burst 1/r, loss rate p/(p+r) with the defaults.",
-    'seed=N replays the same decisions. Examples: loss 1% | loss 5% correlation=25% seed=1 | loss model=gilbert p=1% r=30%',
+    "seed=N replays the same decisions. Examples: 'loss 1%', 'loss 5% correlation=25% seed=1', 'loss model=gilbert p=1% r=30%'",
   ].join('\n'),
   args: [
     { name: 'p', type: 'probability', positional: true, required: true, description: 'loss probability (gilbert: chance of good -> bad)' },

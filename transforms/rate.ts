@@ -117,7 +117,7 @@ const rateStage = defineStage({
     'timestamp moves to its departure. The queue ahead of the bucket is bounded by limit: a size (bytes held)',
     `or a time (longest wait); default ${RATE_DEFAULT_LIMIT}, burst 64KiB. Drops: "${RATE_DROP.full}",`,
     `"${RATE_DROP.tooLong}". No packet-count limit. Rates: 10mbit, 1gbit, 500kbit, 500kbps (bytes/s).`,
-    'Examples: rate 10mbit | rate 1mbit burst=3000 limit=100kB | rate 20mbit limit=20ms',
+    "Examples: 'rate 10mbit', 'rate 1mbit burst=3000 limit=100kB', 'rate 20mbit limit=20ms'",
   ].join('\n'),
   args: [
     { name: 'rate', type: 'rate', positional: true, required: true, description: 'the rate: 10mbit, 1gbit, 500kbit, 500kbps (bytes/s)' },

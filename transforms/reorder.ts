@@ -114,7 +114,7 @@ const reorderStage = defineStage({
     'with its neighbour), then leaves right after them; after wait=TIME (default 100ms) it leaves anyway.',
     `At most limit bytes held (default 1MiB); a chosen packet beyond that is dropped ("${REORDER_DROP.full}").`,
     "Unlike netem's reorder it needs no delay, and gap is the reordering distance. seed=N replays the choices.",
-    'Examples: reorder 5% | reorder 25% gap=3 | delay 10ms | reorder 1% seed=2',
+    "Examples: 'reorder 5%', 'reorder 25% gap=3', 'delay 10ms | reorder 1% seed=2'",
   ].join('\n'),
   args: [
     { name: 'p', type: 'probability', positional: true, required: true, description: 'probability that a packet is held back' },
