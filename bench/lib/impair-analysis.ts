@@ -3,9 +3,10 @@
  * output, the statistics each row needs, and the expected values to compare with.
  * - Delay: mean RTT with the delay minus the mean RTT of the same wire without it, against twice the
  *   one-way delay; p99 reported.
- * - Jitter: the one-way jitter's standard deviation from the RTT's, with the wire's own spread taken out
- *   (independent variances add): sqrt(mdev² - mdev_base²). Reordering: pairs of replies that arrive out of
- *   their sequence order.
+ * - Jitter: the one-way jitter's standard deviation from the RTTs' spread, with the wire's own spread taken
+ *   out (independent variances add): sqrt(s² - s_base²), each s estimated as interquartile range / 1.349
+ *   (exact for a normal distribution, and blind to the rare late wake-ups of a loaded machine, which make
+ *   ping's mdev useless here). Reordering: replies that arrive after a later-sent one.
  * - Loss: the requests without a reply against the 99% binomial interval of the configured probability;
  *   Gilbert-Elliott bursts as runs of consecutive missing sequence numbers, their mean against 1/r.
  * - Rate: the bucket counts IP bytes, iperf3 counts payload, so the goodput to expect is the rate times
@@ -95,9 +96,21 @@ export function meanWithInterval(xs: number[]): { mean: number; half: number } {
   return { mean, half: (Z99 * sd) / Math.sqrt(xs.length) };
 }
 
-/** The jitter's standard deviation from the RTT's, the wire's own spread taken out. */
-export function jitterDeviation(mdev: number, baseMdev: number): number {
-  return Math.sqrt(Math.max(0, mdev * mdev - baseMdev * baseMdev));
+/** A normal distribution's standard deviation from a sample's interquartile range (robust to outliers). */
+export function robustDeviation(xs: number[]): number {
+  if (xs.length < 4) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (f: number) => {
+    const h = (s.length - 1) * f;
+    const lo = Math.floor(h);
+    return s[lo] + (h - lo) * (s[Math.min(s.length - 1, lo + 1)] - s[lo]);
+  };
+  return (q(0.75) - q(0.25)) / 1.3489795003921634;
+}
+
+/** The jitter's standard deviation from the RTTs' (`sd`), the wire's own (`baseSd`) taken out. */
+export function jitterDeviation(sd: number, baseSd: number): number {
+  return Math.sqrt(Math.max(0, sd * sd - baseSd * baseSd));
 }
 
 /** TCP goodput a bucket of `bitsPerSecond` IP bits allows, for segments of `mss` payload bytes with timestamps. */

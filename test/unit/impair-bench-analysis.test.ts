@@ -1,7 +1,9 @@
 /** bench/lib/impair-analysis.ts: ping output read right, and the statistics of the accuracy table. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { binomialInterval99, jitterDeviation, lossBursts, parsePing, percentile, reordered, tcpGoodput, udpGoodput } from '../../bench/lib/impair-analysis.js';
+import { binomialInterval99, jitterDeviation, lossBursts, parsePing, percentile, reordered, robustDeviation, tcpGoodput, udpGoodput } from '../../bench/lib/impair-analysis.js';
+import { GaussianSource } from '../../src/impair/distributions.js';
+import { SeededRandom } from '../../src/impair/random.js';
 
 // What iputils ping 20221126 printed on this machine through a wire (three replies, one missing, one late).
 const SAMPLE = `PING 198.18.0.2 (198.18.0.2) 56(84) bytes of data.
@@ -46,4 +48,12 @@ test('jitter from RTT spreads; goodput from IP-byte rates', () => {
   assert.equal(jitterDeviation(1, 2), 0);
   assert.equal(tcpGoodput(20e6, 1448), (20e6 * 1448) / 1500);
   assert.equal(udpGoodput(20e6, 1400), (20e6 * 1400) / 1428);
+});
+
+test('robustDeviation: the deviation of a normal sample, and blind to a few wild outliers', () => {
+  const g = new GaussianSource(new SeededRandom(1));
+  const xs = Array.from({ length: 20_000 }, () => 10 + 2 * g.next());
+  assert.ok(Math.abs(robustDeviation(xs) - 2) < 0.05, `${robustDeviation(xs)}`);
+  for (let i = 0; i < 100; i++) xs[i * 7] = 90; // late wake-ups
+  assert.ok(Math.abs(robustDeviation(xs) - 2) < 0.08, `${robustDeviation(xs)}`);
 });
