@@ -8,6 +8,7 @@
  * and UDP (the UDP sender three times faster than the rate: the queue stays within its limit).
  */
 import { test } from 'node:test';
+import { readdirSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
@@ -95,6 +96,39 @@ test('delay 10ms: every round trip takes 10 ms more, released by the timer (not 
   // Pings 50 ms apart: a reply released only when the next request arrives would take 50 ms or more. How
   // close to 10 ms it comes is the bench's business (the machine's wake-up latency), not a test's.
   assert.ok(Number(m[2]) < 30, `mean RTT ${m[2]} ms`);
+});
+
+/** Context switches of all of a process's threads so far (each wake-up is one). */
+function contextSwitches(pid: number): number {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const m = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'));
+      if (m) n += Number(m[1]);
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return n;
+}
+
+test('delay and rate hold nothing once traffic stops: the process sleeps (no timer wake-ups while nothing is due)', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const tp = startTunpipeWith(ns, ['--dev', 'tpi0', '--addr', '198.18.0.1/24', 'parse | delay 10ms jitter=1ms | rate 10mbit | icmp-echo | checksum']);
+    try {
+      await tp.waitFor(/reading/);
+      const ping = pingIn(ns, ['-c', '20', '-i', '0.01', '-W', '1', '198.18.0.2']);
+      assert.equal(ping.received, 20, ping.output);
+      await new Promise((r) => setTimeout(r, 300)); // the last release and the capture-less lazy flush are over
+      const before = contextSwitches(tp.child.pid!);
+      await new Promise((r) => setTimeout(r, 1000));
+      const woke = contextSwitches(tp.child.pid!) - before;
+      // A loop that polled for due packets would wake hundreds of times a second.
+      assert.ok(woke < 10, `${woke} wake-ups in an idle second`);
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+  }, 'tpimp');
 });
 
 /**
