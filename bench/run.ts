@@ -40,7 +40,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
-import { REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
+import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
+import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
 import { elapsedS, log } from './lib/log.js';
 import {
   createNamespace,
@@ -101,7 +102,7 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline (default: all of these),
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward (default: all of these),
                  and tunpipe-poll (the worker without io_uring, only when named);
                  without ref there are no paired ratios, only absolute numbers
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
@@ -266,6 +267,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const offlineWanted = opts.only === null || opts.only.has('offline');
+  const forwardWanted = opts.only === null || opts.only.has('forward');
   if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
     console.error(`bench: ${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
     return 1;
@@ -281,7 +283,7 @@ async function main(): Promise<number> {
 
   const skipped: string[] = [];
   const soakSlot = slots.find((s) => s.spec.soak);
-  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted);
+  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? FORWARD_BUDGET_S : 0);
   const outcome: SessionsOutcome = slots.length
     ? await runSessions(slots, opts, setup, reserveS, skipped)
     : { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
@@ -299,6 +301,11 @@ async function main(): Promise<number> {
     offline = await runOffline({ packets: opts.offlinePackets, pairs: opts.offlinePairs, cli: opts.cli }, tmpDir);
   }
 
+  let forward: ForwardResult | null = null;
+  if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section', skipped)) {
+    forward = await runForward({ cli: opts.cli, tmpDir, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+  }
+
   const { rows, comparisons } = buildRows(specs, outcome.measurements, outcome.lives, soak, offline);
   const report: Report = {
     machine: machineLine(),
@@ -311,6 +318,7 @@ async function main(): Promise<number> {
     comparisons,
     soak,
     offline,
+    forward,
     skipped,
     rows,
   };
@@ -323,6 +331,7 @@ async function main(): Promise<number> {
     `ref = bench/echo-ref.c (C, blocking read/write)` +
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
   printReport(report, loadLine);
+  if (forward) console.log(`\n${formatForward(forward)}`);
   return harnessOrValidityFailed(report) ? 1 : 0;
 }
 

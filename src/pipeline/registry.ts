@@ -15,8 +15,9 @@ import rate from '../../transforms/rate.js';
 import duplicate from '../../transforms/duplicate.js';
 import reorder from '../../transforms/reorder.js';
 import corrupt from '../../transforms/corrupt.js';
+import print from '../../transforms/print.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, print];
 /** The impairment stages (issue 11): a link you can break. */
 BUILTINS.push(delay, loss, rate, duplicate, reorder, corrupt);
 

@@ -80,6 +80,11 @@ export interface StageContext {
   readonly input?: PortInfo;
   readonly output?: PortInfo;
   /**
+   * True when stdout carries a capture in this run (`pcap -`, `--write -`), so that text output (`print`)
+   * goes to stderr instead. Undefined: not known (taken as false).
+   */
+  readonly stdoutTaken?: boolean;
+  /**
    * The driver's clock in milliseconds (fractional): the wall clock on a device; offline, the time of the
    * packet last read from the file, so that time-based stages run on the file's time, as fast as the CPU goes.
    * Only differences between readings mean anything.
@@ -111,6 +116,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
+  pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
   integer?: boolean;
   /** Inclusive bounds for numbers. */
@@ -148,6 +155,12 @@ interface StageDefinitionBase {
    * stage of such a pipeline turns packets around, since it would then re-inject what it read.
    */
   turnsAround?: boolean;
+  /**
+   * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
+   * a message, reported at the stage's name with its usage like any argument error, or null. Runs before
+   * anything is created (no device, no file).
+   */
+  checkArgs?(args: StageArgs): string | null;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
