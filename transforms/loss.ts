@@ -17,7 +17,8 @@
  * `loss gemodel p r 1-h 1-k` is `loss model=gilbert p=p r=r h=h k=k`. Each packet first moves the chain,
  * then is lost with the new state's loss chance (1-k good, 1-h bad). With h=0 and k=1 the loss bursts are
  * the bad state's sojourns: mean length 1/r, loss rate p/(p+r).
- * Arguments of the other model (r/h/k with random, correlation with gilbert) are ignored, with a warning.
+ * Arguments of the other model (r/h/k with random, correlation with gilbert) are refused in pipeline text;
+ * given through the library they are ignored, with a warning.
  * In: any packets. Out: those not lost, unchanged. Drops are counted as "lost (random)", or
  * "lost (gilbert bad state)" / "lost (gilbert good state)". Works on either direction of a wire.
  */
@@ -86,7 +87,7 @@ export function lossOptions(args: Record<string, unknown>, warn: (message: strin
   const given = (name: string) => args[name] !== undefined;
   if (model === 'random') {
     const stray = ['r', 'h', 'k'].filter(given);
-    if (stray.length) warn(`${stray.map((n) => `${n}=`).join(', ')} apply to model=gilbert only (loss model=gilbert p=1% r=30%); ignored`);
+    if (stray.length) warn(`${stray.map((n) => `${n}=`).join(', ')} ${stray.length > 1 ? 'apply' : 'applies'} to model=gilbert only (loss model=gilbert p=1% r=30%); ignored`);
   } else if (given('correlation') && (args.correlation as number) !== 0) {
     warn('correlation= applies to model=random only (the gilbert model has its own memory); ignored');
   }
@@ -123,6 +124,12 @@ const lossStage = defineStage({
     { name: 'k', type: 'probability', description: 'gilbert: chance of getting through in the good state (default 1)' },
     SEED_ARG,
   ],
+  // On the command line, arguments of the other model are refused; a library caller gets a warning.
+  checkArgs: (args) => {
+    let problem: string | null = null;
+    lossOptions(args, (m) => (problem = m.replace(/; ignored$/, '')));
+    return problem;
+  },
   create: (args, ctx) => new LossStage(lossOptions(args, (m) => ctx.warn(m))),
 });
 export default lossStage;

@@ -21,7 +21,7 @@ import { defineStage, HELD, type StageContext, type StageInstance, type StageRes
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
-import { describeLimit, parseQueueLimit, type QueueLimit } from '../src/impair/limit.js';
+import { describeLimit, parseQueueLimit, queueLimit, type QueueLimit } from '../src/impair/limit.js';
 
 export const RATE_DROP = { full: 'rate queue full (limit)', tooLong: 'longer than the bucket (raise burst=)' } as const;
 
@@ -124,12 +124,16 @@ const rateStage = defineStage({
     { name: 'burst', type: 'size', default: RATE_DEFAULT_BURST, min: 1, description: 'bucket depth in bytes: what may leave at once after a pause (64KiB: the largest IP packet fits)' },
     { name: 'limit', type: 'string', default: RATE_DEFAULT_LIMIT, description: 'queue bound: a size (100kB: bytes held) or a time (50ms: longest wait a packet may have); a bare number is bytes' },
   ],
+  checkArgs: (args) => {
+    const limit = parseQueueLimit(String(args.limit ?? RATE_DEFAULT_LIMIT));
+    return typeof limit === 'string' ? limit : null;
+  },
   create: (args, ctx) =>
     new RateStage(
       {
         rate: args.rate as number,
         burst: (args.burst as number | undefined) ?? RATE_DEFAULT_BURST,
-        limit: parseQueueLimit('rate', String(args.limit ?? RATE_DEFAULT_LIMIT)),
+        limit: queueLimit('rate', String(args.limit ?? RATE_DEFAULT_LIMIT)),
       },
       ctx,
     ),

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { echoRequest } from '../helpers/packets.js';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { runCli, stackTraceLines, tempDir } from '../helpers/cli.js';
 import { tcpdumpRead } from '../helpers/pcap-tools.js';
 
 const dir = tempDir('tunpipe-impair-');
@@ -114,4 +114,21 @@ test('a capture from just now, delay 60s: every held packet is written when the 
   const out = readBack(output, nowSec);
   assert.deepEqual(out.map((o) => o.seq), times.map((_, i) => i + 1));
   out.forEach((o, i) => assert.equal(o.ns, times[i] + 60_000_000_000n));
+});
+
+test('argument mistakes are usage errors (exit 2, a caret, nothing written): a limit that is neither size nor time, another model\'s argument', async () => {
+  const input = dir.file('args-in.pcap');
+  writeTimed(input, [0n]);
+  for (const [pipeline, message] of [
+    ['rate 10mbit limit=fast', /rate: limit=fast: expected a size such as 100kB or 64KiB, or a time such as 50ms/],
+    ['loss 1% r=20%', /loss: r= applies to model=gilbert only/],
+    ['delay 10ms dist=gauss', /delay dist: expected one of uniform, normal, pareto, paretonormal/],
+    ['loss 150%', /expected a probability/],
+  ] as const) {
+    const r = await runCli(['--read', input, '--write', dir.file('args-out.pcap'), pipeline]);
+    assert.equal(r.code, 2, `${pipeline}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.match(r.stderr, /\^/);
+    assert.deepEqual(stackTraceLines(r.stderr), []);
+  }
 });

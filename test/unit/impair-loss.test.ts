@@ -114,6 +114,8 @@ test('arguments of the other model are ignored with a warning; gilbert r default
   assert.deepEqual([g.r, g.correlation, g.h, g.k], [0.99, 0, 0, 1]);
   assert.match(warnings[1], /correlation= applies to model=random only/);
   assert.equal(count(decisions({ p: 0, r: 0, model: 'gilbert', seed: 1 }, 1000)), 0, 'p = r = 0: never lost');
+  assert.match(String(lossStage.checkArgs({ p: 0.01, model: 'random', r: 0.3 })), /^r= applies to model=gilbert only/, 'pipeline text: refused');
+  assert.equal(lossStage.checkArgs({ p: 0.01, model: 'gilbert', r: 0.3 }), null);
 });
 
 test('the pipeline text: loss 1% and loss model=gilbert p=1% r=30% resolve with their units', async () => {

@@ -122,4 +122,6 @@ test('limit accepts a size or a time and refuses anything else with a message', 
   assert.deepEqual((create('50ms') as RateStage).options.limit, { kind: 'time', ms: 50 });
   assert.throws(() => create('fast'), /rate limit=fast: expected a size such as 100kB .* or a time such as 50ms/);
   assert.throws(() => create('0ms'), /above 0/);
+  assert.match(String(rateStage.checkArgs({ rate: 1e6, limit: 'fast' })), /limit=fast: expected a size/);
+  assert.equal(rateStage.checkArgs({ rate: 1e6, limit: '20ms' }), null);
 });
