@@ -9,9 +9,17 @@ import checksum from '../../transforms/checksum.js';
 import pcap from '../../transforms/pcap.js';
 import reassemble from '../../transforms/reassemble.js';
 import fragment from '../../transforms/fragment.js';
+import delay from '../../transforms/delay.js';
+import loss from '../../transforms/loss.js';
+import rate from '../../transforms/rate.js';
+import duplicate from '../../transforms/duplicate.js';
+import reorder from '../../transforms/reorder.js';
+import corrupt from '../../transforms/corrupt.js';
 import print from '../../transforms/print.js';
 
 const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, print];
+/** The impairment stages (issue 11): a link you can break. */
+BUILTINS.push(delay, loss, rate, duplicate, reorder, corrupt);
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

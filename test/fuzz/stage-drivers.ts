@@ -45,6 +45,9 @@ export function randomArgs(def: PrimitiveStageDefinition, rng: Rng, file: string
     else if (a.choices) out[a.name] = rng.pick(a.choices);
     else if (a.type === 'number') out[a.name] = pickNumber(a);
     else if (a.type === 'boolean') out[a.name] = rng.chance(0.5);
+    // Quantities with units arrive as plain numbers (ms, bytes, bits/s, a fraction): within their bounds.
+    else if (a.type === 'probability') out[a.name] = Math.min(a.max ?? 1, rng.chance(0.3) ? rng.int(2) : rng.int(1001) / 1000);
+    else if (a.type === 'duration' || a.type === 'size' || a.type === 'rate') out[a.name] = pickNumber(a);
     else out[a.name] = a.default;
   }
   return out;
