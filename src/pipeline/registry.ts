@@ -9,8 +9,9 @@ import checksum from '../../transforms/checksum.js';
 import pcap from '../../transforms/pcap.js';
 import reassemble from '../../transforms/reassemble.js';
 import fragment from '../../transforms/fragment.js';
+import filter from '../../transforms/filter.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, filter];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

@@ -66,9 +66,13 @@ function usage(def: StageDefinition): string {
   return `usage: ${stageUsage(def)}`;
 }
 
-/** Checks a stage's written arguments against what its definition declares. */
-export function bindArgs(def: StageDefinition, node: StageNode, text: string): StageArgs {
+/**
+ * Checks a stage's written arguments against what its definition declares, then with the definition's own
+ * `checkArgs` (for packets of `linkType`, when known).
+ */
+export function bindArgs(def: StageDefinition, node: StageNode, text: string, linkType?: number): StageArgs {
   const out: StageArgs = {};
+  const written = new Map<string, number>();
   const positional = def.args.filter((a) => a.positional);
   let next = 0;
   for (const arg of node.args) {
@@ -86,12 +90,15 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
     }
     if (out[spec.name] !== undefined) throw new PipelineSyntaxError(`stage '${def.name}': argument '${spec.name}' given twice`, text, arg.pos, usage(def));
     out[spec.name] = convert(spec, arg, text, def.name);
+    written.set(spec.name, arg.pos);
   }
   for (const spec of def.args) {
     if (out[spec.name] !== undefined) continue;
     if (spec.required) throw new PipelineSyntaxError(`stage '${def.name}' needs its argument ${spec.name.toUpperCase()} (${spec.description})`, text, node.pos, usage(def));
     if (spec.default !== undefined) out[spec.name] = spec.default;
   }
+  const problem = def.checkArgs?.(out, linkType);
+  if (problem) throw new PipelineSyntaxError(`${def.name} ${problem.arg}: ${problem.message}`, text, written.get(problem.arg) ?? node.pos);
   return out;
 }
 
@@ -110,16 +117,16 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
   return def;
 }
 
-async function resolveNodes(nodes: StageNode[], text: string, out: ResolvedStage[], depth: number): Promise<void> {
+async function resolveNodes(nodes: StageNode[], text: string, out: ResolvedStage[], depth: number, linkType?: number): Promise<void> {
   for (const node of nodes) {
     const def = await definitionFor(node, text);
-    const args = bindArgs(def, node, text);
+    const args = bindArgs(def, node, text, linkType);
     if (isCompound(def)) {
       if (depth > 8) throw new PipelineSyntaxError(`stage '${def.name}' expands into itself`, text, node.pos);
       // A compound's own text is ours, so an error inside it is a bug in tunpipe; report it at the name.
       const inner = parsePipeline(def.expand);
       const before = out.length;
-      await resolveNodes(inner, def.expand, out, depth + 1);
+      await resolveNodes(inner, def.expand, out, depth + 1, linkType);
       for (let i = before; i < out.length; i++) out[i].label = `${def.name}/${out[i].label}`;
       continue;
     }
@@ -127,9 +134,15 @@ async function resolveNodes(nodes: StageNode[], text: string, out: ResolvedStage
   }
 }
 
+/** What the caller knows of the pipeline's packets when it resolves the text. */
+export interface ResolveOptions {
+  /** Link type of the packets entering the pipeline (101 RAW, 1 Ethernet), so stages can check for it. */
+  linkType?: number;
+}
+
 /** Parses and resolves pipeline text. Throws PipelineSyntaxError for anything wrong in it. */
-export async function resolvePipeline(text: string): Promise<ResolvedStage[]> {
+export async function resolvePipeline(text: string, options: ResolveOptions = {}): Promise<ResolvedStage[]> {
   const out: ResolvedStage[] = [];
-  await resolveNodes(parsePipeline(text), text, out, 0);
+  await resolveNodes(parsePipeline(text), text, out, 0, options.linkType);
   return out;
 }

@@ -133,7 +133,7 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
             device.send(p.data);
           }
         : () => void packetsOut++;
-    engine = new Engine(stages, { sink, queueLength: options.queueLength, warn: options.warn, onFail: (err) => stop('error', err) });
+    engine = new Engine(stages, { sink, linkType: reader?.header.linkType, queueLength: options.queueLength, warn: options.warn, onFail: (err) => stop('error', err) });
   } catch (err) {
     reader?.close();
     writer?.close();

@@ -143,6 +143,13 @@ interface StageDefinitionBase {
    * stage of such a pipeline turns packets around, since it would then re-inject what it read.
    */
   turnsAround?: boolean;
+  /**
+   * Checks argument values beyond their declared types when the pipeline text is resolved, so that a
+   * mistake is shown with a caret under it before anything starts (a filter expression that does not
+   * compile). `linkType` is that of the packets the stage will receive, when the caller knows it. Returns
+   * the faulty argument's name and the message, or undefined when the arguments are fine.
+   */
+  checkArgs?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
