@@ -45,8 +45,23 @@ function check(program: readonly BpfInsn[]): void {
   if (problem) throw new TunpipeError(`filter: invalid BPF program: ${problem}`);
 }
 
+/**
+ * What the code emitted so far guarantees on the path being written: `len` is at least `checked` (a load
+ * that passed its bounds check). Reset at every jump target, where other paths join.
+ */
+interface PathFacts {
+  checked: number;
+}
+
+/** A bounds check for a load that needs `need` bytes, left out when the path already made it. */
+function boundsCheck(need: number, facts: PathFacts): string {
+  if (need <= facts.checked) return '';
+  facts.checked = need;
+  return `if (len < ${need}) return 0; `;
+}
+
 /** The statement(s) for one instruction that is not a jump or a return. */
-function statement(insn: BpfInsn): string {
+function statement(insn: BpfInsn, facts: PathFacts): string {
   const { code } = insn;
   const k = insn.k >>> 0;
   const load = (at: string, size: number, dst = 'A'): string => {
@@ -61,16 +76,16 @@ function statement(insn: BpfInsn): string {
     case BPF_LD | BPF_H | BPF_ABS:
     case BPF_LD | BPF_B | BPF_ABS: {
       const size = sizeOf(code);
-      return `if (len < ${k + size}) return 0; ${load(String(k), size)}`;
+      return `${boundsCheck(k + size, facts)}${load(String(k), size)}`;
     }
     case BPF_LD | BPF_W | BPF_IND:
     case BPF_LD | BPF_H | BPF_IND:
     case BPF_LD | BPF_B | BPF_IND: {
       // X + k is exact in a double: the check is the interpreter's, without its care for wrapping.
       const size = sizeOf(code);
-      return `t = X + ${k}; if (t + ${size} > len) return 0; ${load('t', size)}`;
+      return `t = X${k === 0 ? '' : ` + ${k}`}; if (t + ${size} > len) return 0; ${load('t', size)}`;
     }
-    case BPF_LDX | BPF_MSH | BPF_B: return `if (len <= ${k}) return 0; X = (d[${k}] & 15) << 2;`;
+    case BPF_LDX | BPF_MSH | BPF_B: return `${boundsCheck(k + 1, facts)}X = (d[${k}] & 15) << 2;`;
     case BPF_LD | BPF_W | BPF_LEN: return 'A = wl;';
     case BPF_LDX | BPF_W | BPF_LEN: return 'X = wl;';
     case BPF_LD | BPF_IMM: return `A = ${k};`;
@@ -106,7 +121,8 @@ function statement(insn: BpfInsn): string {
         // The quotient of two numbers below 2^32 is never rounded up to the next whole number.
         case BPF_DIV: return `A = (A / ${k}) >>> 0;`;
         case BPF_MOD: return `A = A % ${k};`;
-        case BPF_AND: return `A = (A & ${k}) >>> 0;`;
+        // Below 2^31 the constant keeps the result a non-negative int32.
+        case BPF_AND: return k < 0x80000000 ? `A = A & ${k};` : `A = (A & ${k}) >>> 0;`;
         case BPF_OR: return `A = (A | ${k}) >>> 0;`;
         case BPF_XOR: return `A = (A ^ ${k}) >>> 0;`;
         case BPF_LSH: return `A = (A << ${k & 31}) >>> 0;`;
@@ -174,16 +190,18 @@ function straightLine(program: readonly BpfInsn[]): string[] {
     depth++;
   }
   const open = new Set(targets);
+  const facts: PathFacts = { checked: 0 };
   program.forEach((insn, i) => {
     if (open.has(i)) {
       depth--;
       emit('}');
       open.delete(i);
+      facts.checked = 0;
     }
     const comment = `// ${formatInsn(insn, i).replace(/\s+/g, ' ')}`;
     const cls = bpfClass(insn.code);
     if (cls === BPF_RET) return emit(`${ret(insn)} ${comment}`);
-    if (cls !== BPF_JMP) return emit(`${statement(insn)} ${comment}`);
+    if (cls !== BPF_JMP) return emit(`${statement(insn, facts)} ${comment}`);
     if ((insn.code & 0xf0) === BPF_JA) {
       const to = jumpTarget(i, insn.k);
       return emit(to === i + 1 ? comment : `break ${label(to)}; ${comment}`);
@@ -206,12 +224,16 @@ function loop(program: readonly BpfInsn[]): string[] {
   const emit = (s: string) => lines.push(`      ${s}`);
   const go = (from: number, to: number) =>
     to <= from ? `{ if (++back > ${MAX_BACKWARD_JUMPS}) return 0; pc = ${to}; continue; }` : `{ pc = ${to}; continue; }`;
+  const facts: PathFacts = { checked: 0 };
   program.forEach((insn, i) => {
-    if (i > 0 && targets.has(i)) lines.push(`    case ${i}:`);
+    if (i > 0 && targets.has(i)) {
+      lines.push(`    case ${i}:`);
+      facts.checked = 0;
+    }
     const comment = `// ${formatInsn(insn, i).replace(/\s+/g, ' ')}`;
     const cls = bpfClass(insn.code);
     if (cls === BPF_RET) return emit(`${ret(insn)} ${comment}`);
-    if (cls !== BPF_JMP) return emit(`${statement(insn)} ${comment}`);
+    if (cls !== BPF_JMP) return emit(`${statement(insn, facts)} ${comment}`);
     if ((insn.code & 0xf0) === BPF_JA) {
       const to = jumpTarget(i, insn.k);
       return emit(to === i + 1 ? comment : `${go(i, to)} ${comment}`);
