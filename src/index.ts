@@ -39,7 +39,7 @@ export { pcapTap } from '../transforms/pcap.js';
 export { reassemble } from '../transforms/reassemble.js';
 export { fragment } from '../transforms/fragment.js';
 export { pcapFilter } from '../transforms/filter.js';
-export { compileFilter, type PacketFilter } from './filter/compile.js';
+export { compileFilter, compileFilterForStage, filterExpressionProblem, type PacketFilter } from './filter/compile.js';
 export { compileExpression, FilterCompileError, LibpcapInterpreter, type CompileOptions } from './filter/libpcap.js';
 export { bpfToFunction, bpfToSource, type BpfFunction } from './filter/bpf-to-js.js';
 export { validateProgram, formatProgram, type BpfInsn } from './filter/bpf.js';

@@ -28,30 +28,12 @@
 import { defineStage, type StageArgs } from '../src/pipeline/stage.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
-import { compileFilter, type PacketFilter } from '../src/filter/compile.js';
-import { FilterCompileError } from '../src/filter/libpcap.js';
-import { TunpipeError } from '../src/errors.js';
+import { compileFilterForStage, filterExpressionProblem, linkTypeName, type PacketFilter } from '../src/filter/compile.js';
 
 export const FILTER_DROP = { unmatched: 'filtered out' } as const;
 
-const LINK_NAMES: Record<number, string> = { 1: 'Ethernet', 12: 'RAW', 101: 'RAW', 228: 'IPv4', 229: 'IPv6' };
-
-/** Link types tried at resolve time when the caller does not know the pipeline's: RAW, then Ethernet. */
-const GUESSED_LINK_TYPES = [101, 1];
-
-/** libpcap's message when `expr` does not compile for `linkType`, naming the link type when `named`. */
-function compileProblem(expr: string, linkType: number, optimize: boolean, named: boolean): string | undefined {
-  try {
-    compileFilter(expr, { linkType, optimize });
-    return undefined;
-  } catch (err) {
-    if (err instanceof FilterCompileError && named) return `${err.message} (compiling for ${LINK_NAMES[linkType] ?? `link type ${linkType}`} packets)`;
-    return (err as Error).message;
-  }
-}
-
 function shown(f: PacketFilter, what: string): string {
-  const title = `filter '${f.expression}' for ${LINK_NAMES[f.linkType] ?? `link type ${f.linkType}`} packets, ${f.program.length} BPF instructions`;
+  const title = `filter '${f.expression}' for ${linkTypeName(f.linkType)} packets, ${f.program.length} BPF instructions`;
   return `${title}:\n${what === 'js' ? f.source() : f.listing()}\n`;
 }
 
@@ -79,28 +61,11 @@ const filterStage = defineStage({
     { name: 'optimize', type: 'boolean', default: true, description: "run libpcap's optimizer (as tcpdump does unless -O)" },
   ],
   checkArgs(args: StageArgs, linkType?: number) {
-    const expr = String(args.expr);
-    const optimize = args.optimize !== false;
-    const types = linkType === undefined ? GUESSED_LINK_TYPES : [linkType];
-    let first: string | undefined;
-    for (const t of types) {
-      const problem = compileProblem(expr, t, optimize, linkType !== undefined);
-      if (problem === undefined) return undefined;
-      first ??= problem;
-    }
-    return { arg: 'expr', message: first! };
+    const problem = filterExpressionProblem(String(args.expr), linkType, args.optimize !== false);
+    return problem === undefined ? undefined : { arg: 'expr', message: problem };
   },
   create(args, ctx) {
-    const expr = String(args.expr);
-    let f: PacketFilter;
-    try {
-      f = compileFilter(expr, { linkType: ctx.linkType, optimize: args.optimize !== false });
-    } catch (err) {
-      // Reached when the pipeline was resolved without knowing its link type and the expression suits
-      // another one (`ether host` on RAW packets).
-      if (err instanceof FilterCompileError) throw new TunpipeError(`filter '${expr}': ${compileProblem(expr, ctx.linkType, args.optimize !== false, true)}`);
-      throw err;
-    }
+    const f = compileFilterForStage(String(args.expr), { linkType: ctx.linkType, optimize: args.optimize !== false });
     if (args.show === 'bpf' || args.show === 'js') process.stderr.write(shown(f, args.show));
     const run = f.run;
     return {
