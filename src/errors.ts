@@ -11,3 +11,8 @@ export class TunpipeError extends Error {
     this.code = code;
   }
 }
+
+/** A mistake in how tunpipe was called (an option, an argument, the pipeline text): exit code 2, nothing started. */
+export class UsageError extends TunpipeError {
+  override name = 'UsageError';
+}

@@ -86,7 +86,7 @@ const pcapStage = defineStage({
   readsTime: true,
   summary: 'tee packets into a pcap file for tcpdump/Wireshark (- for stdout)',
   args: [
-    { name: 'file', type: 'string', positional: true, required: true, description: 'capture file, or - for stdout' },
+    { name: 'file', type: 'string', positional: true, required: true, output: true, description: 'capture file, or - for stdout' },
     { name: 'nanos', type: 'boolean', default: false, description: 'nanosecond timestamps' },
     { name: 'snaplen', type: 'number', integer: true, default: 262144, min: 1, max: 262144, description: 'bytes kept of each packet' },
     { name: 'append', type: 'boolean', default: false, description: 'append to an existing capture' },

@@ -16,7 +16,8 @@ export function formatCounters(result: RunResult): string {
   const lines = [`${pad('stage', width)}${lpad('in', 10)}${lpad('out', 10)}${lpad('dropped', 10)}  why dropped`];
   for (const s of result.stages) {
     const why = [...s.reasons].map(([r, n]) => `${r}: ${n}`).join('; ');
-    const held = s.held ? `${why ? '; ' : ''}held: ${s.held}` : '';
+    const extraCounts = [s.held ? `held: ${s.held}` : '', s.diverted ? `diverted: ${s.diverted}` : ''].filter(Boolean).join('; ');
+    const held = extraCounts ? `${why ? '; ' : ''}${extraCounts}` : '';
     lines.push(`${pad(s.name, width)}${lpad(String(s.packetsIn), 10)}${lpad(String(s.packetsOut + s.emitted), 10)}${lpad(String(s.dropped), 10)}  ${why}${held}`);
     const extra = result.reports.get(s.name);
     if (extra) lines.push(`${pad('', width)}  ${extra}`);

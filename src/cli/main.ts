@@ -1,25 +1,46 @@
 /**
- * The tunpipe command line: options parsed with yargs, the pipeline run with runPipeline, counters printed
- * on exit. Errors meant for the user are one line without a stack trace; pipeline text errors show a caret.
+ * The tunpipe command line: device options split off per device (./args.ts), the rest parsed with yargs,
+ * the program checked whole before anything is opened, then run, and counters printed on exit. Errors
+ * meant for the user are one line without a stack trace; pipeline text errors show a caret.
  * Exit codes: 0 after a normal stop (Ctrl-C, --count, end of the input, the reader of stdout gone),
  * 1 when the run failed (device gone, capture not writable), 2 for a usage error (nothing was started).
+ *
+ * Order of work on devices, so that nothing runs as root that need not and a mistake changes nothing:
+ * check the options and the program; create the stages (captures opened, users' modules loaded, in the
+ * worker thread that will run them); open the devices (in their namespaces); hand them to the worker;
+ * only then drop root (--user/--group).
  */
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { TunpipeError } from '../errors.js';
+import { TunpipeError, UsageError } from '../errors.js';
 import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
-import { resolvePipeline } from '../pipeline/resolve.js';
+import { resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
 import { builtinStages, findStage } from '../pipeline/registry.js';
-import { runPipeline } from '../pipeline/run.js';
+import { routeProgram, rereadWarnings } from '../pipeline/routing.js';
+import { checkOutputs } from '../pipeline/outputs.js';
+import type { RunResult } from '../pipeline/run.js';
+import type { StageStats } from '../pipeline/stage.js';
 import { formatCounters, formatStageHelp, formatStageList } from './format.js';
+import { splitDeviceOptions, type DeviceSpec } from './args.js';
+import { readRunOptions, type RunSettings } from './run-options.js';
 
 const EPILOG = `Pipeline language:
-  Stages separated by '|', read left to right. Packets read from the device (or --read) enter on the left;
-  what leaves on the right is written back to the device (or to --write). A stage is a name followed by
-  positional and key=value arguments, quoted like a shell: pcap /tmp/in.pcap, pcap - nanos=true.
-  A stage name that is a path (./drop-big.mjs) loads your own module: see examples/ and the README.
+  Stages separated by '|', read left to right. A stage is a name followed by positional and key=value
+  arguments, quoted like a shell: pcap /tmp/in.pcap, pcap - nanos=true. A name that is a path
+  (./drop-big.mjs) loads your own module: see examples/ and the README.
+  Where packets go: packets read from the device (or --read) enter on the left. A pipeline that names no
+  sink writes what leaves it back to the device it read (the echo needs that), offline to --write (or
+  nowhere). End it with 'drop' to discard, or 'to NAME' to send it to another device.
+    tee { PIPELINE }          a copy of every packet goes into the branch; the original goes on
+    STAGE ... else { PIPELINE }  what STAGE would drop goes into the branch (counted as diverted)
+    from NAME | ...           the pipeline reads device NAME (needed with several devices)
+    ... | to NAME             it writes to device NAME;  ... | drop   it discards
+    ;  or a line break        separates pipelines (a line ending in '|' goes on)
+  A branch that names no sink discards what reaches its end (counted).
+
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap and --mac apply to
+the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
 ${formatStageList(builtinStages())}
@@ -29,6 +50,13 @@ Examples:
     tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | icmp-echo | checksum'
   The same, capturing the requests to a file tcpdump and Wireshark open:
     tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap /tmp/req.pcap | icmp-echo | checksum'
+  Answer pings and capture everything else:
+    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | filter-icmp-echo else { pcap /tmp/other.pcap } | swap-addrs | to-reply | checksum'
+  Only capture (nothing is written back to the device):
+    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap /tmp/all.pcap | drop'
+  Join two network namespaces (made with 'ip netns add nsa' and 'ip netns add nsb') through a wire:
+    tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
+      'from tpa0 | to tpb0; from tpb0 | to tpa0'
   Watch packets live:
     tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap - | icmp-echo | checksum' | tcpdump -n -r -
   Offline, no root, no device:
@@ -38,21 +66,16 @@ Examples:
 
 Ping a peer address in the device's subnet (198.18.0.2), not the device's own address (198.18.0.1):
 the kernel answers its own address itself and the pipeline never sees those pings.
-On Ctrl-C (SIGINT) or SIGTERM tunpipe flushes and closes captures, closes the device and prints the
-counters of every stage to stderr.`;
+On Ctrl-C (SIGINT) or SIGTERM tunpipe flushes and closes captures, closes the devices and prints the
+counters of every stage to stderr; kill -USR1 prints them while it runs.`;
 
 interface CliArgs {
-  dev?: string;
-  addr?: string | string[];
-  mtu?: number;
-  up?: boolean;
-  persist?: boolean;
-  read?: string;
-  write?: string;
-  count?: number;
-  queue?: number;
-  user?: string;
-  group?: string;
+  read?: string | string[];
+  write?: string | string[];
+  count?: number | number[];
+  queue?: number | number[];
+  user?: string | string[];
+  group?: string | string[];
   quiet?: boolean;
   list?: boolean;
   _: (string | number)[];
@@ -63,37 +86,37 @@ function version(): string {
   return pkg.version;
 }
 
+const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
+
+Usage:
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC]]]... '<pipelines>'
+  tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
+  tunpipe --list [STAGE]`;
+
 function parser(argv: string[]) {
   return yargs(argv)
     .scriptName('tunpipe')
-    .usage("Run a packet pipeline on a Linux TUN device, or offline on pcap files.\n\nUsage:\n  tunpipe [--dev NAME] [--addr CIDR]... [--mtu N] '<pipeline>'\n  tunpipe --read in.pcap [--write out.pcap] '<pipeline>'\n  tunpipe --list [STAGE]")
-    .option('dev', { type: 'string', describe: 'TUN device to open, created if missing (default: the kernel picks tunN)', group: 'Device:' })
-    .option('addr', { type: 'string', describe: 'address to assign, CIDR (198.18.0.1/24, 2001:db8::1/64); repeatable; brings the link up', group: 'Device:' })
-    .option('mtu', { type: 'number', describe: 'set the device MTU', group: 'Device:' })
-    .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device:' })
-    .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device:' })
-    .option('user', { type: 'string', describe: 'drop root to this user once the device is open', group: 'Device:' })
-    .option('group', { type: 'string', describe: 'drop root to this group once the device is open', group: 'Device:' })
+    .usage(USAGE)
+    .option('dev', { type: 'string', describe: 'TUN device to open, created if missing (default: the kernel picks tunN); repeat for several', group: 'Device (options apply to the --dev before them):' })
+    .option('addr', { type: 'string', describe: 'address to assign, CIDR (198.18.0.1/24, 2001:db8::1/64); repeatable; brings the link up', group: 'Device (options apply to the --dev before them):' })
+    .option('mtu', { type: 'number', describe: 'set the device MTU (68..65535)', group: 'Device (options apply to the --dev before them):' })
+    .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device (options apply to the --dev before them):' })
+    .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device (options apply to the --dev before them):' })
+    .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
+    .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
+    .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
+    .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
+    .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
     .option('read', { type: 'string', describe: 'offline: read packets from this pcap file (- for stdin) instead of a device', group: 'Offline:' })
     .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
-    .option('count', { type: 'number', describe: 'stop after N packets have entered the pipeline', group: 'Run:' })
+    .option('count', { type: 'number', describe: 'stop after N packets have entered the pipelines', group: 'Run:' })
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
     .option('quiet', { type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' })
     .option('list', { type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' })
-    .conflicts('read', ['dev', 'addr', 'mtu', 'persist'])
-    .check((a) => {
-      if (a.help) return true;
-      if (a.count !== undefined && (!Number.isInteger(a.count) || a.count < 0)) throw new Error('--count takes a whole number of packets');
-      if (a.mtu !== undefined && (!Number.isInteger(a.mtu) || a.mtu < 68 || a.mtu > 65535)) throw new Error('--mtu takes 68..65535');
-      if (!Number.isInteger(a.queue) || (a.queue as number) < 1) throw new Error('--queue takes a whole number of packets, at least 1');
-      if (a.write && !a.read) throw new Error('--write is for offline mode; give --read too (on a device, replies go back to the device: use a pcap stage to capture)');
-      if (!a.list && a._.length !== 1) throw new Error(a._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
-      return true;
-    })
-    .epilog(EPILOG)
-    .version(version())
-    .help()
-    .alias('h', 'help')
+    .option('help', { type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' })
+    .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
+    .version('version', "print tunpipe's version", version())
+    .help(false)
     .wrap(118)
     .strictOptions()
     .exitProcess(false);
@@ -109,8 +132,21 @@ function bindDashValues(argv: string[]): string[] {
   return out;
 }
 
+/** Writes to stderr without ever throwing: a closed stderr (`2>&1 | head -1`) must not end a running pipeline. */
 function say(line: string): void {
-  process.stderr.write(`tunpipe: ${line}\n`);
+  try {
+    process.stderr.write(`tunpipe: ${line}\n`);
+  } catch {
+    /* stderr is gone */
+  }
+}
+
+function sayRaw(text: string): void {
+  try {
+    process.stderr.write(text);
+  } catch {
+    /* stderr is gone */
+  }
 }
 
 function listStages(name: string | undefined): number {
@@ -127,45 +163,156 @@ function listStages(name: string | undefined): number {
   return 0;
 }
 
+/** A value given once: yargs makes an array of an option given twice. */
+function once<T>(v: T | T[] | undefined, flag: string): T | undefined {
+  if (Array.isArray(v)) throw new UsageError(`${flag} is given ${v.length} times; give it once`);
+  return v;
+}
+
+interface Checked {
+  devices: DeviceSpec[];
+  read?: string;
+  write?: string;
+  count?: number;
+  queue: number;
+  user?: string;
+  group?: string;
+  quiet: boolean;
+  text: string;
+}
+
+function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
+  const read = once(args.read, '--read');
+  const write = once(args.write, '--write');
+  const count = once(args.count, '--count');
+  const queue = once(args.queue, '--queue') ?? 1024;
+  const user = once(args.user, '--user');
+  const group = once(args.group, '--group');
+  if (count !== undefined && (!Number.isInteger(count) || count < 0)) throw new UsageError('--count takes a whole number of packets');
+  if (!Number.isInteger(queue) || queue < 1) throw new UsageError('--queue takes a whole number of packets, at least 1');
+  if (read !== undefined) {
+    if (read === '') throw new UsageError("--read needs a file name ('-' for stdin)");
+    if (devices.length) throw new UsageError('--read is offline, with no device: leave out --dev and the device options, or --read');
+    if (user !== undefined || group !== undefined) throw new UsageError('--user/--group drop root after devices are open; offline there is none: run tunpipe as that user instead');
+  }
+  if (write !== undefined && read === undefined) throw new UsageError('--write is for offline mode; give --read too (on a device, packets go back to the device: use a pcap stage to capture)');
+  if (write === '') throw new UsageError("--write needs a file name ('-' for stdout)");
+  if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
+  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]) };
+}
+
+/** Every --addr is checked before anything starts: a typo is a usage error that changes nothing. */
+async function checkAddresses(specs: DeviceSpec[]): Promise<void> {
+  const { parseCidr } = await import('../device/ifconfig.js');
+  for (const s of specs) {
+    for (const a of s.addresses) {
+      try {
+        parseCidr(a);
+      } catch (err) {
+        throw new UsageError(`--addr: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+/** Opens every device, each in its namespace; closes the ones opened so far if one fails. */
+async function openDevices(specs: DeviceSpec[]): Promise<TunDevice[]> {
+  // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
+  const { openTun } = await import('../device/tun.js');
+  const { inNetns } = await import('../device/netns.js');
+  const opened: TunDevice[] = [];
+  try {
+    for (const s of specs) {
+      const open = () => openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist });
+      const dev = s.netns !== undefined ? inNetns(s.netns, open) : open();
+      opened.push(dev);
+      if (s.mac !== undefined) {
+        const { setMac } = await import('../device/link.js');
+        (s.netns !== undefined ? inNetns : (_n: string, f: () => void) => f())(s.netns ?? '', () => setMac(dev.name, s.mac!));
+      }
+    }
+  } catch (err) {
+    for (const d of opened) d.closeFd();
+    throw err;
+  }
+  return opened;
+}
+
+function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
+  const where = spec.netns ? ` in namespace ${spec.netns}` : '';
+  const addrs = spec.addresses.length ? ` with ${spec.addresses.join(', ')}` : ' (no address: configure it yourself, or use --addr)';
+  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}`;
+}
+
+function stopReason(result: RunResult, c: Checked): string {
+  const epipe = result.error instanceof TunpipeError && result.error.code === 'EPIPE';
+  if (epipe) return 'the reader of stdout went away';
+  if (result.stoppedBy === 'signal') return 'stopped by signal';
+  if (result.stoppedBy === 'count') return `stopped after --count ${c.count}`;
+  if (result.stoppedBy === 'end') return 'end of input';
+  return 'stopped by an error';
+}
+
+function printCounters(stages: StageStats[], reports: Map<string, string>): void {
+  if (stages.length) sayRaw(`${formatCounters({ stages, reports } as RunResult)}\n`);
+}
+
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
-export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
-  let args: CliArgs;
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  // A closed stderr or stdout is an error event on the stream; unhandled, it would end the process.
+  process.stderr.on('error', () => {});
+  process.stdout.on('error', () => {});
   argv = bindDashValues(argv);
-  const p = parser(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${await p.getHelp()}\n`);
+    process.stdout.write(`${await parser([]).getHelp()}\n`);
     return 0;
   }
   if (argv.includes('--version')) {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
+  let checked: Checked;
+  let settings: RunSettings;
+  let program: ResolvedProgram;
   try {
-    args = (await p
+    const { devices, rest } = splitDeviceOptions(argv);
+    const args = (await parser(rest)
       .fail((msg, err) => {
-        throw err ?? new TunpipeError(msg);
+        throw err ?? new UsageError(msg);
       })
       .parseAsync()) as unknown as CliArgs;
-  } catch (err) {
-    say(`${(err as Error).message} (see tunpipe --help)`);
-    return 2;
-  }
-  if (args.list) return listStages(args._[0] === undefined ? undefined : String(args._[0]));
-  const text = String(args._[0]);
-
-  // Check the pipeline text before touching any device, so a typo changes nothing on the system.
-  try {
-    await resolvePipeline(text);
+    if (args.list) return listStages(args._[0] === undefined ? undefined : String(args._[0]));
+    checked = checkArgs(args, devices);
+    settings = readRunOptions(process.env);
+    if (checked.read === undefined) await checkAddresses(checked.devices);
+    // Check the whole program before touching any device, so a typo changes nothing on the system. In a
+    // worker, users' modules are imported there, once.
+    const inWorker = checked.read === undefined && settings.thread === 'worker';
+    program = await resolveProgram(checked.text, { deferModules: inWorker });
+    const names = checked.read === undefined ? checked.devices.map((d, i) => d.name ?? (checked.devices.length === 1 ? '' : `#${i + 1}`)) : null;
+    const routing = routeProgram(program, names);
+    checkOutputs(program, { read: checked.read, write: checked.write });
+    if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
     if (err instanceof PipelineSyntaxError) {
-      process.stderr.write(`tunpipe: ${err.format()}\n`);
+      sayRaw(`tunpipe: ${err.format()}\n`);
+      return 2;
+    }
+    if (err instanceof TunpipeError) {
+      say(`${err.message}${err instanceof UsageError || !(err instanceof TunpipeError) ? ' (see tunpipe --help)' : ''}`);
+      return 2;
+    }
+    if (err instanceof Error && !(err instanceof TypeError) && !(err instanceof RangeError)) {
+      // yargs' own usage errors.
+      say(`${err.message} (see tunpipe --help)`);
       return 2;
     }
     throw err;
   }
+  return run(checked, settings, program);
+}
 
-  let device: TunDevice | undefined;
-  let onReady: (() => void) | undefined;
+async function run(c: Checked, settings: RunSettings, program: ResolvedProgram): Promise<number> {
   const controller = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -176,49 +323,39 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     }
     controller.abort();
   };
+  let live: (() => void) | null = null;
+  const onUsr1 = () => live?.();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
+  process.on('SIGUSR1', onUsr1);
+  let devices: TunDevice[] = [];
   try {
-    if (!args.read) {
-      const addresses = args.addr === undefined ? [] : ([] as string[]).concat(args.addr);
-      // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
-      const { openTun } = await import('../device/tun.js');
-      device = openTun({ name: args.dev, addresses, mtu: args.mtu, up: args.up, persist: args.persist });
-      const addrs = addresses.length ? ` with ${addresses.join(', ')}` : ' (no address: configure it yourself, or use --addr)';
-      const opened = `device ${device.name} open${addrs}`;
-      // Said once the pipeline waits for packets: a ping sent after this line is answered at once.
-      onReady = () => say(`${opened}; reading (Ctrl-C to stop)`);
-      if (args.user || args.group) (await import('./privileges.js')).dropPrivileges(args.user, args.group);
+    let result: RunResult;
+    if (c.read !== undefined) {
+      const { runPipeline } = await import('../pipeline/run.js');
+      result = await runPipeline({ pipeline: program, read: c.read, write: c.write, count: c.count, queueLength: c.queue, signal: controller.signal });
+    } else {
+      result = await runDevices(c, settings, program, controller.signal, (fn) => (live = fn), (d) => (devices = d));
     }
-    const result = await runPipeline({
-      onReady,
-      pipeline: text,
-      device,
-      read: args.read,
-      write: args.write,
-      count: args.count,
-      queueLength: args.queue,
-      signal: controller.signal,
-      // TUNPIPE_THREAD=main runs the pipeline on the event loop instead (for comparison and debugging).
-      thread: process.env.TUNPIPE_THREAD === 'main' ? 'main' : 'worker',
-    });
-    device?.closeFd();
     const epipe = result.error instanceof TunpipeError && result.error.code === 'EPIPE';
     if (result.error && !epipe) say(result.error.message);
-    if (!args.quiet) {
-      const why = epipe ? 'the reader of stdout went away' : result.stoppedBy === 'signal' ? 'stopped by signal' : result.stoppedBy === 'count' ? `stopped after --count ${args.count}` : result.stoppedBy === 'end' ? 'end of input' : 'stopped by an error';
-      process.stderr.write(`tunpipe: ${why}: ${result.packetsIn} packets in, ${result.packetsOut} out\n${formatCounters(result)}\n`);
-      if (device) {
-        const c = device.counters;
-        process.stderr.write(`device ${device.name}: read ${c.rxPackets}, written ${c.txPackets}, write errors ${c.txErrors} (${result.io})\n`);
+    if (!c.quiet) {
+      sayRaw(`tunpipe: ${stopReason(result, c)}: ${result.packetsIn} packets in, ${result.packetsOut} out\n`);
+      printCounters(result.stages, result.reports);
+      for (const d of devices) {
+        const k = d.counters;
+        sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors} (${result.io})\n`);
       }
     }
     return result.error && !epipe ? 1 : 0;
   } catch (err) {
-    device?.closeFd();
     if (err instanceof PipelineSyntaxError) {
-      process.stderr.write(`tunpipe: ${err.format()}\n`);
+      sayRaw(`tunpipe: ${err.format()}\n`);
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      say(err.message);
       return 2;
     }
     if (err instanceof TunpipeError) {
@@ -227,8 +364,81 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     }
     throw err;
   } finally {
+    for (const d of devices) d.closeFd();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGHUP', onSignal);
+    process.off('SIGUSR1', onUsr1);
+  }
+}
+
+/** The run on devices: stages first (in the worker), then the devices, then root dropped, then packets. */
+async function runDevices(
+  c: Checked,
+  settings: RunSettings,
+  program: ResolvedProgram,
+  signal: AbortSignal,
+  setLive: (fn: () => void) => void,
+  setDevices: (d: TunDevice[]) => void,
+): Promise<RunResult> {
+  const dropRoot = async () => {
+    if (c.user !== undefined || c.group !== undefined) (await import('./privileges.js')).dropPrivileges(c.user, c.group);
+  };
+  const reading = (devices: TunDevice[]) => {
+    for (let i = 0; i < devices.length; i++) say(`${deviceLine(c.devices[i], devices[i])}${i === devices.length - 1 ? '; reading (Ctrl-C to stop)' : ''}`);
+  };
+  if (settings.thread === 'main') {
+    const { runPipeline } = await import('../pipeline/run.js');
+    const devices = await openDevices(c.devices);
+    setDevices(devices);
+    return runPipeline({
+      pipeline: program,
+      devices,
+      count: c.count,
+      queueLength: c.queue,
+      signal,
+      onReady: () => {
+        void dropRoot().catch((err) => {
+          say((err as Error).message);
+          process.exit(1);
+        });
+        reading(devices);
+      },
+    });
+  }
+  const { PipelineWorker } = await import('../pipeline/device-worker.js');
+  const { programSpec } = await import('../pipeline/resolve.js');
+  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const }));
+  const routing = routeProgram(program, ports.map((p) => p.name));
+  const worker = await PipelineWorker.start({
+    program: programSpec(program),
+    routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink },
+    count: c.count,
+    queueLength: c.queue,
+    io: settings.io,
+    ioBuffers: settings.ioBuffers,
+  });
+  const stop = () => worker.stop();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    let devices: TunDevice[];
+    try {
+      devices = await openDevices(c.devices);
+    } catch (err) {
+      worker.stop();
+      await worker.cancel();
+      throw err;
+    }
+    setDevices(devices);
+    await worker.attach(devices);
+    await dropRoot();
+    setLive(() => void worker.liveCounters().then((s) => s && printCounters(s.stages, s.reports)));
+    if (signal.aborted) stop();
+    reading(devices);
+    const result = await worker.finished();
+    result.counters.forEach((k, i) => Object.assign(devices[i].counters, k));
+    return result;
+  } finally {
+    signal.removeEventListener('abort', stop);
   }
 }

@@ -100,36 +100,63 @@ function mapAnonymous(size: number): Mapping | null {
 }
 
 export interface RingOptions {
-  /** The device's fd (registered as fixed file 0). */
-  deviceFd: number;
-  /** An eventfd whose becoming readable ends the wait (fixed file 1). */
+  /** The device's fd (registered as fixed file 0); or `deviceFds` for several devices. */
+  deviceFd?: number;
+  /** Several devices, registered as fixed files 0..n-1, each read into its own buffer group. */
+  deviceFds?: number[];
+  /** An eventfd whose becoming readable ends the wait (the fixed file after the devices). */
   wakeFd: number;
-  /** Receive buffers in the provided-buffer ring (a power of two). */
+  /** Receive buffers per device in its provided-buffer ring (a power of two). */
   buffers?: number;
   /** Bytes per receive buffer: the largest packet the device can give. */
   bufferSize?: number;
 }
 
-/** What a completion is for, in the low 32 bits of its user data. */
+/**
+ * What a completion is for, in the low 32 bits of its user data: a kind in the low byte, with the device's
+ * index in the next byte for reads (TAG_READ | device << 8).
+ */
 export const TAG_READ = 1;
 export const TAG_WAKE = 2;
 export const TAG_CANCEL = 3;
-/** A write from receive buffer `id`: TAG_WRITE_BUFFER | id. */
+/** A write from receive buffer `id`: TAG_WRITE_BUFFER | id (| device << 24, see writeTag). */
 export const TAG_WRITE_BUFFER = 0x10000;
-/** A write from a caller's Buffer held in slot `n`: TAG_WRITE_OWNED | n. */
+/** A write from a caller's Buffer held in slot `n`: TAG_WRITE_OWNED | n (| device << 24). */
 export const TAG_WRITE_OWNED = 0x20000;
-export const TAG_KIND = 0xffff0000;
+/** The kind of a write's tag (0 for reads and the wake); the device a write went to is `tag >>> 24`. */
+export const TAG_KIND = 0x00ff0000;
+
+/** The tag of a write of `kind` for buffer or slot `id` to device `device`. */
+export function writeTag(kind: number, id: number, device: number): number {
+  return (kind | id | (device << 24)) >>> 0;
+}
+
+/** One device's provided-buffer ring: the ring the kernel takes buffers from, and how many it holds. */
+interface BufferGroup {
+  map: Mapping;
+  ring: Uint32Array;
+  ring16: Uint16Array;
+  tail: number;
+  published: number;
+  available: number;
+}
 
 export class DeviceRing {
   readonly fd: number;
-  /** Receive buffers: buffer `id` is bytes [id * bufferSize, (id + 1) * bufferSize). */
+  /**
+   * Receive buffers of every device: buffer `id` is bytes [id * bufferSize, (id + 1) * bufferSize); device
+   * `d` reads into ids d * bufferCount .. (d + 1) * bufferCount - 1, so a buffer knows its device.
+   */
   readonly buffers: Buffer;
+  /** Buffers per device. */
   readonly bufferCount: number;
   readonly bufferSize: number;
+  /** Devices registered (fixed files 0..devices-1; the wake eventfd is fixed file `devices`). */
+  readonly devices: number;
   private readonly buffersAddr: number;
   private readonly ringMap: Mapping;
   private readonly sqeMap: Mapping;
-  private readonly bufRingMap: Mapping;
+  private readonly groups: BufferGroup[];
   private readonly bufMap: Mapping;
   /** The SQ and CQ rings, and the SQE array, as 32-bit words. */
   private readonly ring: Uint32Array;
@@ -142,23 +169,16 @@ export class DeviceRing {
   private readonly cqTail: number;
   private readonly cqMask: number;
   private readonly cqes: number;
-  private readonly bufRing: Uint32Array;
-  private readonly bufRing16: Uint16Array;
-  private bufTail = 0;
-  private bufTailPublished = 0;
-  /** Buffers in the kernel's ring, ready for a read. */
-  private available: number;
   /** The 8 bytes the wake read goes into, and the wait's timeout argument (io_uring_getevents_arg + timespec). */
   private readonly wakeBuf = Buffer.alloc(8);
   private readonly waitArg = Buffer.alloc(24 + 16);
   private readonly waitArgAddr: number;
   private closed = false;
 
-  private constructor(fd: number, params: Buffer, maps: { ring: Mapping; sqes: Mapping; bufRing: Mapping; bufs: Mapping }, count: number, size: number) {
+  private constructor(fd: number, params: Buffer, maps: { ring: Mapping; sqes: Mapping; bufRings: Mapping[]; bufs: Mapping }, count: number, size: number) {
     this.fd = fd;
     this.ringMap = maps.ring;
     this.sqeMap = maps.sqes;
-    this.bufRingMap = maps.bufRing;
     this.bufMap = maps.bufs;
     this.ring = new Uint32Array(koffi.view(maps.ring.addr, maps.ring.size));
     this.sqes = new Uint32Array(koffi.view(maps.sqes.addr, maps.sqes.size));
@@ -174,12 +194,14 @@ export class DeviceRing {
     this.cqes = cq(5);
     this.bufferCount = count;
     this.bufferSize = size;
+    this.devices = maps.bufRings.length;
     this.buffersAddr = maps.bufs.addr;
     this.buffers = Buffer.from(koffi.view(maps.bufs.addr, maps.bufs.size));
-    this.bufRing = new Uint32Array(koffi.view(maps.bufRing.addr, maps.bufRing.size));
-    this.bufRing16 = new Uint16Array(this.bufRing.buffer);
-    this.available = 0;
-    for (let id = 0; id < count; id++) this.recycle(id);
+    this.groups = maps.bufRings.map((m) => {
+      const ring = new Uint32Array(koffi.view(m.addr, m.size));
+      return { map: m, ring, ring16: new Uint16Array(ring.buffer), tail: 0, published: 0, available: 0 };
+    });
+    for (let id = 0; id < count * this.devices; id++) this.recycle(id);
     this.publish();
     const argAddr = libc.addressOf(this.waitArg);
     this.waitArgAddr = argAddr;
@@ -192,34 +214,49 @@ export class DeviceRing {
     return this.buffersAddr + id * this.bufferSize;
   }
 
-  /** Buffers the kernel can read into now. */
-  get buffersAvailable(): number {
-    return this.available + ((this.bufTail - this.bufTailPublished) & 0xffff);
+  /** The device whose reads use receive buffer `id`. */
+  deviceOf(id: number): number {
+    return Math.floor(id / this.bufferCount);
   }
 
-  /** Gives receive buffer `id` back to the kernel (seen by it after publish()). */
+  /** Buffers device 0 (or `device`) can read into now. */
+  get buffersAvailable(): number {
+    return this.buffersAvailableFor(0);
+  }
+
+  buffersAvailableFor(device: number): number {
+    const g = this.groups[device];
+    return g.available + ((g.tail - g.published) & 0xffff);
+  }
+
+  /** Gives receive buffer `id` back to the kernel, to its device's group (seen by it after publish()). */
   recycle(id: number): void {
-    const at = (this.bufTail & (this.bufferCount - 1)) * 4;
+    const g = this.groups[Math.floor(id / this.bufferCount)];
+    const at = (g.tail & (this.bufferCount - 1)) * 4;
     const addr = this.bufferAddress(id);
     // struct io_uring_buf { u64 addr; u32 len; u16 bid; u16 resv }
-    this.bufRing[at] = addr % 0x100000000;
-    this.bufRing[at + 1] = Math.floor(addr / 0x100000000);
-    this.bufRing[at + 2] = this.bufferSize;
-    this.bufRing16[at * 2 + 6] = id;
-    this.bufTail = (this.bufTail + 1) & 0xffff;
+    g.ring[at] = addr % 0x100000000;
+    g.ring[at + 1] = Math.floor(addr / 0x100000000);
+    g.ring[at + 2] = this.bufferSize;
+    g.ring16[at * 2 + 6] = id;
+    g.tail = (g.tail + 1) & 0xffff;
   }
 
-  /** Makes recycled buffers visible to the kernel: the ring's tail is the u16 at byte 14. */
+  /** Makes recycled buffers visible to the kernel: each ring's tail is the u16 at byte 14. */
   publish(): void {
-    if (this.bufTail === this.bufTailPublished) return;
-    this.available += (this.bufTail - this.bufTailPublished) & 0xffff;
-    this.bufTailPublished = this.bufTail;
-    this.bufRing16[7] = this.bufTail;
+    const groups = this.groups;
+    for (let d = 0; d < groups.length; d++) {
+      const g = groups[d];
+      if (g.tail === g.published) continue;
+      g.available += (g.tail - g.published) & 0xffff;
+      g.published = g.tail;
+      g.ring16[7] = g.tail;
+    }
   }
 
-  /** A read completion used a buffer: one fewer in the kernel's ring. */
-  tookBuffer(): void {
-    this.available--;
+  /** A read completion of `device` used a buffer: one fewer in its ring. */
+  tookBuffer(device = 0): void {
+    this.groups[device].available--;
   }
 
   /** Free SQ slots. */
@@ -255,25 +292,30 @@ export class DeviceRing {
     this.ring[this.sqTail] = tail + 1;
   }
 
-  /** Arms the multishot read of the device (buffer group 0). */
-  armRead(): void {
-    this.sqe(OP_READ_MULTISHOT, SQE_FIXED_FILE | SQE_BUFFER_SELECT, 0, 0, 0, TAG_READ, 0);
+  /** Arms the multishot read of a device (its own buffer group); completions carry TAG_READ | device << 8. */
+  armRead(device = 0): void {
+    this.sqe(OP_READ_MULTISHOT, SQE_FIXED_FILE | SQE_BUFFER_SELECT, device, 0, 0, TAG_READ | (device << 8), device);
   }
 
-  /** Arms a read of the wake eventfd: its completion means "stop". */
+  /** The value the last wake read took from the eventfd. */
+  wakeValue(): number {
+    return Number(this.wakeBuf.readBigUInt64LE(0));
+  }
+
+  /** Arms a read of the wake eventfd: its completion ends the wait (the value says why). */
   armWake(): void {
-    this.sqe(OP_READ, SQE_FIXED_FILE, 1, libc.addressOf(this.wakeBuf), 8, TAG_WAKE, 0);
+    this.sqe(OP_READ, SQE_FIXED_FILE, this.devices, libc.addressOf(this.wakeBuf), 8, TAG_WAKE, 0);
   }
 
-  /** Cancels the multishot read (its last completion then comes without CQE_F_MORE). */
-  cancelRead(): void {
+  /** Cancels a device's multishot read (its last completion then comes without CQE_F_MORE). */
+  cancelRead(device = 0): void {
     // IORING_OP_ASYNC_CANCEL matches on user_data, given in the addr field.
-    this.sqe(OP_ASYNC_CANCEL, 0, 0, TAG_READ, 0, TAG_CANCEL, 0);
+    this.sqe(OP_ASYNC_CANCEL, 0, 0, TAG_READ | (device << 8), 0, TAG_CANCEL, 0);
   }
 
-  /** Queues a write of `len` bytes at `addr` to the device. The memory must stay as it is until completion. */
-  queueWrite(addr: number, len: number, tag: number): void {
-    this.sqe(OP_WRITE, SQE_FIXED_FILE, 0, addr, len, tag, 0);
+  /** Queues a write of `len` bytes at `addr` to a device. The memory must stay as it is until completion. */
+  queueWrite(addr: number, len: number, tag: number, device = 0): void {
+    this.sqe(OP_WRITE, SQE_FIXED_FILE, device, addr, len, tag, 0);
   }
 
   /**
@@ -337,7 +379,7 @@ export class DeviceRing {
     this.closed = true;
     registerCall(SYS_IO_URING_REGISTER, this.fd, UNREGISTER_FILES, null, 0);
     libc.close(this.fd);
-    for (const m of [this.ringMap, this.sqeMap, this.bufRingMap, this.bufMap]) munmap(m.addr, m.size);
+    for (const m of [this.ringMap, this.sqeMap, ...this.groups.map((g) => g.map), this.bufMap]) munmap(m.addr, m.size);
   }
 
   static readonly ETIME = ETIME;
@@ -346,7 +388,10 @@ export class DeviceRing {
    * Sets up a ring for the device, or says why not (kernel too old, io_uring disabled or filtered, ...).
    */
   static open(options: RingOptions): DeviceRing | string {
+    const deviceFds = options.deviceFds ?? (options.deviceFd !== undefined ? [options.deviceFd] : []);
+    if (deviceFds.length === 0) return 'no device to read';
     const count = options.buffers ?? 128;
+    if (count * deviceFds.length > 65536) return `too many receive buffers: ${count} for each of ${deviceFds.length} devices (at most 65536 in all)`;
     const size = options.bufferSize ?? 65536;
     const params = Buffer.alloc(120);
     params.writeUInt32LE(1024, 4); // cq_entries: room for every read and write in flight
@@ -376,21 +421,27 @@ export class DeviceRing {
     const sqeAddr = mmap(0, sqEntries * 64, PROT_READ_WRITE, MAP_SHARED | MAP_POPULATE, fd, OFF_SQES);
     if (mapFailed(sqeAddr)) return fail(errnoText('mapping the io_uring requests'));
     maps.push({ addr: sqeAddr, size: sqEntries * 64 });
-    const files = Buffer.alloc(8);
-    files.writeInt32LE(options.deviceFd, 0);
-    files.writeInt32LE(options.wakeFd, 4);
-    if (registerCall(SYS_IO_URING_REGISTER, fd, REGISTER_FILES, files, 2) < 0) return fail(errnoText('registering the device with io_uring'));
-    const bufRing = mapAnonymous(count * 16);
-    if (!bufRing) return fail(errnoText('mapping the buffer ring'));
-    maps.push(bufRing);
-    const bufs = mapAnonymous(count * size);
+    const n = deviceFds.length;
+    const files = Buffer.alloc(4 * (n + 1));
+    deviceFds.forEach((d, i) => files.writeInt32LE(d, 4 * i));
+    files.writeInt32LE(options.wakeFd, 4 * n);
+    if (registerCall(SYS_IO_URING_REGISTER, fd, REGISTER_FILES, files, n + 1) < 0) return fail(errnoText('registering the device with io_uring'));
+    const bufRings: Mapping[] = [];
+    for (let g = 0; g < n; g++) {
+      const bufRing = mapAnonymous(count * 16);
+      if (!bufRing) return fail(errnoText('mapping the buffer ring'));
+      maps.push(bufRing);
+      bufRings.push(bufRing);
+      // struct io_uring_buf_reg { u64 ring_addr; u32 ring_entries; u16 bgid; u16 flags; u64 resv[3] }
+      const reg = Buffer.alloc(40);
+      reg.writeBigUInt64LE(BigInt(bufRing.addr), 0);
+      reg.writeUInt32LE(count, 8);
+      reg.writeUInt16LE(g, 12);
+      if (registerCall(SYS_IO_URING_REGISTER, fd, REGISTER_PBUF_RING, reg, 1) < 0) return fail(errnoText('registering the receive buffers'));
+    }
+    const bufs = mapAnonymous(count * size * n);
     if (!bufs) return fail(errnoText('mapping the receive buffers'));
     maps.push(bufs);
-    // struct io_uring_buf_reg { u64 ring_addr; u32 ring_entries; u16 bgid; u16 flags; u64 resv[3] }
-    const reg = Buffer.alloc(40);
-    reg.writeBigUInt64LE(BigInt(bufRing.addr), 0);
-    reg.writeUInt32LE(count, 8);
-    if (registerCall(SYS_IO_URING_REGISTER, fd, REGISTER_PBUF_RING, reg, 1) < 0) return fail(errnoText('registering the receive buffers'));
-    return new DeviceRing(fd, params, { ring: maps[0], sqes: maps[1], bufRing, bufs }, count, size);
+    return new DeviceRing(fd, params, { ring: maps[0], sqes: maps[1], bufRings, bufs }, count, size);
   }
 }

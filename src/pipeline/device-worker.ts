@@ -1,45 +1,67 @@
 /**
- * Runs a pipeline on a device in a worker thread, with no event loop between the kernel and the stages:
- * the thread waits in the kernel, takes the packets that arrived, runs the fused engine on them and writes
- * the replies. Two ways to wait and move packets:
- * - io_uring (./uring-loop.ts, the default where the kernel has it): one multishot read, and two
- *   io_uring_enter per batch (submit the replies, wait for more), about the C read/write loop's CPU per reply;
- * - poll() (./poll-loop.ts, the fallback, or TUNPIPE_IO=poll): poll, then read() and write() per packet.
- * TUNPIPE_IO=uring insists on io_uring (an error where it cannot be had). Either way, measured against the
- * main-thread path (libuv readiness, ../device/readiness.ts), a wake costs one system call instead of a
- * turn of the event loop and a call from C++ into JavaScript. An eventfd lets the main thread stop the
+ * Runs a program on devices in a worker thread, with no event loop between the kernel and the stages: the
+ * thread waits in the kernel, takes the packets that arrived, runs the engine on them and writes what
+ * leaves. Two ways to wait and move packets, both under one Driver (./driver.ts):
+ * - io_uring (./uring-loop.ts, the default where the kernel has it): one ring for every device;
+ * - poll() (./poll-loop.ts, the fallback, or io 'poll').
+ * 'uring' insists on io_uring (an error where it cannot be had). An eventfd lets the main thread stop the
  * worker at once (on SIGINT/SIGTERM), so a parked thread never keeps the process from exiting.
  *
- * The main thread keeps the device (it opened and configured it, and closes it); the worker shares its fd.
- * Stages are resolved again in the worker from the pipeline text, user modules included. Asynchronous
- * stages work: while one has packets in hand, the worker waits with a short timeout and lets its own event
- * loop turn between batches.
+ * In two steps, so that everything is open before the caller drops root and before any device exists:
+ * `PipelineWorker.start()` sends the resolved program (built-ins by name; users' modules by URL, imported
+ * here and only here) and the worker creates every stage (captures opened); `attach()` then hands it the
+ * devices the main thread opened (and keeps, and closes), and the worker starts moving packets.
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import * as libc from '../device/libc.js';
-import type { TunCounters, TunDevice } from '../device/tun.js';
+import type { TunCounters } from '../device/tun.js';
 import { DeviceRing } from '../device/uring.js';
 import { MAX_PACKET } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Engine } from './engine.js';
-import { resolvePipeline } from './resolve.js';
-import { StageStats } from './stage.js';
+import { PipelineSyntaxError } from './language.js';
+import { reviveProgram, type ProgramSpec } from './resolve.js';
+import { StageStats, type PortInfo } from './stage.js';
+import { Driver, type StopReason } from './driver.js';
 import { runPollLoop } from './poll-loop.js';
 import { runUringLoop } from './uring-loop.js';
-import { directSend, type LoopContext } from './worker-loop.js';
+import { directSend, WAKE_REPORT, WAKE_STOP, type DeviceLoopContext } from './worker-loop.js';
 import type { RunResult } from './run.js';
+
+/** How packets move: io_uring where it can be had, or insist on it, or poll(). */
+export type IoMode = 'auto' | 'uring' | 'poll';
+
+/** Where each pipeline's packets come from and go: devices by index in `ports`. */
+export interface WorkerRouting {
+  /** The devices, in order. */
+  ports: PortInfo[];
+  /** Per device: the pipeline that reads it, or -1. */
+  pipelineOf: number[];
+  /** Per pipeline: the device its default sink writes to, or -1 to discard. */
+  defaultSink: number[];
+}
 
 interface WorkerInput {
   kind: 'tunpipe-device-worker';
-  fd: number;
-  wake: number;
-  name: string;
-  pipeline: string;
+  program: ProgramSpec;
+  routing: WorkerRouting;
   count: number;
   queueLength?: number;
+  io: IoMode;
+  ioBuffers: number;
 }
 
+interface AttachMessage {
+  type: 'attach';
+  fds: number[];
+  names: string[];
+  wake: number;
+  /** The devices could not be opened: close the stages and report. */
+  cancel?: boolean;
+}
+
+/** A stage's counters as they cross back to the main thread. */
 interface StatsMessage {
   name: string;
   packetsIn: number;
@@ -47,19 +69,16 @@ interface StatsMessage {
   dropped: number;
   held: number;
   emitted: number;
+  diverted: number;
   reasons: [string, number][];
 }
 
-/** The worker's stages are set up and it waits for packets. */
-interface ReadyMessage {
-  type: 'ready';
-}
-
-interface SetupErrorMessage {
-  type: 'setup-error';
-  message: string;
-  code?: string;
-}
+type FromWorker =
+  | { type: 'created' }
+  | { type: 'live'; stages: StatsMessage[]; reports: [string, string][] }
+  | { type: 'ready'; io: string }
+  | { type: 'setup-error'; message: string; code?: string; syntax?: { reason: string; text: string; pos: number; hint?: string } }
+  | ResultMessage;
 
 interface ResultMessage {
   type: 'result';
@@ -68,150 +87,286 @@ interface ResultMessage {
   stages: StatsMessage[];
   reports: [string, string][];
   error: { message: string; code?: string } | null;
-  stoppedBy: RunResult['stoppedBy'];
-  counters: TunCounters;
+  stoppedBy: StopReason;
+  counters: TunCounters[];
   io: string;
 }
 
-/** Main thread: runs `pipeline` on `device` in a worker; resolves when the worker has stopped and reported. */
-export async function runDeviceInWorker(options: {
-  device: TunDevice;
-  pipeline: string;
-  count?: number;
-  queueLength?: number;
-  signal?: AbortSignal;
-  onReady?: () => void;
-}): Promise<RunResult> {
-  const wake = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
-  if (wake < 0) throw new TunpipeError(`cannot create an eventfd: ${libc.errnoName(libc.errno())}`);
-  const input: WorkerInput = {
-    kind: 'tunpipe-device-worker',
-    fd: options.device.fileDescriptor,
-    wake,
-    name: options.device.name,
-    pipeline: options.pipeline,
-    count: options.count ?? -1,
-    queueLength: options.queueLength,
-  };
-  const worker = new Worker(new URL(import.meta.url), { workerData: input });
-  const one = Buffer.alloc(8);
-  one.writeBigUInt64LE(1n);
-  const stop = () => libc.write(wake, one, 8);
-  if (options.signal?.aborted) stop();
-  options.signal?.addEventListener('abort', stop, { once: true });
-  try {
-    const msg = await new Promise<ResultMessage>((resolve, reject) => {
+export function statsMessage(s: StageStats): StatsMessage {
+  return { name: s.name, packetsIn: s.packetsIn, packetsOut: s.packetsOut, dropped: s.dropped, held: s.held, emitted: s.emitted, diverted: s.diverted, reasons: [...s.reasons] };
+}
+
+export function statsFromMessage(m: StatsMessage): StageStats {
+  const s = new StageStats(m.name);
+  Object.assign(s, { packetsIn: m.packetsIn, packetsOut: m.packetsOut, dropped: m.dropped, held: m.held, emitted: m.emitted, diverted: m.diverted });
+  for (const [r, n] of m.reasons) s.reasons.set(r, n);
+  return s;
+}
+
+/** The result of a run in the worker, with every device's counters. */
+export interface WorkerResult extends RunResult {
+  counters: TunCounters[];
+}
+
+/** The main thread's handle on a pipeline worker. */
+export class PipelineWorker {
+  private readonly wake: number;
+  private readonly result: Promise<ResultMessage>;
+  private readyWaiter: ((m: { io: string }) => void) | null = null;
+  private failWaiter: ((e: Error) => void) | null = null;
+  private stopped = false;
+  private io = '';
+
+  private constructor(
+    private readonly worker: Worker,
+    created: () => void,
+    failed: (e: Error) => void,
+  ) {
+    const wake = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
+    if (wake < 0) throw new TunpipeError(`cannot create an eventfd: ${libc.errnoName(libc.errno())}`);
+    this.wake = wake;
+    this.result = new Promise<ResultMessage>((resolve, reject) => {
       let result: ResultMessage | null = null;
-      worker.on('message', (m: ResultMessage | SetupErrorMessage | ReadyMessage) => {
-        if (m.type === 'setup-error') reject(new TunpipeError(m.message, m.code));
-        else if (m.type === 'ready') options.onReady?.();
+      const fail = (e: Error) => {
+        failed(e);
+        this.failWaiter?.(e);
+        reject(e);
+      };
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'setup-error') fail(m.syntax ? new PipelineSyntaxError(m.syntax.reason, m.syntax.text, m.syntax.pos, m.syntax.hint) : new TunpipeError(m.message, m.code));
+        else if (m.type === 'created') created();
+        else if (m.type === 'ready') this.readyWaiter?.(m);
+        else if (m.type === 'live') this.liveWaiter?.(m);
         else result = m;
       });
-      worker.once('error', reject);
-      worker.once('exit', (code) => (result ? resolve(result) : reject(new Error(`the pipeline worker exited (code ${code}) without a result`))));
+      worker.once('error', fail);
+      worker.once('exit', (code) => (result ? resolve(result) : fail(new Error(`the pipeline worker exited (code ${code}) without a result`))));
     });
-    Object.assign(options.device.counters, msg.counters);
-    return {
-      packetsIn: msg.packetsIn,
-      packetsOut: msg.packetsOut,
-      stages: msg.stages.map((s) => Object.assign(new StageStats(s.name), { ...s, reasons: new Map(s.reasons) })),
-      reports: new Map(msg.reports),
-      error: msg.error ? new TunpipeError(msg.error.message, msg.error.code) : null,
-      stoppedBy: msg.stoppedBy,
-      io: msg.io,
+    // Rejections reach the caller through start(), attach() or finished().
+    this.result.catch(() => {});
+  }
+
+  /** Starts a worker and has it create every stage of the program; rejects with the first setup error. */
+  static start(options: { program: ProgramSpec; routing: WorkerRouting; count?: number; queueLength?: number; io?: IoMode; ioBuffers?: number }): Promise<PipelineWorker> {
+    const input: WorkerInput = {
+      kind: 'tunpipe-device-worker',
+      program: options.program,
+      routing: options.routing,
+      count: options.count ?? -1,
+      queueLength: options.queueLength,
+      io: options.io ?? 'auto',
+      ioBuffers: options.ioBuffers ?? RING_BUFFERS,
     };
-  } finally {
-    options.signal?.removeEventListener('abort', stop);
-    libc.close(wake);
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(new URL(import.meta.url), { workerData: input });
+      let handle: PipelineWorker | null = null;
+      handle = new PipelineWorker(
+        worker,
+        () => resolve(handle!),
+        (e) => {
+          handle?.closeWake();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Hands the worker its devices (in the order of `routing.ports`); resolves once it moves packets. */
+  attach(devices: { fileDescriptor: number; name: string }[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.readyWaiter = (m) => {
+        this.io = m.io;
+        resolve();
+      };
+      this.failWaiter = reject;
+      this.worker.postMessage({ type: 'attach', fds: devices.map((d) => d.fileDescriptor), names: devices.map((d) => d.name), wake: this.wake } satisfies AttachMessage);
+      if (this.stopped) this.stop();
+    });
+  }
+
+  /** Asks the worker to stop (as SIGINT does); safe to call at any time, more than once. */
+  stop(): void {
+    this.stopped = true;
+    this.wakeWith(WAKE_STOP);
+  }
+
+  private wakeWith(value: number): void {
+    if (this.wakeClosed) return;
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(value));
+    libc.write(this.wake, b, 8);
+  }
+
+  private liveWaiter: ((m: { stages: StatsMessage[]; reports: [string, string][] }) => void) | null = null;
+
+  /** The counters as they are now (kill -USR1), or null if the worker did not answer within a second. */
+  liveCounters(): Promise<{ stages: StageStats[]; reports: Map<string, string> } | null> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), 1000);
+      this.liveWaiter = (m) => {
+        clearTimeout(timer);
+        this.liveWaiter = null;
+        resolve({ stages: m.stages.map(statsFromMessage), reports: new Map(m.reports) });
+      };
+      this.wakeWith(WAKE_REPORT);
+    });
+  }
+
+  /** The devices could not be opened: the worker closes its stages (captures) and ends. */
+  async cancel(): Promise<void> {
+    this.worker.postMessage({ type: 'attach', fds: [], names: [], wake: this.wake, cancel: true } satisfies AttachMessage);
+    await this.finished().catch(() => {});
+  }
+
+  /** How the worker moves packets (known once attached): 'io_uring', 'poll', or 'poll (io_uring: why not)'. */
+  get ioPath(): string {
+    return this.io;
+  }
+
+  /** Resolves when the worker has stopped and reported. */
+  async finished(): Promise<WorkerResult> {
+    try {
+      const msg = await this.result;
+      return {
+        packetsIn: msg.packetsIn,
+        packetsOut: msg.packetsOut,
+        stages: msg.stages.map(statsFromMessage),
+        reports: new Map(msg.reports),
+        error: msg.error ? new TunpipeError(msg.error.message, msg.error.code) : null,
+        stoppedBy: msg.stoppedBy,
+        io: msg.io,
+        counters: msg.counters,
+      };
+    } finally {
+      this.closeWake();
+    }
+  }
+
+  private wakeClosed = false;
+  private closeWake(): void {
+    if (this.wakeClosed) return;
+    this.wakeClosed = true;
+    libc.close(this.wake);
   }
 }
 
-/** Receive buffers of the io_uring loop: packets the kernel may read ahead of the pipeline in one wake. */
-const RING_BUFFERS = 128;
+/** Receive buffers of the io_uring loop per device: packets the kernel may read ahead of the pipeline in one wake. */
+export const RING_BUFFERS = 128;
 
-/**
- * How the worker moves packets: TUNPIPE_IO=uring|poll, else io_uring where the kernel has it.
- * TUNPIPE_IO_BUFFERS sets the number of receive buffers (a power of two; each holds the largest packet).
- */
-function openRing(fd: number, wake: number): { ring: DeviceRing | null; io: string } {
-  const want = process.env.TUNPIPE_IO;
-  if (want !== undefined && want !== 'poll' && want !== 'uring') throw new TunpipeError(`TUNPIPE_IO=${want}: use uring or poll`);
-  if (want === 'poll') return { ring: null, io: 'poll' };
-  const text = process.env.TUNPIPE_IO_BUFFERS;
-  const buffers = text === undefined ? RING_BUFFERS : Number(text);
-  if (!Number.isInteger(buffers) || buffers < 1 || buffers > 32768 || (buffers & (buffers - 1)) !== 0) {
-    throw new TunpipeError(`TUNPIPE_IO_BUFFERS=${text}: a power of two from 1 to 32768`);
-  }
-  const ring = DeviceRing.open({ deviceFd: fd, wakeFd: wake, bufferSize: MAX_PACKET, buffers });
+function openRing(fds: number[], wake: number, io: IoMode, buffers: number): { ring: DeviceRing | null; io: string } {
+  if (io === 'poll') return { ring: null, io: 'poll' };
+  const ring = DeviceRing.open({ deviceFds: fds, wakeFd: wake, bufferSize: MAX_PACKET, buffers });
   if (typeof ring !== 'string') return { ring, io: 'io_uring' };
-  if (want === 'uring') throw new TunpipeError(`TUNPIPE_IO=uring, but io_uring cannot be used here: ${ring}`);
+  if (io === 'uring') throw new TunpipeError(`TUNPIPE_IO=uring, but io_uring cannot be used here: ${ring}`);
   return { ring: null, io: `poll (io_uring: ${ring})` };
 }
 
-/** Worker thread: sets up the engine, runs one of the device loops, reports. */
+function post(m: FromWorker): void {
+  parentPort!.postMessage(m);
+}
+
+function setupError(err: unknown): FromWorker {
+  if (err instanceof PipelineSyntaxError) return { type: 'setup-error', message: err.message, syntax: { reason: err.reason, text: err.text, pos: err.pos, hint: err.hint } };
+  if (err instanceof Error) return { type: 'setup-error', message: err.message, code: (err as TunpipeError).code };
+  return { type: 'setup-error', message: String(err) };
+}
+
+/** Worker thread: creates the stages, waits for its devices, runs one of the device loops, reports. */
 async function workerMain(input: WorkerInput): Promise<void> {
-  let error: Error | null = null;
-  const ctx: LoopContext = {
-    fd: input.fd,
-    wake: input.wake,
-    name: input.name,
-    engine: undefined as unknown as Engine,
-    counters: { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 },
-    limit: input.count < 0 ? Infinity : input.count,
-    packetsIn: 0,
-    packetsOut: 0,
-    stoppedBy: null,
-    stopWith(by, err) {
-      if (this.stoppedBy !== null) return;
-      (this as { stoppedBy: RunResult['stoppedBy'] | null }).stoppedBy = by;
-      if (err) error = err;
-    },
-    send: () => {},
-  };
-  ctx.send = directSend(ctx);
-  let ring: DeviceRing | null = null;
-  let io: string;
+  const { routing } = input;
+  const n = routing.ports.length;
+  const counters: TunCounters[] = routing.ports.map(() => ({ rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 }));
+  let ctx: DeviceLoopContext | null = null;
+  // The sinks call through `ctx.send`, which each loop sets to its own way of writing.
+  const sendTo = (device: number) => (p: Parameters<DeviceLoopContext['send']>[0]) => ctx!.send(p, device);
+  const discard = () => {};
+  const indexOf = new Map(routing.ports.map((p, i) => [p.name, i]));
+  let engine: Engine;
+  let driver: Driver;
   try {
-    ({ ring, io } = openRing(input.fd, input.wake));
-    (ctx as { engine: Engine }).engine = new Engine(await resolvePipeline(input.pipeline), {
-      sink: (p) => ctx.send(p),
+    const program = await reviveProgram(input.program);
+    engine = new Engine(program, {
+      sink: discard,
+      sinkFor: (port) => sendTo(indexOf.get(port)!),
+      portsOf: (i) => {
+        const source = routing.pipelineOf.indexOf(i);
+        const out = routing.defaultSink[i];
+        return { linkType: source >= 0 ? routing.ports[source].linkType : 101, input: routing.ports[source], output: out >= 0 ? routing.ports[out] : undefined };
+      },
       queueLength: input.queueLength,
-      warn: (m) => writeSync(2, `tunpipe: ${m}\n`),
-      onFail: (err) => ctx.stopWith('error', err),
+      warn: (m) => {
+        try {
+          writeSync(2, `tunpipe: ${m}\n`);
+        } catch {
+          /* stderr closed: the warning is lost, the pipeline goes on */
+        }
+      },
+      onFail: (err) => driver?.stopWith('error', err),
     });
+    // A pipeline without a sink of its own writes to its default: its device, or nowhere.
+    const defaults = routing.defaultSink.map((d) => (d >= 0 ? sendTo(d) : discard));
+    engine.pipelines.forEach((chain, i) => {
+      if (chain.exit === discard) chain.exit = defaults[i];
+    });
+    driver = new Driver(engine, input.count < 0 ? Infinity : input.count);
   } catch (err) {
     // A stage that cannot start (a capture file that cannot be created): the same one-line error as without
     // a worker. The main thread throws it.
-    ring?.close();
-    const e = err as TunpipeError;
-    parentPort!.postMessage({ type: 'setup-error', message: e.message, code: e.code } satisfies SetupErrorMessage);
+    post(setupError(err));
     return;
   }
-  const engine = ctx.engine;
-  if (ctx.limit === 0) ctx.stopWith('count');
-  parentPort!.postMessage({ type: 'ready' } satisfies ReadyMessage);
+  post({ type: 'created' });
+  const attach = await new Promise<AttachMessage>((resolve) => parentPort!.once('message', resolve));
+  if (attach.cancel) {
+    const closeErrors = await engine.close();
+    post({ type: 'result', packetsIn: 0, packetsOut: 0, stages: engine.stats.map(statsMessage), reports: [...engine.reports()], error: closeErrors[0] ? { message: closeErrors[0].message } : null, stoppedBy: 'error', counters, io: 'none' });
+    return;
+  }
+  ctx = {
+    fds: attach.fds,
+    names: attach.names,
+    pipelineOf: routing.pipelineOf,
+    wake: attach.wake,
+    driver,
+    engine,
+    counters,
+    send: () => {},
+    report: () => post({ type: 'live', stages: engine.stats.map(statsMessage), reports: [...engine.reports()] }),
+  };
+  ctx.send = directSend(ctx);
+  attach.names.forEach((name, i) => ((routing.ports[i] as { name: string }).name = name));
+  let ring: DeviceRing | null = null;
+  let io: string;
+  try {
+    ({ ring, io } = openRing(attach.fds, attach.wake, input.io, input.ioBuffers));
+  } catch (err) {
+    post(setupError(err));
+    await engine.close();
+    return;
+  }
+  void n;
+  post({ type: 'ready', io });
   if (ring) await runUringLoop(ctx, ring);
   else await runPollLoop(ctx);
 
   const closeErrors = await engine.close();
-  let stoppedBy = ctx.stoppedBy ?? 'end';
+  let stoppedBy = driver.stoppedBy ?? 'end';
+  let error = driver.error;
   if (!error && closeErrors.length) {
     error = closeErrors[0];
     stoppedBy = 'error';
   }
-  const failure = error as Error | null;
-  const result: ResultMessage = {
+  post({
     type: 'result',
-    packetsIn: ctx.packetsIn,
-    packetsOut: ctx.packetsOut,
-    stages: engine.stats.map((s) => ({ name: s.name, packetsIn: s.packetsIn, packetsOut: s.packetsOut, dropped: s.dropped, held: s.held, emitted: s.emitted, reasons: [...s.reasons] })),
+    packetsIn: driver.packetsIn,
+    packetsOut: driver.packetsOut,
+    stages: engine.stats.map(statsMessage),
     reports: [...engine.reports()],
-    error: failure ? { message: failure.message, code: (failure as TunpipeError).code } : null,
+    error: error ? { message: error.message, code: (error as TunpipeError).code } : null,
     stoppedBy,
-    counters: ctx.counters,
+    counters,
     io,
-  };
-  parentPort!.postMessage(result);
+  });
 }
 
 if (!isMainThread && (workerData as WorkerInput | undefined)?.kind === 'tunpipe-device-worker') {

@@ -1,30 +1,45 @@
 /**
- * The pipeline engine. Synchronous stages are fused into one loop: a packet entering on the left is handed
- * from stage to stage by plain calls, with no allocation and no await between them, so a whole batch read
- * from the device in one wake is answered before the event loop turns again. An asynchronous stage (a
- * user's stage that awaits) gets a bounded it-pushable queue in front of it, joined to the rest by it-pipe;
- * when the queue is full, packets are dropped and counted rather than buffered without limit.
+ * The pipeline engine: a graph of stages. Each pipeline (and each branch of a `tee` or an `else`) is a
+ * chain of stages ending in an exit (a port's output, `drop`, or the end of a branch). Synchronous stages
+ * are fused: a packet entering a chain is handed from stage to stage by plain calls, with no allocation and
+ * no await between them, so a whole batch read from the device in one wake is answered before the event
+ * loop turns again; a straight line runs exactly today's loop. A tee is a stage like the others (it runs
+ * its branch on a copy, then passes the original on); an `else` branch takes, in place of a drop, what its
+ * stage rejects. An asynchronous stage (a user's stage that awaits) gets a bounded it-pushable queue in front
+ * of it, joined to the rest by it-pipe; when the queue is full, packets are dropped and counted rather than
+ * buffered without limit.
  *
- * Every stage has counters (in, out, dropped by reason); a stage that throws has the packet dropped and
- * counted with the error, which is reported once per stage, and the pipeline goes on.
+ * Every stage has counters (in, out, dropped by reason, diverted); a stage that throws has the packet
+ * dropped and counted with the error, which is reported once per stage, and the pipeline goes on. Stages
+ * that hold packets until a time (delay, rate) declare `nextDue`; the driver asks `nextDue()` and calls
+ * `tick(now)` when it has come.
  */
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
 import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
-import type { ResolvedStage } from './resolve.js';
+import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './resolve.js';
 import { recordStageError } from './error-reasons.js';
+import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
 
 /** Drop reasons the engine itself gives. */
 export const ENGINE_DROP = {
   filtered: 'filtered',
   queueFull: 'queue full: the stage is slower than the traffic',
+  endOfBranch: 'end of branch (no sink named)',
+  drop: "dropped by 'drop'",
+  stopped: 'stopped before the stage got to it',
 } as const;
 
+/** Where a pipeline's sink sends a packet; null discards (counted by the caller's sink row). */
+export type SinkFunction = (p: Packet) => void;
+
 export interface EngineOptions {
-  /** Where packets leaving the last stage go. */
-  sink: (p: Packet) => void;
+  /** Where packets leaving a pipeline with no sink of its own go (`default`), and the only sink of a straight line. */
+  sink: SinkFunction;
+  /** Where `to NAME` sends packets (required when a pipeline names one). */
+  sinkFor?: (port: string, pipeline: number) => SinkFunction;
   /** Packets allowed to wait in front of an asynchronous stage. Default 1024. */
   queueLength?: number;
   /** Where warnings go (default: stderr). */
@@ -33,15 +48,25 @@ export interface EngineOptions {
   onFail?: (err: Error) => void;
   /** Link type of the packets entering (StageContext.linkType). Default 101, RAW IP. */
   linkType?: number;
+  /** Per pipeline: link type and ports as the stages see them (overrides the ones above). */
+  portsOf?: (pipeline: number) => { linkType: number; input?: PortInfo; output?: PortInfo };
   /** The ports the pipeline reads from and writes to, as the stages see them. */
   input?: PortInfo;
   output?: PortInfo;
   /** The driver's clock (StageContext.now). Default: the wall clock. */
   clock?: RunClock;
+  /** How long close() waits for a stage's close() to settle before it goes on without it. Default 2000 ms. */
+  closeTimeoutMs?: number;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
   return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
+}
+
+/** A sequence of stages and the exit its packets leave by. */
+export interface Chain {
+  readonly slots: Slot[];
+  exit: SinkFunction;
 }
 
 /** The queue and worker in front of one asynchronous stage. */
@@ -57,8 +82,7 @@ class AsyncGate {
    */
   pending = 1;
 
-  constructor(engine: Engine, index: number, first: PromiseLike<StageResult>, firstPacket: Packet) {
-    const slot = engine.slots[index];
+  constructor(engine: Engine, slot: Slot, first: PromiseLike<StageResult>, firstPacket: Packet) {
     const settle = async (p: Packet, r: StageResult | PromiseLike<StageResult>): Promise<void> => {
       this.inFlight = true;
       let result: StageResult;
@@ -67,13 +91,13 @@ class AsyncGate {
       } catch (err) {
         this.inFlight = false;
         this.pending--;
-        if (!engine.abandoned) engine.stageError(index, err);
+        if (!engine.abandoned) engine.stageError(slot, err);
         return;
       }
       this.inFlight = false;
       this.pending--;
       // Given up on by close(): this packet was already counted as dropped there.
-      if (!engine.abandoned) engine.afterStage(index, p, result);
+      if (!engine.abandoned) engine.afterStage(slot, p, result);
     };
     this.done = (async () => {
       await settle(firstPacket, first);
@@ -86,7 +110,7 @@ class AsyncGate {
             r = slot.instance.process(p);
           } catch (err) {
             this.pending--;
-            engine.stageError(index, err);
+            engine.stageError(slot, err);
             continue;
           }
           await settle(p, r);
@@ -96,7 +120,7 @@ class AsyncGate {
   }
 }
 
-interface Slot {
+export interface Slot {
   label: string;
   instance: StageInstance;
   stats: StageStats;
@@ -104,11 +128,57 @@ interface Slot {
   warned: Set<string>;
   reportedError: boolean;
   errorReasons: number;
+  /** The chain this stage is in, and its place there. */
+  chain: Chain;
+  index: number;
+  /** Where the packets this stage rejects go instead of being dropped (`else { ... }`). */
+  orElse: Chain | null;
+  /** The stage may hold on to packets (StageDefinition.keepsPackets). */
+  keepsPackets: boolean;
+}
+
+/** A straight line of stages: one pipeline, no branches, its output to the default sink. */
+function straightProgram(stages: ResolvedStage[]): ResolvedProgram {
+  const pipeline: ResolvedPipeline = {
+    elements: stages.map((stage) => ({ kind: 'stage', stage, pos: 0 })),
+    sink: { kind: 'default', pos: 0 },
+    label: '(end)',
+    source: null,
+    pos: 0,
+  };
+  return { text: '', pipelines: [pipeline] };
+}
+
+/** The copy a tee hands its branch: the branch's changes must not touch the main line's packet. */
+function copyPacket(p: Packet, into: Packet | null, scratch: Buffer | null): Packet {
+  const n = p.data.length;
+  let data: Buffer;
+  if (scratch !== null && n <= scratch.length) {
+    p.data.copy(scratch, 0, 0, n);
+    data = scratch.subarray(0, n);
+  } else {
+    data = Buffer.from(p.data);
+  }
+  const c = into ?? new Packet(data);
+  c.data = data;
+  c.sec = p.sec;
+  c.nsec = p.nsec;
+  c.version = p.version;
+  c.l3 = p.l3;
+  c.l4 = p.l4;
+  c.end = p.end;
+  c.proto = p.proto;
+  c.dirty = p.dirty;
+  c.ipSumAdj = p.ipSumAdj;
+  c.l4SumAdj = p.l4SumAdj;
+  return c;
 }
 
 export class Engine {
+  /** Every stage, in the order written (branches after the stage that owns them). */
   readonly slots: Slot[] = [];
-  private readonly sink: (p: Packet) => void;
+  /** One chain per pipeline of the program, in order; `push` feeds the first. */
+  readonly pipelines: Chain[] = [];
   private readonly queueLength: number;
   private readonly warnOut: (message: string) => void;
   private readonly onFail: (err: Error) => void;
@@ -119,45 +189,168 @@ export class Engine {
   private closed = false;
   /** Set when close() stopped waiting for a slow asynchronous stage. */
   abandoned = false;
+  /** Counter rows of `drop` sinks and of the ends of branches, in the order written. */
+  private readonly sinkRows: StageStats[] = [];
+  private readonly limits = new StageCounterLimits();
+  private readonly closeTimeoutMs: number;
 
-  constructor(stages: ResolvedStage[], options: EngineOptions) {
-    this.sink = options.sink;
+  /**
+   * `stages`: one straight line (its output goes to `options.sink`), or a resolved program with branches,
+   * several pipelines and sinks.
+   */
+  constructor(stages: ResolvedStage[] | ResolvedProgram, options: EngineOptions) {
+    const program = Array.isArray(stages) ? straightProgram(stages) : stages;
     this.queueLength = options.queueLength ?? 1024;
     this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
     this.onFail = options.onFail ?? (() => {});
-    this.packetsReusable = noStageKeepsPackets(stages.map((s) => s.def));
-    this.readsTime = stages.some((s) => s.def.readsTime === true);
-    const clock = (this.clock = options.clock ?? new RunClock('wall'));
-    const linkType = options.linkType ?? 101;
-    stages.forEach((s, index) => {
-      const stats = new StageStats(s.label);
-      const slot: Slot = { label: s.label, instance: undefined as unknown as StageInstance, stats, gate: null, warned: new Set(), reportedError: false, errorReasons: 0 };
-      this.slots.push(slot);
-      const ctx: StageContext = {
-        name: s.label,
-        emit: (p) => {
-          stats.emitted++;
-          this.runFrom(index + 1, p);
-        },
-        warn: (m) => this.warnOnce(slot, m),
-        fail: (err) => this.fail(err),
-        linkType,
-        direction: stages.slice(0, index).some((e) => e.def.turnsAround === true) ? 'out' : 'in',
-        input: options.input,
-        output: options.output,
-        now: () => clock.now(),
-        timeOf: (p) => clock.timeOf(p),
-        setTime: (p, t) => clock.setTime(p, t),
-      };
-      try {
-        slot.instance = s.def.create(s.args, ctx);
-      } catch (err) {
-        // Release what the stages before this one opened (capture files), then report.
-        for (const done of this.slots.slice(0, index)) void Promise.resolve().then(() => done.instance.close?.()).catch(() => {});
-        throw err;
-      }
-    });
+    this.closeTimeoutMs = options.closeTimeoutMs ?? 2000;
+    this.clock = options.clock ?? new RunClock('wall');
+    const all: ResolvedStage[] = [];
+    const built = new Map<ResolvedBranch, Chain>();
+    try {
+      program.pipelines.forEach((pl, index) => {
+        const ports = options.portsOf?.(index) ?? { linkType: options.linkType ?? 101, input: options.input, output: options.output };
+        const exit = this.exitFor(pl.sink, pl.label, index, options);
+        this.pipelines.push(this.buildChain(pl, exit, ports, index, options, built, all, false));
+      });
+    } catch (err) {
+      // Release what the stages created so far opened (capture files), then report.
+      for (const done of this.slots) void Promise.resolve().then(() => done.instance?.close?.()).catch(() => {});
+      throw err;
+    }
+    this.packetsReusable = noStageKeepsPackets(all.map((s) => s.def));
+    this.readsTime = all.some((s) => s.def.readsTime === true);
     this.flushing = this.slots.filter((s) => s.instance.flush !== undefined);
+    this.timed = this.slots.filter((s) => s.instance.nextDue !== undefined && s.instance.tick !== undefined);
+  }
+
+  private sinkRow(label: string): StageStats {
+    const row = new StageStats(label);
+    this.sinkRows.push(row);
+    return row;
+  }
+
+  private exitFor(sink: SinkSpec, label: string, pipeline: number, options: EngineOptions): SinkFunction {
+    if (sink.kind === 'default') return options.sink;
+    if (sink.kind === 'to') {
+      if (!options.sinkFor) throw new Error(`no output for 'to ${sink.port}'`);
+      return options.sinkFor(sink.port, pipeline);
+    }
+    const row = this.sinkRow(label);
+    const reason = sink.kind === 'drop' ? ENGINE_DROP.drop : ENGINE_DROP.endOfBranch;
+    return () => {
+      row.packetsIn++;
+      row.drop(reason);
+    };
+  }
+
+  private buildChain(
+    branch: ResolvedBranch,
+    exit: SinkFunction,
+    ports: { linkType: number; input?: PortInfo; output?: PortInfo },
+    pipeline: number,
+    options: EngineOptions,
+    built: Map<ResolvedBranch, Chain>,
+    all: ResolvedStage[],
+    turned: boolean,
+  ): Chain {
+    const chain: Chain = { slots: [], exit };
+    let turnedAround = turned;
+    for (const el of branch.elements) {
+      if (el.kind === 'tee') {
+        const sub = this.buildBranch(el.branch, ports, pipeline, options, built, all, turnedAround);
+        chain.slots.push(this.teeSlot(el, chain, sub, all));
+        continue;
+      }
+      const slot = this.stageSlot(el, chain, ports, turnedAround);
+      chain.slots.push(slot);
+      all.push(el.stage);
+      if (el.stage.def.turnsAround === true) turnedAround = true;
+      if (el.orElse) slot.orElse = this.buildBranch(el.orElse, ports, pipeline, options, built, all, turnedAround);
+    }
+    return chain;
+  }
+
+  private buildBranch(
+    branch: ResolvedBranch,
+    ports: { linkType: number; input?: PortInfo; output?: PortInfo },
+    pipeline: number,
+    options: EngineOptions,
+    built: Map<ResolvedBranch, Chain>,
+    all: ResolvedStage[],
+    turned: boolean,
+  ): Chain {
+    // A compound stage's parts share one else branch: build it once.
+    const known = built.get(branch);
+    if (known) return known;
+    const chain = this.buildChain(branch, () => {}, ports, pipeline, options, built, all, turned);
+    chain.exit = this.exitFor(branch.sink, branch.label, pipeline, options);
+    built.set(branch, chain);
+    return chain;
+  }
+
+  private newSlot(label: string, chain: Chain): Slot {
+    const slot: Slot = {
+      label,
+      instance: undefined as unknown as StageInstance,
+      stats: new StageStats(label, this.limits),
+      gate: null,
+      warned: new Set(),
+      reportedError: false,
+      errorReasons: 0,
+      chain,
+      index: chain.slots.length,
+      orElse: null,
+      keepsPackets: false,
+    };
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private stageSlot(el: Extract<ResolvedElement, { kind: 'stage' }>, chain: Chain, ports: { linkType: number; input?: PortInfo; output?: PortInfo }, turned: boolean): Slot {
+    const s = el.stage;
+    const slot = this.newSlot(s.label, chain);
+    slot.keepsPackets = s.def.keepsPackets !== false;
+    const clock = this.clock;
+    const ctx: StageContext = {
+      name: s.label,
+      emit: (p) => {
+        slot.stats.emitted++;
+        this.runFrom(slot.chain, slot.index + 1, p);
+      },
+      warn: (m) => this.warnOnce(slot, m),
+      fail: (err) => this.fail(err),
+      linkType: ports.linkType,
+      direction: turned ? 'out' : 'in',
+      input: ports.input,
+      output: ports.output,
+      now: () => clock.now(),
+      timeOf: (p) => clock.timeOf(p),
+      setTime: (p, t) => clock.setTime(p, t),
+    };
+    slot.instance = s.def.create(s.args, ctx);
+    return slot;
+  }
+
+  private teeSlot(el: Extract<ResolvedElement, { kind: 'tee' }>, chain: Chain, branch: Chain, all: ResolvedStage[]): Slot {
+    const slot = this.newSlot(el.label, chain);
+    void all;
+    // When nothing in the branch keeps packets, one copy (Packet and Buffer) serves every packet.
+    let reuse: { packet: Packet | null; scratch: Buffer | null } | null = null;
+    slot.instance = {
+      process: (p: Packet) => {
+        if (reuse === null) {
+          const keeps = branchKeepsPackets(branch);
+          reuse = keeps ? { packet: null, scratch: null } : { packet: null, scratch: Buffer.allocUnsafeSlow(MAX_PACKET_COPY) };
+        }
+        const copy = copyPacket(p, reuse.packet, reuse.scratch);
+        if (reuse.scratch !== null) reuse.packet = copy;
+        slot.stats.emitted++;
+        this.runFrom(branch, 0, copy);
+        return p;
+      },
+    };
+    return slot;
   }
 
   /**
@@ -169,9 +362,10 @@ export class Engine {
   /** True when a stage reads packets' arrival time: a source need not stamp packets otherwise. */
   readonly readsTime: boolean;
 
-  /** The gates of the stages that turned out asynchronous, and the stages that buffer output. */
+  /** The gates of the stages that turned out asynchronous, the stages that buffer output, and those with timers. */
   private readonly gates: AsyncGate[] = [];
   private flushing: Slot[] = [];
+  private timed: Slot[] = [];
 
   /** True while an asynchronous stage has packets queued or in hand. */
   get busy(): boolean {
@@ -184,25 +378,35 @@ export class Engine {
   reports(): Map<string, string> {
     const out = new Map<string, string>();
     for (const slot of this.slots) {
-      const line = slot.instance.report?.();
-      if (line) out.set(slot.label, line);
+      let line: string | undefined;
+      try {
+        line = slot.instance.report?.();
+      } catch (err) {
+        line = `(its report failed: ${err instanceof Error ? err.message : String(err)})`;
+      }
+      if (line) out.set(slot.label, String(line));
     }
     return out;
   }
 
-  /** Counters of every stage, left to right. */
+  /** Counters of every stage in the order written, then those of `drop` sinks and branch ends that saw packets. */
   get stats(): StageStats[] {
-    return this.slots.map((s) => s.stats);
+    return [...this.slots.map((s) => s.stats), ...this.sinkRows.filter((r) => r.packetsIn > 0)];
   }
 
-  /** A packet enters the pipeline on the left. */
+  /** A packet enters the first pipeline on the left. */
   push(p: Packet): void {
-    this.runFrom(0, p);
+    this.runFrom(this.pipelines[0], 0, p);
   }
 
-  /** Runs `p` through stages `i`.. and into the sink. */
-  runFrom(i: number, p: Packet): void {
-    const slots = this.slots;
+  /** A packet enters pipeline `index` on the left. */
+  pushInto(index: number, p: Packet): void {
+    this.runFrom(this.pipelines[index], 0, p);
+  }
+
+  /** Runs `p` through stages `i`.. of `chain` and into its exit. */
+  runFrom(chain: Chain, i: number, p: Packet): void {
+    const slots = chain.slots;
     const n = slots.length;
     for (; i < n; i++) {
       const slot = slots[i];
@@ -215,7 +419,7 @@ export class Engine {
       try {
         r = slot.instance.process(p);
       } catch (err) {
-        this.stageError(i, err);
+        this.stageError(slot, err);
         return;
       }
       if (r instanceof Packet) {
@@ -225,14 +429,14 @@ export class Engine {
       }
       if (isThenable(r)) {
         // The stage turned out to be asynchronous: from now on packets queue in front of it.
-        slot.gate = new AsyncGate(this, i, r, p);
+        slot.gate = new AsyncGate(this, slot, r, p);
         this.gates.push(slot.gate);
         return;
       }
-      this.notPassed(slot, r);
+      this.notPassed(slot, r, p);
       return;
     }
-    this.sink(p);
+    chain.exit(p);
   }
 
   private enqueue(slot: Slot, p: Packet): void {
@@ -245,22 +449,29 @@ export class Engine {
     gate.queue.push(p);
   }
 
-  private notPassed(slot: Slot, r: StageResult): void {
-    if (typeof r === 'string') slot.stats.drop(r);
-    else if (r === HELD) slot.stats.held++;
-    else slot.stats.drop(ENGINE_DROP.filtered);
+  private notPassed(slot: Slot, r: StageResult, p: Packet): void {
+    if (r === HELD) {
+      slot.stats.held++;
+      return;
+    }
+    const reason = typeof r === 'string' ? r : ENGINE_DROP.filtered;
+    if (slot.orElse !== null) {
+      slot.stats.divert(reason);
+      this.runFrom(slot.orElse, 0, p);
+      return;
+    }
+    slot.stats.drop(reason);
   }
 
   /** Continues after an asynchronous stage settled. */
-  afterStage(i: number, p: Packet, r: StageResult): void {
+  afterStage(slot: Slot, p: Packet, r: StageResult): void {
     // A slow stage that outlived close() must not write into closed stages.
     if (this.abandoned) return;
-    const slot = this.slots[i];
     if (r instanceof Packet) {
       slot.stats.packetsOut++;
-      this.runFrom(i + 1, r);
+      this.runFrom(slot.chain, slot.index + 1, r);
     } else {
-      this.notPassed(slot, r);
+      this.notPassed(slot, r, p);
     }
   }
 
@@ -269,18 +480,25 @@ export class Engine {
    * distinct messages per stage, the rest under one reason, so a message with a packet number in it
    * cannot grow the table), and the first error of the stage is reported.
    */
-  stageError(i: number, err: unknown): void {
-    const slot = this.slots[i];
+  stageError(slot: Slot, err: unknown): void {
     const { message: msg, first } = recordStageError(slot.stats, slot, err);
     if (first) {
       this.warnOut(`stage '${slot.label}' threw: ${msg}; the packet was dropped and counted, the pipeline goes on (further errors are counted, not printed)`);
     }
   }
 
-  private warnOnce(slot: Slot, message: string): void {
-    if (slot.warned.has(message)) return;
-    slot.warned.add(message);
-    this.warnOut(`stage '${slot.label}': ${message}`);
+  private warnOnce(slot: Slot, message: unknown): void {
+    const text = String(message);
+    if (slot.warned.has(text)) return;
+    if (slot.warned.size >= StageCounterLimits.WARNINGS) {
+      if (slot.warned.size === StageCounterLimits.WARNINGS) {
+        slot.warned.add('\0more');
+        this.warnOut(`stage '${slot.label}': more warnings than ${StageCounterLimits.WARNINGS}; further ones are not printed`);
+      }
+      return;
+    }
+    slot.warned.add(text);
+    this.warnOut(`stage '${slot.label}': ${text}`);
   }
 
   /** Stops the pipeline with an error, once. */
@@ -312,11 +530,48 @@ export class Engine {
     return false;
   }
 
+  /** True when some stage holds packets until a time (delay, rate): the driver must ask nextDue(). */
+  get hasTimers(): boolean {
+    return this.timed.length > 0;
+  }
+
+  /** The earliest time (on the clock's scale) a stage wants tick(), or Infinity. */
+  nextDue(): number {
+    const slots = this.timed;
+    let due = Infinity;
+    for (let i = 0; i < slots.length; i++) {
+      let t: number;
+      try {
+        t = slots[i].instance.nextDue!();
+      } catch (err) {
+        this.stageError(slots[i], err);
+        continue;
+      }
+      if (t < due) due = t;
+    }
+    return due;
+  }
+
+  /** Lets every stage whose time has come release its packets (`now` Infinity: release everything). */
+  tick(now: number): void {
+    const slots = this.timed;
+    // Left to right, so what an earlier stage releases can be released by a later one in the same tick.
+    for (let i = 0; i < slots.length; i++) {
+      const inst = slots[i].instance;
+      try {
+        if (inst.nextDue!() <= now) inst.tick!(now);
+      } catch (err) {
+        this.stageError(slots[i], err);
+      }
+    }
+  }
+
   /**
    * No more packets will enter: lets queued packets through asynchronous stages (left to right, since a
-   * stage may feed the next one's queue) for at most `drainMs`, counting what is left as dropped, then
-   * flushes and closes every stage. Errors while closing are collected, so every stage gets its close
-   * (every capture file its final flush).
+   * stage may feed the next one's queue) for at most `drainMs`, counting what is left as dropped, releases
+   * what time-holding stages still hold, then flushes and closes every stage. A stage's close() that does
+   * not settle within closeTimeoutMs is given up on (reported), and the others close anyway. Errors while
+   * closing are collected, so every stage gets its close (every capture file its final flush).
    */
   async close(drainMs = 500): Promise<Error[]> {
     const errors: Error[] = [];
@@ -333,11 +588,14 @@ export class Engine {
       clearTimeout(timer);
       if (timedOut) {
         const n = slot.gate.queue.readableLength + (slot.gate.inFlight ? 1 : 0);
-        for (let k = 0; k < n; k++) slot.stats.drop('stopped before the stage got to it');
+        for (let k = 0; k < n; k++) slot.stats.drop(ENGINE_DROP.stopped);
         this.abandoned = true;
       }
     }
+    // Held packets leave before the captures after them close.
+    if (!this.abandoned && this.timed.length) this.tick(Infinity);
     this.closed = true;
+    const closing: { slot: Slot; done: Promise<void> }[] = [];
     for (const slot of this.slots) {
       // Separately: a flush that fails must not keep the stage from closing its file.
       try {
@@ -345,12 +603,36 @@ export class Engine {
       } catch (err) {
         errors.push(err as Error);
       }
+      let result: unknown;
       try {
-        await slot.instance.close?.();
+        result = slot.instance.close?.();
       } catch (err) {
-        errors.push(err as Error);
+        errors.push(err instanceof Error ? err : new Error(`stage '${slot.label}' failed to close: ${String(err)}`));
+        continue;
       }
+      if (isThenable(result)) closing.push({ slot, done: Promise.resolve(result).then(() => {}) });
+    }
+    const closeDeadline = Date.now() + this.closeTimeoutMs;
+    for (const { slot, done } of closing) {
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        done.then(
+          () => 'ok' as const,
+          (err: unknown) => (err instanceof Error ? err : new Error(`stage '${slot.label}' failed to close: ${String(err)}`)),
+        ),
+        new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), Math.max(0, closeDeadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+      if (outcome === 'late') this.warnOut(`stage '${slot.label}' did not finish closing within ${this.closeTimeoutMs} ms; the others were closed without it`);
+      else if (outcome !== 'ok') errors.push(outcome);
     }
     return errors;
   }
+}
+
+/** True when a stage of the chain, or of an else branch below it (which gets the same packet), keeps packets. */
+function branchKeepsPackets(chain: Chain, seen = new Set<Chain>()): boolean {
+  if (seen.has(chain)) return false;
+  seen.add(chain);
+  return chain.slots.some((slot) => slot.keepsPackets || (slot.orElse !== null && branchKeepsPackets(slot.orElse, seen)));
 }

@@ -4,9 +4,9 @@
  * problem is a PipelineSyntaxError pointing at the offending text; nothing is created here.
  */
 import { pathToFileURL } from 'node:url';
-import { resolve as resolvePath } from 'node:path';
+import { basename, resolve as resolvePath } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parsePipeline, PipelineSyntaxError, type ArgNode, type StageNode } from './language.js';
+import { isKeyword, parseProgram, parsePipeline, PipelineSyntaxError, type ArgNode, type ElementNode, type StageNode } from './language.js';
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStages, findStage } from './registry.js';
 import { loadUserStage } from './user-stage.js';
@@ -17,6 +17,13 @@ export interface ResolvedStage {
   def: PrimitiveStageDefinition;
   args: StageArgs;
   label: string;
+  /** Where each argument was written in the pipeline text (for errors found after resolving). */
+  argPos?: Record<string, number>;
+  /**
+   * A user's module, when resolved with `deferModules`: not imported yet (a worker thread imports it, once);
+   * `def` is then a placeholder and `args` unchecked until reviveProgram() binds them.
+   */
+  module?: { url: string; node: StageNode };
 }
 
 function knownStagesHint(): string {
@@ -68,11 +75,11 @@ function usage(def: StageDefinition): string {
 
 /**
  * Checks a stage's written arguments against what its definition declares, then with the definition's own
- * `checkArgs` (for packets of `linkType`, when known).
+ * `checkArgs`, for packets of any link type (checkStageArgs checks again once the link type is known).
  */
-export function bindArgs(def: StageDefinition, node: StageNode, text: string, linkType?: number): StageArgs {
+export function bindArgs(def: StageDefinition, node: StageNode, text: string): StageArgs {
   const out: StageArgs = {};
-  const written = new Map<string, number>();
+  const written: Record<string, number> = {};
   const positional = def.args.filter((a) => a.positional);
   let next = 0;
   for (const arg of node.args) {
@@ -90,16 +97,29 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string, li
     }
     if (out[spec.name] !== undefined) throw new PipelineSyntaxError(`stage '${def.name}': argument '${spec.name}' given twice`, text, arg.pos, usage(def));
     out[spec.name] = convert(spec, arg, text, def.name);
-    written.set(spec.name, arg.pos);
+    written[spec.name] = arg.pos;
   }
   for (const spec of def.args) {
     if (out[spec.name] !== undefined) continue;
     if (spec.required) throw new PipelineSyntaxError(`stage '${def.name}' needs its argument ${spec.name.toUpperCase()} (${spec.description})`, text, node.pos, usage(def));
     if (spec.default !== undefined) out[spec.name] = spec.default;
   }
-  const problem = def.checkArgs?.(out, linkType);
-  if (problem) throw new PipelineSyntaxError(`${def.name} ${problem.arg}: ${problem.message}`, text, written.get(problem.arg) ?? node.pos);
+  checkArgsOf(def, out, text, written, node.pos);
   return out;
+}
+
+function checkArgsOf(def: StageDefinition, args: StageArgs, text: string, argPos: Record<string, number> | undefined, pos: number, linkType?: number): void {
+  const problem = def.checkArgs?.(args, linkType);
+  if (problem) throw new PipelineSyntaxError(`${def.name} ${problem.arg}: ${problem.message}`, text, argPos?.[problem.arg] ?? pos);
+}
+
+/**
+ * Runs the stages' own argument checks (StageDefinition.checkArgs) again for packets of `linkType`, once
+ * it is known (a filter expression that suits Ethernet but not RAW IP); throws a PipelineSyntaxError under
+ * the argument. Call it before anything is opened.
+ */
+export function checkStageArgs(stages: readonly ResolvedStage[], text: string, linkType: number): void {
+  for (const s of stages) if (!s.module) checkArgsOf(s.def, s.args, text, s.argPos, 0, linkType);
 }
 
 async function definitionFor(node: StageNode, text: string): Promise<StageDefinition> {
@@ -109,40 +129,256 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
     try {
       return await loadUserStage(pathToFileURL(path).href, node.name);
     } catch (err) {
-      throw new PipelineSyntaxError(`cannot load stage module '${node.name}': ${(err as Error).message}`, text, node.pos);
+      throw new PipelineSyntaxError(`cannot load stage module '${node.name}': ${describeThrown(err)}`, text, node.pos);
     }
   }
   const def = findStage(node.name);
-  if (!def) throw new PipelineSyntaxError(`unknown stage '${node.name}'`, text, node.pos, knownStagesHint());
+  if (!def) {
+    const hint = isKeyword(node.name) ? `'${node.name}' is a keyword of the language here; see 'tunpipe --help'` : knownStagesHint();
+    throw new PipelineSyntaxError(`unknown stage '${node.name}'`, text, node.pos, hint);
+  }
   return def;
 }
 
-async function resolveNodes(nodes: StageNode[], text: string, out: ResolvedStage[], depth: number, linkType?: number): Promise<void> {
-  for (const node of nodes) {
-    const def = await definitionFor(node, text);
-    const args = bindArgs(def, node, text, linkType);
-    if (isCompound(def)) {
-      if (depth > 8) throw new PipelineSyntaxError(`stage '${def.name}' expands into itself`, text, node.pos);
-      // A compound's own text is ours, so an error inside it is a bug in tunpipe; report it at the name.
-      const inner = parsePipeline(def.expand);
-      const before = out.length;
-      await resolveNodes(inner, def.expand, out, depth + 1, linkType);
-      for (let i = before; i < out.length; i++) out[i].label = `${def.name}/${out[i].label}`;
-      continue;
-    }
-    out.push({ def, args, label: def.name });
+/** What a module threw, as text, whatever it threw (`throw null` included). */
+export function describeThrown(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return `it threw ${err === null ? 'null' : typeof err === 'object' ? JSON.stringify(err) : String(err)}`;
+  } catch {
+    return 'it threw a value that cannot be shown';
   }
 }
 
-/** What the caller knows of the pipeline's packets when it resolves the text. */
-export interface ResolveOptions {
-  /** Link type of the packets entering the pipeline (101 RAW, 1 Ethernet), so stages can check for it. */
-  linkType?: number;
+/** An element of a resolved pipeline: a stage (maybe with an else branch), or a tee with its branch. */
+export type ResolvedElement =
+  | { kind: 'stage'; stage: ResolvedStage; orElse?: ResolvedBranch; pos: number }
+  | { kind: 'tee'; branch: ResolvedBranch; pos: number; label: string };
+
+/**
+ * Where a pipeline or branch ends: `to NAME`, `drop`, nothing written in a pipeline (`default`: the CLI
+ * decides, e.g. back to the device it reads from), or the end of a branch that names no sink (`end`:
+ * what reaches it is discarded and counted).
+ */
+export type SinkSpec = { kind: 'to'; port: string; pos: number } | { kind: 'drop'; pos: number } | { kind: 'default'; pos: number } | { kind: 'end'; pos: number };
+
+export interface ResolvedBranch {
+  elements: ResolvedElement[];
+  sink: SinkSpec;
+  /** Counter label of what reaches the end of a branch, and of `drop`. */
+  label: string;
 }
 
-/** Parses and resolves pipeline text. Throws PipelineSyntaxError for anything wrong in it. */
-export async function resolvePipeline(text: string, options: ResolveOptions = {}): Promise<ResolvedStage[]> {
-  const out: ResolvedStage[] = [];
-  await resolveNodes(parsePipeline(text), text, out, 0, options.linkType);
+export interface ResolvedPipeline extends ResolvedBranch {
+  /** `from NAME`, or null: the only port there is (one device, or --read). */
+  source: { port: string; pos: number } | null;
+  pos: number;
+}
+
+/** Parsed and resolved pipeline text: every pipeline with its stages, branches, source and sink. */
+export interface ResolvedProgram {
+  text: string;
+  pipelines: ResolvedPipeline[];
+}
+
+interface ResolveState {
+  text: string;
+  deferModules: boolean;
+  /** Prefix of every label in this pipeline (`2:` when the text has several pipelines). */
+  prefix: string;
+}
+
+/** Stands for a user's module that a worker thread imports: never created. */
+function deferredDefinition(node: StageNode): PrimitiveStageDefinition {
+  return {
+    name: basename(node.name).replace(/\.[^.]*$/, ''),
+    summary: `user stage ${node.name}`,
+    args: [],
+    keepsPackets: true,
+    readsTime: true,
+    create: () => {
+      throw new Error(`stage module '${node.name}' was not loaded`);
+    },
+  };
+}
+
+function positionsOf(node: StageNode, def: StageDefinition): Record<string, number> {
+  const out: Record<string, number> = {};
+  const positional = def.args.filter((a) => a.positional);
+  let next = 0;
+  for (const a of node.args) {
+    const name = a.key ?? positional[next++]?.name;
+    if (name !== undefined) out[name] = a.pos;
+  }
   return out;
+}
+
+async function resolveStageNode(node: StageNode, text: string, out: ResolvedStage[], depth: number, prefix: string, deferModules = false): Promise<void> {
+  if (deferModules && isPathName(node.name)) {
+    const path = resolvePath(node.name);
+    if (!existsSync(path)) throw new PipelineSyntaxError(`stage module '${node.name}' not found (looked for ${path})`, text, node.pos);
+    const def = deferredDefinition(node);
+    out.push({ def, args: {}, label: `${prefix}${def.name}`, module: { url: pathToFileURL(path).href, node } });
+    return;
+  }
+  const def = await definitionFor(node, text);
+  const args = bindArgs(def, node, text);
+  if (isCompound(def)) {
+    if (depth > 8) throw new PipelineSyntaxError(`stage '${def.name}' expands into itself`, text, node.pos);
+    // A compound's own text is ours, so an error inside it is a bug in tunpipe; report it at the name.
+    const inner = parsePipeline(def.expand);
+    const before = out.length;
+    for (const n of inner) await resolveStageNode(n, def.expand, out, depth + 1, '');
+    for (let i = before; i < out.length; i++) out[i].label = `${prefix}${def.name}/${out[i].label}`;
+    return;
+  }
+  out.push({ def, args, label: `${prefix}${def.name}`, argPos: positionsOf(node, def) });
+}
+
+async function resolveElements(nodes: ElementNode[], st: ResolveState, labelPrefix: string, inBranch: boolean): Promise<ResolvedBranch & { source: ResolvedPipeline['source'] }> {
+  const elements: ResolvedElement[] = [];
+  let source: ResolvedPipeline['source'] = null;
+  let sink: SinkSpec | null = null;
+  for (const node of nodes) {
+    if (node.kind === 'from') source = { port: node.port, pos: node.portPos };
+    else if (node.kind === 'to') sink = { kind: 'to', port: node.port, pos: node.portPos };
+    else if (node.kind === 'drop') sink = { kind: 'drop', pos: node.pos };
+    else if (node.kind === 'tee') {
+      const label = `${labelPrefix}tee`;
+      const branch = await resolveElements(node.branch.elements, st, `${label}/`, true);
+      elements.push({ kind: 'tee', branch, pos: node.pos, label });
+    } else {
+      const stages: ResolvedStage[] = [];
+      await resolveStageNode(node.stage, st.text, stages, 0, labelPrefix, st.deferModules);
+      const orElse = node.orElse ? await resolveElements(node.orElse.elements, st, `${labelPrefix}${node.stage.name}/else/`, true) : undefined;
+      for (const stage of stages) elements.push(orElse ? { kind: 'stage', stage, orElse, pos: node.stage.pos } : { kind: 'stage', stage, pos: node.stage.pos });
+    }
+  }
+  const endPos = nodes.length ? (nodes[nodes.length - 1] as { pos: number }).pos : 0;
+  const label = sink?.kind === 'drop' ? `${labelPrefix}drop` : `${labelPrefix}(end)`;
+  return { elements, sink: sink ?? { kind: inBranch ? 'end' : 'default', pos: endPos }, label, source };
+}
+
+/**
+ * Parses and resolves pipeline text with its branches and ports. Throws PipelineSyntaxError for anything
+ * wrong in it. `deferModules`: users' modules are found but not imported (see ResolvedStage.module).
+ */
+export async function resolveProgram(text: string, options: { deferModules?: boolean } = {}): Promise<ResolvedProgram> {
+  const parsed = parseProgram(text);
+  const pipelines: ResolvedPipeline[] = [];
+  for (let i = 0; i < parsed.length; i++) {
+    const prefix = parsed.length > 1 ? `${i + 1}:` : '';
+    const r = await resolveElements(parsed[i].elements, { text, prefix, deferModules: options.deferModules ?? false }, prefix, false);
+    pipelines.push({ ...r, pos: parsed[i].pos });
+  }
+  return { text, pipelines };
+}
+
+/** Every stage of a program, branches included, in the order they are written. */
+export function programStages(program: ResolvedProgram): ResolvedStage[] {
+  const out: ResolvedStage[] = [];
+  const seen = new Set<ResolvedBranch>();
+  const walk = (b: ResolvedBranch) => {
+    if (seen.has(b)) return;
+    seen.add(b);
+    for (const e of b.elements) {
+      if (e.kind === 'tee') walk(e.branch);
+      else {
+        out.push(e.stage);
+        if (e.orElse) walk(e.orElse);
+      }
+    }
+  };
+  program.pipelines.forEach(walk);
+  return out;
+}
+
+/** True when the program is one straight pipeline of stages: no branches, ports or sinks. */
+export function isStraightLine(program: ResolvedProgram): boolean {
+  if (program.pipelines.length !== 1) return false;
+  const [p] = program.pipelines;
+  return p.source === null && p.sink.kind === 'default' && p.elements.every((e) => e.kind === 'stage' && !e.orElse);
+}
+
+/**
+ * Parses and resolves text that is one straight pipeline of stages (what the library's `pipeline: string`
+ * took before branches existed). Throws PipelineSyntaxError for anything wrong in it, or for a graph.
+ */
+export async function resolvePipeline(text: string): Promise<ResolvedStage[]> {
+  const program = await resolveProgram(text);
+  if (!isStraightLine(program)) throw new PipelineSyntaxError('expected one straight pipeline of stages here (use resolveProgram for branches, ports and several pipelines)', text, 0);
+  return programStages(program);
+}
+
+/** A stage as it crosses to a worker thread: a built-in by name, or a user's module by URL. */
+interface StageSpec {
+  label: string;
+  args: StageArgs;
+  argPos?: Record<string, number>;
+  builtin?: string;
+  module?: { url: string; node: StageNode };
+}
+
+/**
+ * A program in a form that can be posted to a worker thread (structured clone keeps shared branches
+ * shared): definitions are replaced by what names them.
+ */
+export type ProgramSpec = { text: string; pipelines: unknown[] };
+
+function mapProgram<A, B>(pipelines: unknown[], stage: (s: A) => B): unknown[] {
+  const branches = new Map<unknown, unknown>();
+  const branch = (b: { elements: unknown[] } & Record<string, unknown>): unknown => {
+    const known = branches.get(b);
+    if (known) return known;
+    const copy: Record<string, unknown> = { ...b };
+    branches.set(b, copy);
+    copy.elements = b.elements.map((e) => {
+      const el = e as Record<string, unknown>;
+      if (el.kind === 'tee') return { ...el, branch: branch(el.branch as never) };
+      const out: Record<string, unknown> = { ...el, stage: stage(el.stage as A) };
+      if (el.orElse) out.orElse = branch(el.orElse as never);
+      return out;
+    });
+    return copy;
+  };
+  return pipelines.map((p) => branch(p as never));
+}
+
+/** A resolved program as it is posted to a worker thread. */
+export function programSpec(program: ResolvedProgram): ProgramSpec {
+  return {
+    text: program.text,
+    pipelines: mapProgram<ResolvedStage, StageSpec>(program.pipelines, (s) =>
+      s.module ? { label: s.label, args: s.args, module: s.module } : { label: s.label, args: s.args, argPos: s.argPos, builtin: s.def.name },
+    ),
+  };
+}
+
+/**
+ * The program again from its spec, in a worker thread: built-ins looked up, users' modules imported (the
+ * only time they are) and their arguments bound. Throws PipelineSyntaxError like resolveProgram.
+ */
+export async function reviveProgram(spec: ProgramSpec): Promise<ResolvedProgram> {
+  const modules = new Map<string, StageDefinition>();
+  const specs: StageSpec[] = [];
+  mapProgram<StageSpec, null>(spec.pipelines, (s) => (specs.push(s), null));
+  for (const s of specs) {
+    if (!s.module || modules.has(s.module.url)) continue;
+    try {
+      modules.set(s.module.url, await loadUserStage(s.module.url, s.module.node.name));
+    } catch (err) {
+      throw new PipelineSyntaxError(`cannot load stage module '${s.module.node.name}': ${describeThrown(err)}`, spec.text, s.module.node.pos);
+    }
+  }
+  const pipelines = mapProgram<StageSpec, ResolvedStage>(spec.pipelines, (s) => {
+    if (s.module) {
+      const def = modules.get(s.module.url) as PrimitiveStageDefinition;
+      const args = bindArgs(def, s.module.node, spec.text);
+      return { def, args, label: s.label.replace(/[^/:]*$/, def.name), argPos: positionsOf(s.module.node, def) };
+    }
+    const def = findStage(s.builtin!);
+    if (!def || isCompound(def)) throw new Error(`internal: no primitive stage '${s.builtin}'`);
+    return { def, args: s.args, label: s.label, argPos: s.argPos };
+  });
+  return { text: spec.text, pipelines: pipelines as ResolvedPipeline[] };
 }

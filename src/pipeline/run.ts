@@ -1,26 +1,36 @@
 /**
- * Runs a pipeline between a source and a sink until the source ends, `count` packets have entered, the
- * signal aborts, a stage fails or the device goes away; then lets queued packets finish, flushes and closes
- * every stage, and reports counters. Sources: a TUN device, or a pcap file (offline). Sinks: the same
- * device, a pcap file, or nothing.
+ * Runs a program (one or more pipelines, with branches) between its ports until the input ends, `count`
+ * packets have entered, the signal aborts, a stage fails or a device goes away; then lets queued packets
+ * finish, flushes and closes every stage, and reports counters. Ports: TUN/TAP devices (on the event loop
+ * here, or in a worker thread: ./device-worker.ts), or a capture file in and one out (offline). Under
+ * every kind of port one Driver (./driver.ts) keeps the count, the clock, the batches and the reason to stop.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Packet } from '../packet/packet.js';
+import { RunClock } from '../packet/clock.js';
 import { PcapReader } from '../pcap/reader.js';
 import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
-import { Engine } from './engine.js';
-import { resolvePipeline, type ResolvedStage } from './resolve.js';
-import { noStageKeepsPackets, type StageStats } from './stage.js';
+import { Engine, type SinkFunction } from './engine.js';
+import { isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
+import { noStageKeepsPackets, type PortInfo, type StageStats } from './stage.js';
+import { routeProgram } from './routing.js';
+import { Driver, type StopReason } from './driver.js';
 import type { PacketTransform } from './transform.js';
 import type { TunDevice } from '../device/tun.js';
+import type { IoMode } from './device-worker.js';
 
 export interface RunOptions {
-  /** Pipeline text, or stages from the library (`[parseIPv4(), icmpEcho(), recomputeChecksum()]`). */
-  pipeline: string | PacketTransform[];
+  /**
+   * Pipeline text (one or more pipelines, branches, `from`/`to`), a resolved program, or stages from the
+   * library (`[parseIPv4(), icmpEcho(), recomputeChecksum()]`).
+   */
+  pipeline: string | ResolvedProgram | PacketTransform[];
   /** Read packets from this device and write what leaves the pipeline back to it. */
   device?: TunDevice;
+  /** Several devices: pipelines name them with `from NAME` / `to NAME`. */
+  devices?: TunDevice[];
   /** Offline: read packets from this pcap file instead of a device. */
   read?: string;
   /** Offline: write what leaves the pipeline to this pcap file (`-` for stdout); default: discard. */
@@ -34,11 +44,15 @@ export interface RunOptions {
   /** Where stage warnings go. Default: stderr. */
   warn?: (message: string) => void;
   /**
-   * On a device, with pipeline text: 'worker' runs the pipeline in a worker thread that waits in poll()
-   * (./device-worker.ts: the CLI's default, the least CPU per packet); 'main' (the default here) runs it on
-   * the event loop, where stages can share state with the rest of the program.
+   * On devices: 'worker' runs the program in a worker thread that waits in the kernel (./device-worker.ts:
+   * the CLI's default, the least CPU per packet); 'main' (the default here) runs it on the event loop, where
+   * stages can share state with the rest of the program.
    */
   thread?: 'main' | 'worker';
+  /** In a worker: how packets move (default: io_uring where the kernel has it, else poll). */
+  io?: IoMode;
+  /** In a worker on io_uring: receive buffers per device (a power of two; default 128). */
+  ioBuffers?: number;
   /** Called once, when the stages are set up and packets are being read (the CLI's "reading" line). */
   onReady?: () => void;
 }
@@ -46,16 +60,16 @@ export interface RunOptions {
 export interface RunResult {
   /** Packets that entered the pipeline. */
   packetsIn: number;
-  /** Packets that left it into the sink. */
+  /** Packets that left it into a sink (a device or file). */
   packetsOut: number;
-  /** Counters per stage, left to right. */
+  /** Counters per stage, in the order written (branches included), then `drop` sinks and branch ends. */
   stages: StageStats[];
   /** Extra per-stage lines (bytes written by a capture, ...), by label. */
   reports: Map<string, string>;
   /** Why the run stopped early, if it did: a device that vanished, a capture that failed, ... */
   error: Error | null;
   /** What was printed by `--count`, the signal or the source ending. */
-  stoppedBy: 'end' | 'count' | 'signal' | 'error';
+  stoppedBy: StopReason;
   /**
    * How a device was read and written: 'io_uring' or 'poll' in a worker (with the reason io_uring could
    * not be had), 'event loop' on the main thread; undefined for files.
@@ -70,150 +84,224 @@ function l3OffsetFor(linkType: number, path: string): number {
   throw new TunpipeError(`${path} has link type ${linkType}; tunpipe reads RAW IP (101, 228, 229) and Ethernet (1) captures`);
 }
 
-async function resolveStages(pipeline: string | PacketTransform[]): Promise<ResolvedStage[]> {
-  if (typeof pipeline === 'string') return resolvePipeline(pipeline);
-  return pipeline.flatMap((t) => t.stages);
+/** A straight line of library stages as a program. */
+function programOf(stages: ResolvedStage[]): ResolvedProgram {
+  return { text: '', pipelines: [{ elements: stages.map((stage) => ({ kind: 'stage', stage, pos: 0 })), sink: { kind: 'default', pos: 0 }, label: '(end)', source: null, pos: 0 }] };
 }
 
-/** Runs a pipeline; resolves when it has stopped and everything is flushed. Throws on bad setup only. */
+async function programFor(pipeline: RunOptions['pipeline'], deferModules = false): Promise<ResolvedProgram> {
+  if (typeof pipeline === 'string') return resolveProgram(pipeline, { deferModules });
+  if (Array.isArray(pipeline)) return programOf(pipeline.flatMap((t) => t.stages));
+  return pipeline;
+}
+
+function devicePort(d: TunDevice): PortInfo {
+  return { name: d.name, linkType: d.mode === 'tap' ? LINKTYPE_ETHERNET : LINKTYPE_RAW, kind: 'device' };
+}
+
+/** Runs a program; resolves when it has stopped and everything is flushed. Throws on bad setup only. */
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
-  if (options.thread === 'worker' && options.device && typeof options.pipeline === 'string') {
-    const { runDeviceInWorker } = await import('./device-worker.js');
-    return runDeviceInWorker({
-      device: options.device,
-      pipeline: options.pipeline,
-      count: options.count,
-      queueLength: options.queueLength,
-      signal: options.signal,
-      onReady: options.onReady,
-    });
+  const devices = options.devices ?? (options.device ? [options.device] : []);
+  if (devices.length === 0 && !options.read) throw new TunpipeError('nothing to read from: give a device or a pcap file to read');
+  if (devices.length > 0 && options.thread === 'worker' && !Array.isArray(options.pipeline)) return runInWorker(options, devices);
+  if (devices.length > 0) return runOnEventLoop(options, devices);
+  return runOffline(options);
+}
+
+async function runInWorker(options: RunOptions, devices: TunDevice[]): Promise<RunResult> {
+  const { PipelineWorker } = await import('./device-worker.js');
+  const program = await programFor(options.pipeline, true);
+  const ports = devices.map(devicePort);
+  const routing = routeProgram(program, ports.map((p) => p.name));
+  const worker = await PipelineWorker.start({ program: programSpec(program), routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink }, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers });
+  const stop = () => worker.stop();
+  if (options.signal?.aborted) stop();
+  options.signal?.addEventListener('abort', stop, { once: true });
+  try {
+    await worker.attach(devices);
+    options.onReady?.();
+    const result = await worker.finished();
+    result.counters.forEach((c, i) => Object.assign(devices[i].counters, c));
+    return result;
+  } finally {
+    options.signal?.removeEventListener('abort', stop);
   }
-  const stages = await resolveStages(options.pipeline);
-  if (!options.device && !options.read) throw new TunpipeError('nothing to read from: give a device or a pcap file to read');
-  const limit = options.count ?? Infinity;
-  let packetsIn = 0;
-  let packetsOut = 0;
-  let error: Error | null = null;
-  let stoppedBy: RunResult['stoppedBy'] = 'end';
+}
+
+/** Closes the engine and turns close errors into the run's error. */
+async function finish(engine: Engine, driver: Driver, more: () => Error[], io?: string): Promise<RunResult> {
+  const closeErrors = await engine.close();
+  closeErrors.push(...more());
+  let error = driver.error;
+  let stoppedBy: StopReason = driver.stoppedBy ?? 'end';
+  if (!error && closeErrors.length) {
+    error = closeErrors[0];
+    stoppedBy = 'error';
+  }
+  return { packetsIn: driver.packetsIn, packetsOut: driver.packetsOut, stages: engine.stats, reports: engine.reports(), error, stoppedBy, io };
+}
+
+async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promise<RunResult> {
+  const program = await programFor(options.pipeline);
+  const ports = devices.map(devicePort);
+  const routing = routeProgram(program, ports.map((p) => p.name));
+  let driver: Driver | null = null;
   let wakeStop: () => void = () => {};
   const stopped = new Promise<void>((r) => (wakeStop = r));
-  let stopping = false;
-  const stop = (why: RunResult['stoppedBy'], err?: Error): void => {
-    if (stopping) return;
-    stopping = true;
-    stoppedBy = why;
-    if (err) error = err;
-    wakeStop();
+  const sendTo = (d: number): SinkFunction => {
+    const dev = devices[d];
+    return (p) => {
+      driver!.packetsOut++;
+      dev.send(p.data);
+    };
   };
+  const discard: SinkFunction = () => {};
+  const engine = new Engine(program, {
+    sink: discard,
+    sinkFor: (port) => sendTo(ports.findIndex((p) => p.name === port)),
+    portsOf: (i) => {
+      const source = routing.pipelineOf.indexOf(i);
+      const out = routing.defaultSink[i];
+      return { linkType: source >= 0 ? ports[source].linkType : LINKTYPE_RAW, input: ports[source], output: out >= 0 ? ports[out] : undefined };
+    },
+    queueLength: options.queueLength,
+    warn: options.warn,
+    onFail: (err) => driver?.stopWith('error', err),
+  });
+  engine.pipelines.forEach((chain, i) => {
+    if (chain.exit === discard && routing.defaultSink[i] >= 0) chain.exit = sendTo(routing.defaultSink[i]);
+  });
+  driver = new Driver(engine, options.count ?? Infinity, { onStop: () => wakeStop() });
+  const d = driver;
+  const onAbort = () => d.stopWith('signal');
+  if (options.signal?.aborted) d.stopWith('signal');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  // Timers for stages that hold packets until a time: the event loop has no wait of ours to bound.
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    clearTimeout(timer);
+    if (d.stopped) return;
+    const ms = d.waitMs(engine.busy);
+    if (ms >= 0) timer = setTimeout(() => (d.idle(engine.busy), schedule()), Math.ceil(ms));
+  };
+  devices.forEach((dev, i) => {
+    dev.once('error', (err: Error) => d.stopWith('error', err));
+    const pipeline = routing.pipelineOf[i];
+    if (pipeline < 0 || d.stopped) return;
+    dev.start(
+      (buf) => {
+        if (d.stopped) return;
+        d.beginBatch();
+        d.push(pipeline, new Packet(buf));
+      },
+      () => {
+        d.endBatch(false);
+        schedule();
+      },
+    );
+  });
+  options.onReady?.();
+  schedule();
+  await stopped;
+  clearTimeout(timer);
+  for (const dev of devices) dev.stopReading();
+  options.signal?.removeEventListener('abort', onAbort);
+  return finish(engine, d, () => [], 'event loop');
+}
 
+async function runOffline(options: RunOptions): Promise<RunResult> {
+  const program = await programFor(options.pipeline);
+  const routing = routeProgram(program, null);
+  void routing;
+  const warn = options.warn ?? ((m: string) => process.stderr.write(`tunpipe: ${m}\n`));
+  const stages = programStages(program);
   let reader: PcapReader | null = null;
   let writer: PcapWriter | null = null;
+  let driver: Driver | null = null;
   let engine: Engine;
   let l3 = 0;
   try {
-    if (options.read) {
-      // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
-      reader = new PcapReader(options.read, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
-      l3 = l3OffsetFor(reader.header.linkType, reader.path);
-    }
-    if (options.write) writer = new PcapWriter(options.write, { linkType: reader?.header.linkType, nanos: reader?.header.nanos });
-    const device = options.device;
-    const sink = writer
-      ? (p: Packet) => {
-          packetsOut++;
+    // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
+    reader = new PcapReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
+    l3 = l3OffsetFor(reader.header.linkType, reader.path);
+    const input: PortInfo = { name: options.read!, linkType: reader.header.linkType, kind: options.read === '-' ? 'stdio' : 'file' };
+    if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos });
+    const output: PortInfo | undefined = options.write ? { name: options.write, linkType: reader.header.linkType, kind: options.write === '-' ? 'stdio' : 'file' } : undefined;
+    const w = writer;
+    const sink: SinkFunction = w
+      ? (p) => {
+          driver!.packetsOut++;
           try {
-            writer!.write(p.data, p.sec, p.nsec);
+            w.write(p.data, p.sec, p.nsec);
           } catch (err) {
-            stop('error', err as Error);
+            driver!.stopWith('error', err as Error);
           }
         }
-      : device
-        ? (p: Packet) => {
-            packetsOut++;
-            device.send(p.data);
-          }
-        : () => void packetsOut++;
-    engine = new Engine(stages, { sink, linkType: reader?.header.linkType, queueLength: options.queueLength, warn: options.warn, onFail: (err) => stop('error', err) });
+      : () => void driver!.packetsOut++;
+    engine = new Engine(program, { sink, queueLength: options.queueLength, warn: options.warn, onFail: (err) => driver?.stopWith('error', err), linkType: reader.header.linkType, input, output, clock: new RunClock('file') });
   } catch (err) {
     reader?.close();
     writer?.close();
     throw err;
   }
-
-  const onAbort = () => stop('signal');
-  if (options.signal?.aborted) stop('signal');
+  driver = new Driver(engine, options.count ?? Infinity, { fileTime: true });
+  const d = driver;
+  const onAbort = () => d.stopWith('signal');
+  if (options.signal?.aborted) d.stopWith('signal');
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
   const endBatch = () => {
-    engine.endBatch();
+    d.endBatch(false);
     if (writer) {
       try {
         writer.flush();
       } catch (err) {
-        stop('error', err as Error);
+        d.stopWith('error', err as Error);
       }
     }
   };
-
-  if (options.device) {
-    const device = options.device;
-    device.once('error', (err: Error) => stop('error', err));
-    if (limit > 0 && !stopping) {
-      device.start((buf) => {
-        if (stopping) return;
-        packetsIn++;
-        engine.push(new Packet(buf));
-        if (packetsIn >= limit) stop('count');
-      }, endBatch);
-      options.onReady?.();
-    } else if (limit <= 0) stop('count');
-    await stopped;
-    device.stopReading();
-  } else if (reader) {
-    const r = reader;
-    options.onReady?.();
-    // When no stage keeps packets, one Packet carries them all.
-    const reused = engine.packetsReusable ? new Packet(Buffer.alloc(0)) : null;
-    const onPacket = (data: Buffer, sec: number, nsec: number) => {
-      let p: Packet;
-      if (reused !== null) {
-        p = reused;
-        p.reset(data);
-        p.sec = sec;
-        p.nsec = nsec;
-      } else {
-        p = new Packet(data, sec, nsec);
-      }
-      p.l3 = l3;
-      packetsIn++;
-      engine.push(p);
-    };
-    try {
-      while (!stopping) {
-        const n = r.readBatch(Math.min(4096, limit - packetsIn), onPacket);
-        endBatch();
-        if (packetsIn >= limit) stop('count');
-        else if (n === 0) stop('end');
-        // Let asynchronous stages, signals and stdout make progress between batches.
-        else await nextTurn();
-      }
-    } catch (err) {
-      stop('error', err as Error);
+  const r = reader;
+  options.onReady?.();
+  // When no stage keeps packets, one Packet carries them all.
+  const reused = engine.packetsReusable ? new Packet(Buffer.alloc(0)) : null;
+  const onPacket = (data: Buffer, sec: number, nsec: number) => {
+    let p: Packet;
+    if (reused !== null) {
+      p = reused;
+      p.reset(data);
+      p.sec = sec;
+      p.nsec = nsec;
+    } else {
+      p = new Packet(data, sec, nsec);
     }
-    if (r.truncatedTail) (options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`)))(`${r.path}: the last record is cut short (a capture that was interrupted); it was skipped`);
-  }
-
-  options.signal?.removeEventListener('abort', onAbort);
-  const closeErrors = await engine.close();
+    p.l3 = l3;
+    d.pushTimed(0, p);
+  };
   try {
-    writer?.close();
+    while (!d.stopped) {
+      const n = r.readBatch(Math.min(4096, d.limit - d.packetsIn), onPacket);
+      endBatch();
+      if (d.stopped) break;
+      if (n === 0) d.stopWith('end');
+      // Let asynchronous stages, signals and stdout make progress between batches.
+      else await nextTurn();
+    }
   } catch (err) {
-    closeErrors.push(err as Error);
+    d.stopWith('error', err as Error);
   }
-  reader?.close();
-  if (!error && closeErrors.length) {
-    error = closeErrors[0];
-    stoppedBy = 'error';
-  }
-  return { packetsIn, packetsOut, stages: engine.stats, reports: engine.reports(), error, stoppedBy, io: options.device ? 'event loop' : undefined };
+  if (r.truncatedTail) warn(`${r.path}: the last record is cut short (a capture that was interrupted); it was skipped`);
+  options.signal?.removeEventListener('abort', onAbort);
+  const result = await finish(engine, d, () => {
+    const errors: Error[] = [];
+    try {
+      writer?.close();
+    } catch (err) {
+      errors.push(err as Error);
+    }
+    reader?.close();
+    return errors;
+  });
+  return result;
 }
+
+export { isStraightLine };

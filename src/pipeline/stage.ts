@@ -116,6 +116,11 @@ export interface ArgSpec {
   /** Inclusive bounds for numbers. */
   min?: number;
   max?: number;
+  /**
+   * A string argument that names a file the stage writes (`-`: stdout). tunpipe refuses to start when two
+   * outputs name the same file (or stdout twice), or an output names the file being read.
+   */
+  output?: boolean;
 }
 
 /** Parsed arguments, by name. */
@@ -195,6 +200,9 @@ export function isCompound(def: StageDefinition): def is CompoundStageDefinition
   return 'expand' in def;
 }
 
+/** The reason the drops beyond a stage's limit of distinct reasons are counted under. */
+export const OTHER_REASONS = '(other reasons)';
+
 /** Per-stage counters, printed on exit and readable while running. */
 export class StageStats {
   packetsIn = 0;
@@ -210,10 +218,31 @@ export class StageStats {
   /** Drops by reason. */
   readonly reasons = new Map<string, number>();
 
-  constructor(readonly name: string) {}
+  /** `limits`: how many distinct reasons are kept before the rest are counted together (default 32). */
+  constructor(
+    readonly name: string,
+    private readonly limits: { reasons: number } = { reasons: 32 },
+  ) {}
 
   drop(reason: string): void {
     this.dropped++;
-    this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+    this.count(reason);
+  }
+
+  /** Counts a packet that went into the stage's else branch, under the reason it would have been dropped for. */
+  divert(reason: string): void {
+    this.diverted++;
+    this.count(reason);
+  }
+
+  private count(reason: string): void {
+    const n = this.reasons.get(reason);
+    if (n !== undefined) {
+      this.reasons.set(reason, n + 1);
+      return;
+    }
+    // A stage whose reasons carry a number (a length, a packet's index) must not grow the table without bound.
+    const key = this.reasons.size < this.limits.reasons ? String(reason) : OTHER_REASONS;
+    this.reasons.set(key, (this.reasons.get(key) ?? 0) + 1);
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The worker's device loop on io_uring (../device/uring.ts): one multishot read keeps the device's packets
- * coming into a ring of receive buffers; each wake, the packets that arrived go through the engine, the
+ * The worker's device loop on io_uring (../device/uring.ts): one ring for every device, each a fixed file
+ * with its own multishot read that keeps its packets coming into its own group of receive buffers (a buffer
+ * knows its device); each wake, the packets that arrived go through the engine, the
  * replies are queued as writes and submitted together (every 32 within a long batch), and the loop waits
  * for more. Two io_uring_enter calls per batch instead of two system calls per packet: under a ping flood
  * 47,303 calls for 300,052 replies (measured), at low load two per packet like read() and write().
@@ -14,31 +15,31 @@
 import * as libc from '../device/libc.js';
 import { countWrite, countWriteResult, readError } from '../device/tun.js';
 import { SlabReader } from '../device/slab-reader.js';
-import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED } from '../device/uring.js';
+import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
-import { wallClock } from '../packet/clock.js';
-import { directSend, settleAsyncStages, waitMs, type LoopContext } from './worker-loop.js';
+import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
 const ENOBUFS = 105;
 const ECANCELED = 125;
 /** Writes from the pipeline's own Buffers in flight at once; past it they are written with write(). */
 const MAX_OWNED_WRITES = 1024;
-/** How long closing waits for the last writes and the cancelled read to complete. */
+/** How long closing waits for the last writes and the cancelled reads to complete. */
 const CLOSE_WAIT_MS = 1000;
-/** Replies queued before they are submitted mid-batch: bounds how long a reply waits behind its batch. */
+/** Writes queued before they are submitted mid-batch: bounds how long a reply waits behind its batch. */
 const SUBMIT_EARLY = 32;
 
-export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<void> {
-  const { engine, counters } = ctx;
+export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Promise<void> {
+  const { engine, counters, driver, pipelineOf } = ctx;
+  const devices = ctx.fds.length;
   const reuse = engine.packetsReusable;
-  const stamps = engine.readsTime;
   const bufferSize = ring.bufferSize;
   const reused = new Packet(Buffer.alloc(0));
   const ringMemory = ring.buffers.buffer;
+  const allBuffers = ring.bufferCount * devices;
   /** The last view made of each receive buffer; made again only when the length changes. */
-  const views: (Buffer | undefined)[] = new Array(ring.bufferCount);
-  const writesFrom = new Uint16Array(ring.bufferCount);
+  const views: (Buffer | undefined)[] = new Array(allBuffers);
+  const writesFrom = new Uint16Array(allBuffers);
   const owned: (Buffer | undefined)[] = [];
   const freeOwned: number[] = [];
   let ownedInFlight = 0;
@@ -46,10 +47,10 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
   // The packet being processed, in receive buffer `current` through `currentView` (reuse only).
   let current = -1;
   let currentView: Buffer | null = null;
-  let readArmed = false;
+  /** Per device: its multishot read is armed; only devices that a pipeline reads are read. */
+  const readArmed = new Array<boolean>(devices).fill(false);
+  const reads = [...Array(devices).keys()].filter((d) => pipelineOf[d] >= 0);
   let stopping = false;
-  let sec = 0;
-  let nsec = 0;
 
   // Writes queued since the last submission. A write to a TUN device completes while it is submitted, so
   // a wait asks for their completions plus one more: otherwise they alone would end it, and every wake
@@ -62,13 +63,13 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
   const makeRoom = () => {
     if (ring.sqSpace === 0) submit();
   };
-  ctx.send = (p: Packet) => {
-    ctx.packetsOut++;
+  ctx.send = (p: Packet, device: number) => {
+    driver.packetsOut++;
     const d = p.data;
     makeRoom();
     if (d === currentView) {
       writesFrom[current]++;
-      ring.queueWrite(ring.bufferAddress(current), d.length, TAG_WRITE_BUFFER | current);
+      ring.queueWrite(ring.bufferAddress(current), d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }
@@ -76,27 +77,27 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
       // Part of a receive buffer (a stage cut the packet short): that buffer too waits for the write.
       const id = Math.floor(d.byteOffset / bufferSize);
       writesFrom[id]++;
-      ring.queueWrite(ring.bufferAddress(0) + d.byteOffset, d.length, TAG_WRITE_BUFFER | id);
+      ring.queueWrite(ring.bufferAddress(0) + d.byteOffset, d.length, writeTag(TAG_WRITE_BUFFER, id, device), device);
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }
     if (ownedInFlight >= MAX_OWNED_WRITES) {
       // Queued writes go first, so packets leave in the order they came.
       submit();
-      countWrite(counters, libc.write(ctx.fd, d, d.length));
+      countWrite(counters[device], libc.write(ctx.fds[device], d, d.length));
       return;
     }
     const slot = freeOwned.length ? freeOwned.pop()! : owned.length;
     owned[slot] = d;
     ownedInFlight++;
-    ring.queueWrite(libc.addressOf(d), d.length, TAG_WRITE_OWNED | slot);
+    ring.queueWrite(libc.addressOf(d), d.length, writeTag(TAG_WRITE_OWNED, slot, device), device);
     if (++writesQueued >= SUBMIT_EARLY) submit();
   };
 
-  const handlePacket = (id: number, len: number) => {
-    counters.rxPackets++;
-    counters.rxBytes += len;
-    ctx.packetsIn++;
+  const handlePacket = (device: number, id: number, len: number) => {
+    const c = counters[device];
+    c.rxPackets++;
+    c.rxBytes += len;
     const base = id * bufferSize;
     let p: Packet;
     if (reuse) {
@@ -110,44 +111,49 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
       p = new Packet(reader!.adopt(ring.buffers.subarray(base, base + len), len));
       ring.recycle(id);
     }
-    p.sec = sec;
-    p.nsec = nsec;
-    engine.push(p);
+    driver.push(pipelineOf[device], p);
     if (reuse) {
       currentView = null;
       current = -1;
       if (writesFrom[id] === 0) ring.recycle(id);
     }
-    if (ctx.packetsIn >= ctx.limit) ctx.stopWith('count');
   };
 
   const take = (tag: number, result: number, flags: number) => {
-    if (tag === TAG_READ) {
-      if (!(flags & CQE_F_MORE)) readArmed = false;
-      if (flags & CQE_F_BUFFER) {
-        ring.tookBuffer();
-        const id = flags >>> 16;
-        // Read after a stop (--count reached, a signal): not let in, like packets left in the device's queue.
-        if (result > 0 && ctx.stoppedBy === null) handlePacket(id, result);
-        else ring.recycle(id);
-      } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
-        ctx.stopWith('error', readError(ctx.name, -result));
+    const kind = tag & TAG_KIND;
+    if (kind === 0) {
+      const low = tag & 0xff;
+      if (low === TAG_READ) {
+        const device = (tag >> 8) & 0xff;
+        if (!(flags & CQE_F_MORE)) readArmed[device] = false;
+        if (flags & CQE_F_BUFFER) {
+          ring.tookBuffer(device);
+          const id = flags >>> 16;
+          // Read after a stop (--count reached, a signal): not let in, like packets left in the device's queue.
+          if (result > 0 && !driver.stopped) handlePacket(device, id, result);
+          else ring.recycle(id);
+        } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
+          driver.stopWith('error', readError(ctx.names[device], -result));
+        }
+      } else if (low === TAG_WAKE && !stopping) {
+        onWake(ctx, result === 8 ? ring.wakeValue() : 1);
+        if (!driver.stopped) {
+          makeRoom();
+          ring.armWake();
+        }
       }
       return;
     }
-    const kind = tag & TAG_KIND;
     if (kind === TAG_WRITE_BUFFER) {
-      countWriteResult(counters, result);
       const id = tag & 0xffff;
+      countWriteResult(counters[tag >>> 24], result);
       if (--writesFrom[id] === 0 && id !== current) ring.recycle(id);
     } else if (kind === TAG_WRITE_OWNED) {
-      countWriteResult(counters, result);
+      countWriteResult(counters[tag >>> 24], result);
       const slot = tag & 0xffff;
       owned[slot] = undefined;
       freeOwned.push(slot);
       ownedInFlight--;
-    } else if (tag === TAG_WAKE && !stopping) {
-      ctx.stopWith('signal');
     }
   };
 
@@ -158,52 +164,59 @@ export async function runUringLoop(ctx: LoopContext, ring: DeviceRing): Promise<
   };
 
   ring.armWake();
-  ring.armRead();
-  readArmed = true;
-  while (ctx.stoppedBy === null) {
-    if (!readArmed) {
+  for (const d of reads) {
+    ring.armRead(d);
+    readArmed[d] = true;
+  }
+  while (!driver.stopped) {
+    let drained = false;
+    for (const d of reads) {
+      if (readArmed[d]) continue;
       // The read ended: a burst took every buffer. The writes that held them have completed (a TUN write
       // completes as it is submitted); taking their completions gives the buffers back, and the read is
       // armed again. Waiting for more first would wait forever: nothing else is armed to complete.
-      if (ring.hasCompletions) ring.drainCompletions(take);
-      ring.publish();
-      if (ring.buffersAvailable > 0) {
-        makeRoom();
-        ring.armRead();
-        readArmed = true;
+      if (!drained && ring.hasCompletions) {
+        ring.drainCompletions(take);
+        drained = true;
       }
-    } else {
       ring.publish();
+      if (ring.buffersAvailableFor(d) > 0) {
+        makeRoom();
+        ring.armRead(d);
+        readArmed[d] = true;
+      }
     }
+    ring.publish();
     const busy = engine.busy;
     const want = ring.completionsWaiting + writesQueued + 1;
     writesQueued = 0;
-    const e = ring.enter(want, waitMs(engine, busy));
-    if (e === DeviceRing.ETIME) engine.endBatch(busy);
+    const e = ring.enter(want, driver.waitMs(busy));
+    if (e === DeviceRing.ETIME) driver.idle(busy);
     else if (e !== 0 && e !== libc.E.EINTR) {
-      ctx.stopWith('error', new TunpipeError(`waiting for ${ctx.name} failed: ${libc.errnoName(e)}`));
+      driver.stopWith('error', new TunpipeError(`waiting for ${ctx.names.join(', ')} failed: ${libc.errnoName(e)}`));
       break;
     }
     if (ring.hasCompletions) {
       // One time for the whole batch, when a stage reads it (a capture).
-      if (stamps) [sec, nsec] = wallClock();
+      driver.beginBatch();
       ring.drainCompletions(take);
-      // The replies go out now rather than with the next wait: the batch's end (stages writing what they
+      // The packets go out now rather than with the next wait: the batch's end (stages writing what they
       // buffered) is then not part of their round trip.
       if (writesQueued > 0) submit();
-      engine.endBatch(true);
+      driver.endBatch(true);
     }
     if (busy || engine.busy) await settleAsyncStages(engine);
   }
 
-  // Stop reading; let the queued and in-flight writes complete, so every reply counted out was written.
+  // Stop reading; let the queued and in-flight writes complete, so every packet counted out was written.
   stopping = true;
-  if (readArmed) {
+  for (const d of reads) {
+    if (!readArmed[d]) continue;
     makeRoom();
-    ring.cancelRead();
+    ring.cancelRead(d);
   }
   const deadline = Date.now() + CLOSE_WAIT_MS;
-  while ((readArmed || pendingWrites() || ring.queued > 0) && Date.now() < deadline) {
+  while ((readArmed.some(Boolean) || pendingWrites() || ring.queued > 0) && Date.now() < deadline) {
     ring.publish();
     const e = ring.enter(1, Math.max(1, deadline - Date.now()));
     if (e !== 0 && e !== DeviceRing.ETIME && e !== libc.E.EINTR) break;

@@ -1,51 +1,49 @@
 /**
- * What the worker's device loops share (./poll-loop.ts, ./uring-loop.ts): the device, the engine, the
- * counters and the reason to stop. A loop sets `send`, the engine's sink, to its own way of writing.
+ * What the worker's device loops share (./poll-loop.ts, ./uring-loop.ts): the devices, the driver, and the
+ * engine's way out. A loop sets `send`, which the engine's sinks call, to its own way of writing.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
 import { countWrite, type TunCounters } from '../device/tun.js';
 import type { Packet } from '../packet/packet.js';
 import type { Engine } from './engine.js';
-import type { RunResult } from './run.js';
+import type { Driver } from './driver.js';
 
-/** Milliseconds without packets after which buffered capture records are written. */
-const PAUSE_MS = 20;
-
-/**
- * How long a loop may wait in the kernel (-1: until something arrives): 1 ms while an asynchronous stage
- * has packets in hand, PAUSE_MS while a stage holds output that a pause in traffic should write out.
- */
-export function waitMs(engine: Engine, busy: boolean): number {
-  return busy ? 1 : engine.pendingOutput ? PAUSE_MS : -1;
-}
-
-export interface LoopContext {
-  /** The device's fd, shared with the main thread (which closes it). */
-  readonly fd: number;
+export interface DeviceLoopContext {
+  /** The devices' fds, shared with the main thread (which closes them). */
+  readonly fds: readonly number[];
+  /** Their names, for messages. */
+  readonly names: readonly string[];
+  /** Per device: the pipeline that reads it, or -1 when none does (it is then not read at all). */
+  readonly pipelineOf: readonly number[];
   /** An eventfd the main thread writes to stop the loop. */
   readonly wake: number;
-  /** The device's name, for messages. */
-  readonly name: string;
+  readonly driver: Driver;
   readonly engine: Engine;
-  readonly counters: TunCounters;
-  /** Packets to let in before stopping (Infinity: no limit). */
-  readonly limit: number;
-  packetsIn: number;
-  packetsOut: number;
-  /** Set once, by stopWith(). */
-  readonly stoppedBy: RunResult['stoppedBy'] | null;
-  stopWith(by: RunResult['stoppedBy'], err?: Error): void;
-  /** Writes a packet leaving the pipeline; the engine's sink calls it. */
-  send: (p: Packet) => void;
+  /** Per device. */
+  readonly counters: TunCounters[];
+  /** Writes a packet leaving a pipeline to device `device`; the engine's sinks call it. */
+  send: (p: Packet, device: number) => void;
+  /** The main thread asked for the live counters (kill -USR1): post them. */
+  report: () => void;
+}
+
+/** What the main thread writes to the wake eventfd: 1 asks the loop to stop, REPORT for the live counters. */
+export const WAKE_STOP = 1;
+export const WAKE_REPORT = 2 ** 32;
+
+/** Acts on the value read from the wake eventfd (the sum of what was written since the last read). */
+export function onWake(ctx: DeviceLoopContext, value: number): void {
+  if (value >= WAKE_REPORT) ctx.report();
+  if (value % WAKE_REPORT !== 0) ctx.driver.stopWith('signal');
 }
 
 /** A send that writes each packet at once with write(): before a loop starts and after it has ended. */
-export function directSend(ctx: LoopContext): (p: Packet) => void {
-  return (p) => {
-    ctx.packetsOut++;
+export function directSend(ctx: DeviceLoopContext): (p: Packet, device: number) => void {
+  return (p, device) => {
+    ctx.driver.packetsOut++;
     const d = p.data;
-    countWrite(ctx.counters, libc.write(ctx.fd, d, d.length));
+    countWrite(ctx.counters[device], libc.write(ctx.fds[device], d, d.length));
   };
 }
 

@@ -68,7 +68,7 @@ test('a configuration the kernel refuses after the device is made (IPv6 on MTU 1
 test('a --dev name longer than 15 characters is refused, nothing is created', { skip }, async () => {
   await withNetns(async (ns) => {
     const r = await runTunpipeIn(ns, ['--dev', 'tp-name-too-long0', '--addr', '198.18.0.1/24', ECHO]);
-    assertOneLineError(r, 1, /tp-name-too-long0.*too long/);
+    assertOneLineError(r, 2, /tp-name-too-long0.*too long/);
     assert.deepEqual(devices(ns), []);
     // 15 characters is the longest name the kernel takes: that one works.
     const ok = startTunpipeWith(ns, ['--dev', 'tp-fifteen-chr0', '--addr', '198.18.0.1/24', ECHO]);

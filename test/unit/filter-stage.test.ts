@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolvePipeline } from '../../src/pipeline/resolve.js';
+import { checkStageArgs, resolvePipeline } from '../../src/pipeline/resolve.js';
 import { PipelineSyntaxError } from '../../src/pipeline/language.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { Packet } from '../../src/packet/packet.js';
@@ -23,7 +23,9 @@ const ethernet = (payload: Buffer, type = 0x0800, dst = 'ff:ff:ff:ff:ff:ff'): Bu
 /** Runs `text` over `packets` in the engine; returns what came out and the stats of the last stage. */
 async function run(text: string, packets: Buffer[], linkType = 101) {
   const out: Buffer[] = [];
-  const engine = new Engine(await resolvePipeline(text, { linkType }), { sink: (p) => out.push(p.data), linkType });
+  const stages = await resolvePipeline(text);
+  checkStageArgs(stages, text, linkType);
+  const engine = new Engine(stages, { sink: (p) => out.push(p.data), linkType });
   for (const b of packets) {
     const p = new Packet(b);
     p.l3 = linkType === 1 ? 14 : 0;
@@ -77,11 +79,15 @@ describe('filter stage', () => {
     await assert.rejects(resolvePipeline("filter 'ip' show=all"), /expected one of none, bpf, js/);
   });
 
-  test('an expression for another link type: refused when the link type is known, at creation otherwise', async () => {
+  test('an expression for another link type: refused under a caret once the link type is known, at creation otherwise', async () => {
     const text = "filter 'ether host 02:00:00:00:00:01'";
-    await assert.rejects(resolvePipeline(text, { linkType: 101 }), /ethernet addresses supported only on .*\(compiling for RAW packets\)/);
-    await resolvePipeline(text, { linkType: 1 });
-    const [s] = await resolvePipeline(text);
+    const stages = await resolvePipeline(text);
+    assert.throws(
+      () => checkStageArgs(stages, text, 101),
+      (e: unknown) => e instanceof PipelineSyntaxError && /ethernet addresses supported only on .*\(compiling for RAW packets\)/.test(e.reason) && e.pos === text.indexOf("'"),
+    );
+    checkStageArgs(stages, text, 1);
+    const [s] = stages;
     assert.throws(() => s.def.create(s.args, standaloneContext({ linkType: 101 })), (e: unknown) => e instanceof TunpipeError && /filter 'ether host.*ethernet addresses/.test(e.message));
   });
 

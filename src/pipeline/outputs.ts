@@ -1,0 +1,59 @@
+/**
+ * Files a run writes, checked before anything is opened: two outputs on one file (a capture and --write,
+ * two captures, through a symlink or a hard link), stdout written twice, or an output that would overwrite
+ * the file being read, each end in a corrupt or lost file, so tunpipe refuses them.
+ */
+import { realpathSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { PipelineSyntaxError } from './language.js';
+import { programStages, type ResolvedProgram } from './resolve.js';
+
+interface Output {
+  /** As written. */
+  name: string;
+  /** How to say where it was written. */
+  where: string;
+  /** Where in the pipeline text, for a stage's argument. */
+  pos?: number;
+}
+
+/** The file a path will name once opened: symlinks resolved (the file's directory, if it does not exist yet). */
+function identity(path: string): string {
+  try {
+    const st = statSync(path);
+    return `inode:${st.dev}:${st.ino}`;
+  } catch {
+    try {
+      return `path:${resolve(realpathSync(dirname(path)), basename(path))}`;
+    } catch {
+      return `path:${resolve(path)}`;
+    }
+  }
+}
+
+/** Throws a UsageError (or a PipelineSyntaxError at the argument) for outputs that collide. */
+export function checkOutputs(program: ResolvedProgram, files: { read?: string; write?: string }): void {
+  const outputs: Output[] = [];
+  if (files.write !== undefined) outputs.push({ name: files.write, where: '--write' });
+  for (const s of programStages(program)) {
+    for (const spec of s.def.args) {
+      const v = s.args[spec.name];
+      if (!spec.output || typeof v !== 'string') continue;
+      outputs.push({ name: v, where: `${s.label} ${spec.name}`, pos: s.argPos?.[spec.name] });
+    }
+  }
+  const fail = (o: Output, reason: string): never => {
+    if (o.pos !== undefined) throw new PipelineSyntaxError(reason, program.text, o.pos);
+    throw new UsageError(reason);
+  };
+  const input = files.read !== undefined && files.read !== '-' ? identity(files.read) : null;
+  const seen = new Map<string, Output>();
+  for (const o of outputs) {
+    const id = o.name === '-' ? 'stdout' : identity(o.name);
+    if (input !== null && id === input) fail(o, `${o.where} '${o.name}' is the file being read (--read ${files.read}): writing it would destroy the input; choose another file`);
+    const first = seen.get(id);
+    if (first) fail(o, `${o.where} '${o.name}' is written by ${first.where} already${o.name === '-' ? '' : ' (the same file)'}: two outputs on one ${o.name === '-' ? 'stdout' : 'file'} make a corrupt file; choose another`);
+    seen.set(id, o);
+  }
+}
