@@ -102,6 +102,16 @@ describe('filter errors', () => {
     });
   }
 
+  test('an expression for Ethernet on a RAW capture exits 2 under a caret, naming the link type, creating nothing', async () => {
+    const out = dir.file('never.pcap');
+    const r = await runCli(['--read', input, '--write', out, "filter 'ether broadcast'"]);
+    assert.equal(r.code, 2, r.stderr);
+    const l = lines(r.stderr);
+    assert.match(l[0], /^tunpipe: pipeline error at column 8: filter expr: .*\(compiling for RAW packets\)$/);
+    assert.equal(l[2], `  ${' '.repeat(7)}^`);
+    assert.equal(existsSync(out), false, 'no output file');
+  });
+
   test('tunpipe --list filter explains the stage with examples', async () => {
     const r = await runCli(['--list', 'filter']);
     assert.equal(r.code, 0);
