@@ -21,7 +21,8 @@
  * filter passes or drops, as libpcap does when it filters packets itself (reading a file: `tcpdump -r`
  * writes matching packets whole).
  * Drops: the rest, counted as "filtered out" (with the graph syntax, `filter EXPR else { ... }` routes
- * them instead).
+ * them instead). That is more than `filter 'not EXPR'` passes: libpcap rejects a packet too short for one
+ * of the program's loads, under `not` too.
  * Errors: an expression libpcap refuses is a pipeline error under EXPR, with libpcap's message; nothing
  * starts.
  */
