@@ -55,9 +55,21 @@ interface Bindings {
 }
 
 let bindings: Bindings | undefined;
+/** Why loading failed, kept: a second attempt would fail the same way (and koffi types are declared once). */
+let loadError: TunpipeError | undefined;
 
 function load(): Bindings {
   if (bindings) return bindings;
+  if (loadError) throw loadError;
+  try {
+    return (bindings = bind());
+  } catch (err) {
+    loadError = err instanceof TunpipeError ? err : new TunpipeError(`filter: cannot bind libpcap: ${(err as Error).message}`);
+    throw loadError;
+  }
+}
+
+function bind(): Bindings {
   const require = createRequire(import.meta.url);
   const koffi = require('koffi') as typeof import('koffi');
   let lib;
@@ -75,7 +87,7 @@ function load(): Bindings {
   const freecode = lib.func('void pcap_freecode(void *fp)');
   const close = lib.func('void pcap_close(tunpipe_pcap_t *p)');
   const offlineFilter = lib.func('int pcap_offline_filter(const void *fp, const void *h, const uint8_t *pkt)');
-  bindings = {
+  return {
     openDead: (dlt, snaplen) => openDead(dlt, snaplen),
     compile: (p, prog, expr, optimize, netmask) => compile(p, prog, expr, optimize, netmask) as number,
     geterr: (p) => geterr(p) as string,
@@ -88,7 +100,6 @@ function load(): Bindings {
     },
     addressOf: (buf) => koffi.address(buf),
   };
-  return bindings;
 }
 
 /** Thrown when libpcap refuses an expression; the message is libpcap's own (pcap_geterr). */
