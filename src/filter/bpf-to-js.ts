@@ -251,17 +251,40 @@ function loop(program: readonly BpfInsn[]): string[] {
 }
 
 /**
- * The source of the function a program translates to (what `bpfToFunction` compiles): for reading,
- * `filter EXPR show=js` prints it. Throws TunpipeError for a program that fails validation.
+ * Jump targets beyond which the straight-line form is not used: each target is one more level of block
+ * nesting, and V8 compiles nested blocks recursively (a few thousand levels exhaust the stack). Programs
+ * that long (hundreds of hosts or ports in one expression) get the loop form.
  */
-export function bpfToSource(program: readonly BpfInsn[]): string {
+export const MAX_NESTED_TARGETS = 1000;
+
+/** 'straight': labelled blocks (forward jumps only, up to MAX_NESTED_TARGETS targets); 'loop': a switch in a loop. */
+export type TranslationForm = 'straight' | 'loop';
+
+/** The form a program is translated to by default. */
+export function formFor(program: readonly BpfInsn[]): TranslationForm {
+  return hasBackwardJumps(program) || jumpTargets(program).size > MAX_NESTED_TARGETS ? 'loop' : 'straight';
+}
+
+/**
+ * The source of the function a program translates to (what `bpfToFunction` compiles): for reading,
+ * `filter EXPR show=js` prints it. Throws TunpipeError for a program that fails validation, or when the
+ * straight-line form is asked of a program with backward jumps.
+ */
+export function bpfToSource(program: readonly BpfInsn[], form: TranslationForm = formFor(program)): string {
   check(program);
-  const body = [...prelude(program), ...(hasBackwardJumps(program) ? loop(program) : straightLine(program))];
+  if (form === 'straight' && hasBackwardJumps(program)) throw new TunpipeError('filter: a program with backward jumps has no straight-line form');
+  const body = [...prelude(program), ...(form === 'loop' ? loop(program) : straightLine(program))];
   return `function bpf(d, len, wirelen) {\n${body.map((l) => `  ${l}`).join('\n')}\n}`;
 }
 
 /** Translates a validated program into a function (see BpfFunction). Throws TunpipeError if it is invalid. */
-export function bpfToFunction(program: readonly BpfInsn[]): BpfFunction {
-  const source = bpfToSource(program);
-  return new Function(`"use strict";\nreturn ${source};`)() as BpfFunction;
+export function bpfToFunction(program: readonly BpfInsn[], form: TranslationForm = formFor(program)): BpfFunction {
+  const make = (f: TranslationForm) => new Function(`"use strict";\nreturn ${bpfToSource(program, f)};`)() as BpfFunction;
+  try {
+    return make(form);
+  } catch (err) {
+    // Deep nesting on a small stack (a worker thread started with little of it): the loop form has none.
+    if (err instanceof RangeError && form === 'straight') return make('loop');
+    throw err;
+  }
 }

@@ -6,7 +6,7 @@
  * with a wire length beyond the captured bytes. Both the verdict and the returned snap length must agree.
  */
 import { compileExpression, LibpcapInterpreter } from '../../src/filter/libpcap.js';
-import { bpfToFunction, type BpfFunction } from '../../src/filter/bpf-to-js.js';
+import { bpfToFunction, formFor, type BpfFunction } from '../../src/filter/bpf-to-js.js';
 import { formatProgram, validateProgram, type BpfInsn } from '../../src/filter/bpf.js';
 import { Rng } from './rng.js';
 import { expressionsFor, filterPacket, randomProgram } from './filter-corpus.js';
@@ -106,7 +106,9 @@ export function runFilterDifferential(options: FilterDifferentialOptions): Filte
         continue;
       }
       const packets = round.chance(0.5) ? raw.slice(0, 50) : eth.slice(0, 50);
-      compare(`random program ${i} of round ${report.rounds - 1}`, translate(program), new LibpcapInterpreter(program), packets, round, () => formatProgram(program));
+      // Every other random program in the loop form, which long programs and protochain get.
+      const js = options.translate ? options.translate(program) : bpfToFunction(program, i % 2 === 1 ? 'loop' : formFor(program));
+      compare(`random program ${i} of round ${report.rounds - 1}${i % 2 === 1 ? ' (loop form)' : ''}`, js, new LibpcapInterpreter(program), packets, round, () => formatProgram(program));
     }
   } while (Date.now() < deadline);
   report.seconds = (Date.now() - started) / 1000;

@@ -12,7 +12,7 @@ import {
   BPF_LEN, BPF_LSH, BPF_MEM, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_RET, BPF_RSH, BPF_ST, BPF_W, BPF_X, BPF_A, BPF_SUB,
   BPF_MISC, BPF_TAX, formatProgram, validateProgram, type BpfInsn,
 } from '../../src/filter/bpf.js';
-import { bpfToFunction, bpfToSource, MAX_BACKWARD_JUMPS } from '../../src/filter/bpf-to-js.js';
+import { bpfToFunction, bpfToSource, formFor, MAX_BACKWARD_JUMPS, MAX_NESTED_TARGETS } from '../../src/filter/bpf-to-js.js';
 import { compileExpression, dltForLinkType, FilterCompileError, LibpcapInterpreter } from '../../src/filter/libpcap.js';
 import { compileFilter } from '../../src/filter/compile.js';
 import { hasCommand } from '../helpers/pcap-tools.js';
@@ -124,6 +124,31 @@ describe('translation keeps the interpreter’s corner cases', () => {
     // A loop that ends: count A down from 3.
     const count = [I(BPF_LD | BPF_IMM, 3), I(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0), I(BPF_ALU | BPF_SUB | BPF_K, 1), I(BPF_JMP | BPF_JA, 0xfffffffd), I(BPF_RET | BPF_K, 77)];
     assert.equal(both(count, pkt), 77);
+  });
+  test('a program with more jump targets than blocks nest well runs in the loop form, with the same results', () => {
+    // ldb [k]; then a chain of jeq whose true branches skip one instruction: one jump target each.
+    const n = MAX_NESTED_TARGETS + 500;
+    const program = [I(BPF_LD | BPF_B | BPF_ABS, 9), ...Array.from({ length: n }, (_, i) => I(BPF_JMP | BPF_JEQ | BPF_K, i & 0xff, 1, 0)), I(BPF_RET | BPF_A), I(BPF_RET | BPF_K, 7)];
+    assert.equal(validateProgram(program), null);
+    assert.equal(formFor(program), 'loop');
+    const js = bpfToFunction(program);
+    const pcap = new LibpcapInterpreter(program);
+    for (const b of [0, 1, 17, 0xfe, 0xff]) {
+      const p = Buffer.from(pkt);
+      p[9] = b;
+      assert.equal(js(p, p.length), pcap.run(p), `byte ${b}`);
+    }
+    assert.equal(js(pkt.subarray(0, 5), 5), 0);
+  });
+  test('both forms of a forward-only program agree', () => {
+    const program = compileExpression('udp and (port 53 or port 5353) and not src host 198.18.0.1');
+    assert.equal(formFor(program), 'straight');
+    const straight = bpfToFunction(program, 'straight');
+    const loop = bpfToFunction(program, 'loop');
+    const dns = Buffer.from(pkt);
+    assert.equal(straight(dns, dns.length), loop(dns, dns.length));
+    assert.equal(straight(dns, dns.length), 262144);
+    assert.throws(() => bpfToSource(compileExpression('ip6 protochain 6'), 'straight'), /backward jumps/);
   });
   test('returns the snap length a program gives, A or a constant', () => {
     assert.equal(both([I(BPF_RET | BPF_K, 0xffffffff)], pkt), 0xffffffff);
