@@ -12,8 +12,9 @@
  *
  * BPF jumps go forward only (except the backward `ja` libpcap uses for `protochain`), so the program is
  * written as straight-line code: every jump target closes a labelled block that encloses all the
- * instructions before it, and a jump is a `break` to its target's label. A program with a backward jump
- * becomes a `switch` inside a loop instead.
+ * instructions before it, and a jump is a `break` to its target's label; bounds checks that the path
+ * already made are left out. A program with a backward jump, or with too many jump targets to nest
+ * (MAX_NESTED_TARGETS), becomes a `switch` inside a loop instead.
  */
 import {
   BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT,
