@@ -40,7 +40,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
-import { REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
+import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
+import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
 import { elapsedS, log } from './lib/log.js';
 import {
   createNamespace,
@@ -103,9 +104,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, filter (default: all of
-                 these; filter when the time budget allows), and tunpipe-poll (the worker without io_uring,
-                 only when named); filter alone: --only filter (bench/lib/filter.ts);
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter (default:
+                 all of these; filter when the time budget allows), and tunpipe-poll (the worker without
+                 io_uring, only when named); filter alone: --only filter (bench/lib/filter.ts);
                  without ref there are no paired ratios, only absolute numbers
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
   --cli PATH     the tunpipe CLI to bench (default: dist/bin/tunpipe.js in this repository)
@@ -270,6 +271,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const offlineWanted = opts.only === null || opts.only.has('offline');
+  const forwardWanted = opts.only === null || opts.only.has('forward');
   if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
     console.error(`bench: ${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
     return 1;
@@ -285,7 +287,7 @@ async function main(): Promise<number> {
 
   const skipped: string[] = [];
   const soakSlot = slots.find((s) => s.spec.soak);
-  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted);
+  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? FORWARD_BUDGET_S : 0);
   const outcome: SessionsOutcome = slots.length
     ? await runSessions(slots, opts, setup, reserveS, skipped)
     : { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
@@ -303,6 +305,10 @@ async function main(): Promise<number> {
     offline = await runOffline({ packets: opts.offlinePackets, pairs: opts.offlinePairs, cli: opts.cli }, tmpDir);
   }
 
+  let forward: ForwardResult | null = null;
+  if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section', skipped)) {
+    forward = await runForward({ cli: opts.cli, tmpDir, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+  }
   const filterOpts = { ...opts.filter, cli: opts.cli };
   const filterWanted = !stopped && (opts.only === null || opts.only.has('filter'));
   const filter = filterWanted && fitsBudget(filterBenchSeconds(filterOpts), 'filter bench', skipped) ? await runFilterBench(filterOpts, tmpDir) : null;
@@ -319,6 +325,7 @@ async function main(): Promise<number> {
     comparisons,
     soak,
     offline,
+    forward,
     skipped,
     rows,
   };
@@ -331,6 +338,7 @@ async function main(): Promise<number> {
     `ref = bench/echo-ref.c (C, blocking read/write)` +
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
   if (slots.length || offline) printReport(report, loadLine);
+  if (forward) console.log(`\n${formatForward(forward)}`);
   if (filter) {
     writeFilterJson(filter);
     console.log(formatFilterReport(filter));

@@ -16,3 +16,13 @@ export class TunpipeError extends Error {
 export class UsageError extends TunpipeError {
   override name = 'UsageError';
 }
+
+/** What code threw, as text, whatever it threw (`throw null` included). */
+export function describeThrown(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return `it threw ${err === null ? 'null' : typeof err === 'object' ? JSON.stringify(err) : String(err)}`;
+  } catch {
+    return 'it threw a value that cannot be shown';
+  }
+}

@@ -61,7 +61,7 @@ const filterStage = defineStage({
     { name: 'show', type: 'string', choices: ['none', 'bpf', 'js'], default: 'none', description: 'print the compiled BPF program or the generated JavaScript on stderr at start' },
     { name: 'optimize', type: 'boolean', default: true, description: "run libpcap's optimizer (as tcpdump does unless -O)" },
   ],
-  checkArgs(args: StageArgs, linkType?: number) {
+  checkArgsForLink(args: StageArgs, linkType?: number) {
     const problem = filterExpressionProblem(String(args.expr), linkType, args.optimize !== false);
     return problem === undefined ? undefined : { arg: 'expr', message: problem };
   },

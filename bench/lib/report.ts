@@ -3,6 +3,7 @@
  * paired statistic, the bar and the verdict), the table as text, and the same data as JSON.
  */
 import * as fs from 'node:fs';
+import type { ForwardResult } from './forward.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { OUT_JSON } from './constants.js';
@@ -378,6 +379,8 @@ export interface Report {
   comparisons: PairedComparison[];
   soak: SoakResult | null;
   offline: OfflineResult | null;
+  /** The forwarding section (lib/forward.ts). */
+  forward?: ForwardResult | null;
   skipped: string[];
   rows: Row[];
 }

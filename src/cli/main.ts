@@ -10,7 +10,7 @@
  * worker thread that will run them); open the devices (in their namespaces); hand them to the worker;
  * only then drop root (--user/--group).
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import yargs from 'yargs';
 import { TunpipeError, UsageError } from '../errors.js';
 import type { TunDevice } from '../device/tun.js';
@@ -24,6 +24,8 @@ import type { StageStats } from '../pipeline/stage.js';
 import { formatCounters, formatStageHelp, formatStageList } from './format.js';
 import { splitDeviceOptions, type DeviceSpec } from './args.js';
 import { readRunOptions, type RunSettings } from './run-options.js';
+import { parseDuration } from '../pipeline/units.js';
+import { LiveStats } from './stats.js';
 
 const EPILOG = `Pipeline language:
   Stages separated by '|', read left to right. A stage is a name followed by positional and key=value
@@ -78,6 +80,8 @@ interface CliArgs {
   group?: string | string[];
   quiet?: boolean;
   list?: boolean;
+  stats?: string | string[];
+  'stats-json'?: string | string[];
   _: (string | number)[];
 }
 
@@ -107,11 +111,13 @@ function parser(argv: string[]) {
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
-    .option('read', { type: 'string', describe: 'offline: read packets from this pcap file (- for stdin) instead of a device', group: 'Offline:' })
+    .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
     .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
     .option('count', { type: 'number', describe: 'stop after N packets have entered the pipelines', group: 'Run:' })
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
     .option('quiet', { type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' })
+    .option('stats', { type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' })
+    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file (every --stats INTERVAL, default 1s)', group: 'Run:' })
     .option('list', { type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' })
     .option('help', { type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' })
     .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
@@ -179,6 +185,11 @@ interface Checked {
   group?: string;
   quiet: boolean;
   text: string;
+  /** --stats / --stats-json: the interval in ms (0: off), and the JSON file. */
+  statsMs: number;
+  statsJson?: string;
+  /** --stats was given (not only --stats-json): the counters go to stderr too. */
+  statsOnStderr: boolean;
 }
 
 function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
@@ -197,8 +208,19 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
   }
   if (write !== undefined && read === undefined) throw new UsageError('--write is for offline mode; give --read too (on a device, packets go back to the device: use a pcap stage to capture)');
   if (write === '') throw new UsageError("--write needs a file name ('-' for stdout)");
+  const stats = once(args.stats, '--stats');
+  const statsJson = once(args['stats-json'], '--stats-json');
+  let statsMs = 0;
+  if (stats !== undefined || statsJson !== undefined) {
+    const ms = stats === undefined || stats === '' ? 1000 : parseDuration(stats);
+    if (typeof ms === 'string') throw new UsageError(`--stats: ${ms}`);
+    if (ms < 100) throw new UsageError('--stats: an interval of at least 100ms');
+    if (read !== undefined) throw new UsageError('--stats is for devices: offline runs print their counters at the end');
+    if (statsJson === '') throw new UsageError('--stats-json needs a file name');
+    statsMs = ms;
+  }
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
-  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]) };
+  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined };
 }
 
 /** Every --addr is checked before anything starts: a typo is a usage error that changes nothing. */
@@ -285,6 +307,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     checked = checkArgs(args, devices);
     settings = readRunOptions(process.env);
     if (checked.read === undefined) await checkAddresses(checked.devices);
+    if (checked.statsMs > 0 && settings.thread === 'main') throw new UsageError('--stats needs the worker thread (leave out TUNPIPE_THREAD=main)');
     // Check the whole program before touching any device, so a typo changes nothing on the system. In a
     // worker, users' modules are imported there, once.
     const inWorker = checked.read === undefined && settings.thread === 'worker';
@@ -431,14 +454,54 @@ async function runDevices(
     }
     setDevices(devices);
     await worker.attach(devices);
+    // The stats file is opened now, with everything else, before root is dropped.
+    const statsFile = c.statsJson !== undefined ? openStatsFile(c.statsJson) : null;
     await dropRoot();
     setLive(() => void worker.liveCounters().then((s) => s && printCounters(s.stages, s.reports)));
+    const stopStats = c.statsMs > 0 ? startStats(c, worker, devices, statsFile) : () => {};
     if (signal.aborted) stop();
     reading(devices);
     const result = await worker.finished();
+    stopStats();
     result.counters.forEach((k, i) => Object.assign(devices[i].counters, k));
     return result;
   } finally {
     signal.removeEventListener('abort', stop);
   }
+}
+
+function openStatsFile(path: string): number {
+  try {
+    return openSync(path, 'w', 0o600);
+  } catch (err) {
+    throw new TunpipeError(`cannot create --stats-json file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Every interval: the live table on a terminal (stderr), JSON lines on stderr otherwise and into the file. */
+function startStats(c: Checked, worker: { liveCounters(): Promise<import('../pipeline/device-worker.js').LiveSnapshot | null> }, devices: TunDevice[], file: number | null): () => void {
+  const live = new LiveStats(() => devices.map((d) => d.name));
+  const tty = process.stderr.isTTY === true;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void worker.liveCounters().then((snap) => {
+      busy = false;
+      if (!snap) return;
+      const { json, table } = live.next(snap);
+      if (file !== null) {
+        try {
+          writeSync(file, `${json}\n`);
+        } catch {
+          /* a full disk stops the stats file, not the run */
+        }
+      }
+      if (c.statsOnStderr) sayRaw(tty ? live.redraw(table) : `${json}\n`);
+    });
+  }, c.statsMs);
+  return () => {
+    clearInterval(timer);
+    if (file !== null) closeSync(file);
+  };
 }

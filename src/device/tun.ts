@@ -237,6 +237,24 @@ export class TunDevice extends Duplex {
     cb(err);
   }
 
+  /**
+   * Ends the device as a stream, cleanly: reading stops and the readable side ends, so a `pipe(tun, ...,
+   * tun)` that reads it completes (no ERR_STREAM_PREMATURE_CLOSE, as destroy() would give); the fd is
+   * closed once that end has been read. Call it from a SIGINT handler.
+   */
+  close(): void {
+    if (this.fdClosed) return;
+    this.stopReading();
+    if (this.readableEnded) {
+      this.closeFd();
+      return;
+    }
+    this.once('end', () => setImmediate(() => this.closeFd()));
+    this.push(null);
+    // A device nobody reads never emits 'end'.
+    if (this.readableFlowing === null && this.listenerCount('data') === 0) this.resume();
+  }
+
   /** Closes the device's fd. A device that is not persistent disappears from the system. */
   closeFd(): void {
     if (this.fdClosed) return;

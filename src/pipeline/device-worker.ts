@@ -23,14 +23,14 @@ import { Engine } from './engine.js';
 import { PipelineSyntaxError } from './language.js';
 import { reviveProgram, type ProgramSpec } from './resolve.js';
 import { StageStats, type PortInfo } from './stage.js';
-import { Driver, type StopReason } from './driver.js';
+import { Driver } from './driver.js';
 import { runPollLoop } from './poll-loop.js';
 import { runUringLoop } from './uring-loop.js';
 import { directSend, WAKE_REPORT, WAKE_STOP, type DeviceLoopContext } from './worker-loop.js';
-import type { RunResult } from './run.js';
 
-/** How packets move: io_uring where it can be had, or insist on it, or poll(). */
-export type IoMode = 'auto' | 'uring' | 'poll';
+import type { IoMode, RunResult, StopReason } from './result.js';
+
+export type { IoMode };
 
 /** Where each pipeline's packets come from and go: devices by index in `ports`. */
 export interface WorkerRouting {
@@ -75,7 +75,7 @@ interface StatsMessage {
 
 type FromWorker =
   | { type: 'created' }
-  | { type: 'live'; stages: StatsMessage[]; reports: [string, string][] }
+  | { type: 'live'; stages: StatsMessage[]; reports: [string, string][]; counters: TunCounters[]; queued: [string, number][] }
   | { type: 'ready'; io: string }
   | { type: 'setup-error'; message: string; code?: string; syntax?: { reason: string; text: string; pos: number; hint?: string } }
   | ResultMessage;
@@ -101,6 +101,14 @@ export function statsFromMessage(m: StatsMessage): StageStats {
   Object.assign(s, { packetsIn: m.packetsIn, packetsOut: m.packetsOut, dropped: m.dropped, held: m.held, emitted: m.emitted, diverted: m.diverted });
   for (const [r, n] of m.reasons) s.reasons.set(r, n);
   return s;
+}
+
+/** The counters while a run goes on: every stage's, every device's, and what waits in asynchronous stages' queues. */
+export interface LiveSnapshot {
+  stages: StageStats[];
+  reports: Map<string, string>;
+  counters: TunCounters[];
+  queued: Map<string, number>;
 }
 
 /** The result of a run in the worker, with every device's counters. */
@@ -197,16 +205,16 @@ export class PipelineWorker {
     libc.write(this.wake, b, 8);
   }
 
-  private liveWaiter: ((m: { stages: StatsMessage[]; reports: [string, string][] }) => void) | null = null;
+  private liveWaiter: ((m: { stages: StatsMessage[]; reports: [string, string][]; counters: TunCounters[]; queued: [string, number][] }) => void) | null = null;
 
-  /** The counters as they are now (kill -USR1), or null if the worker did not answer within a second. */
-  liveCounters(): Promise<{ stages: StageStats[]; reports: Map<string, string> } | null> {
+  /** The counters as they are now (kill -USR1, --stats), or null if the worker did not answer within a second. */
+  liveCounters(): Promise<LiveSnapshot | null> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(null), 1000);
       this.liveWaiter = (m) => {
         clearTimeout(timer);
         this.liveWaiter = null;
-        resolve({ stages: m.stages.map(statsFromMessage), reports: new Map(m.reports) });
+        resolve({ stages: m.stages.map(statsFromMessage), reports: new Map(m.reports), counters: m.counters, queued: new Map(m.queued) });
       };
       this.wakeWith(WAKE_REPORT);
     });
@@ -331,7 +339,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
     engine,
     counters,
     send: () => {},
-    report: () => post({ type: 'live', stages: engine.stats.map(statsMessage), reports: [...engine.reports()] }),
+    report: () => post({ type: 'live', stages: engine.stats.map(statsMessage), reports: [...engine.reports()], counters, queued: [...engine.queueDepths()] }),
   };
   ctx.send = directSend(ctx);
   attach.names.forEach((name, i) => ((routing.ports[i] as { name: string }).name = name));

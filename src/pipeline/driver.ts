@@ -10,8 +10,9 @@ import type { Packet } from '../packet/packet.js';
 import { wallClock } from '../packet/clock.js';
 import type { Engine } from './engine.js';
 
-/** Why a run stopped. */
-export type StopReason = 'end' | 'count' | 'signal' | 'error';
+import type { StopReason } from './result.js';
+
+export type { StopReason };
 
 /** Milliseconds without packets after which buffered capture records are written. */
 export const PAUSE_MS = 20;

@@ -19,18 +19,13 @@ import { pushable, type Pushable } from 'it-pushable';
 import { Packet } from '../packet/packet.js';
 import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
-import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './resolve.js';
+import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 import { recordStageError } from './error-reasons.js';
+import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
 
-/** Drop reasons the engine itself gives. */
-export const ENGINE_DROP = {
-  filtered: 'filtered',
-  queueFull: 'queue full: the stage is slower than the traffic',
-  endOfBranch: 'end of branch (no sink named)',
-  drop: "dropped by 'drop'",
-  stopped: 'stopped before the stage got to it',
-} as const;
+export { ENGINE_DROP } from './drop-reasons.js';
+import { ENGINE_DROP } from './drop-reasons.js';
 
 /** Where a pipeline's sink sends a packet; null discards (counted by the caller's sink row). */
 export type SinkFunction = (p: Packet) => void;
@@ -96,6 +91,7 @@ class AsyncGate {
       }
       this.inFlight = false;
       this.pending--;
+      engine.asyncSettled++;
       // Given up on by close(): this packet was already counted as dropped there.
       if (!engine.abandoned) engine.afterStage(slot, p, result);
     };
@@ -189,6 +185,8 @@ export class Engine {
   private closed = false;
   /** Set when close() stopped waiting for a slow asynchronous stage. */
   abandoned = false;
+  /** Packets asynchronous stages have finished with, so far: a reader that waits for them sees progress. */
+  asyncSettled = 0;
   /** Counter rows of `drop` sinks and of the ends of branches, in the order written. */
   private readonly sinkRows: StageStats[] = [];
   private readonly limits = new StageCounterLimits();
@@ -328,7 +326,17 @@ export class Engine {
       timeOf: (p) => clock.timeOf(p),
       setTime: (p, t) => clock.setTime(p, t),
     };
-    slot.instance = s.def.create(s.args, ctx);
+    let instance: unknown;
+    try {
+      instance = s.def.create(s.args, ctx);
+    } catch (err) {
+      if (err instanceof TunpipeError) throw err;
+      throw new TunpipeError(`stage '${s.label}' could not start: ${describeThrown(err)}`);
+    }
+    if (typeof instance !== 'object' || instance === null || typeof (instance as StageInstance).process !== 'function') {
+      throw new TunpipeError(`stage '${s.label}' could not start: its create() returned ${instance === null ? 'null' : typeof instance}, not an object with a process(packet) function`);
+    }
+    slot.instance = instance as StageInstance;
     return slot;
   }
 
@@ -372,6 +380,13 @@ export class Engine {
     const gates = this.gates;
     for (let i = 0; i < gates.length; i++) if (gates[i].pending > 0) return true;
     return false;
+  }
+
+  /** Packets waiting in front of each asynchronous stage (and in its hands), by label. */
+  queueDepths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const slot of this.slots) if (slot.gate) out.set(slot.label, slot.gate.pending);
+    return out;
   }
 
   /** The extra lines stages report on exit (bytes written by a capture, ...), by stage label. */

@@ -9,9 +9,10 @@ import checksum from '../../transforms/checksum.js';
 import pcap from '../../transforms/pcap.js';
 import reassemble from '../../transforms/reassemble.js';
 import fragment from '../../transforms/fragment.js';
+import print from '../../transforms/print.js';
 import filter from '../../transforms/filter.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, filter];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, print, filter];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

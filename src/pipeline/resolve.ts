@@ -10,21 +10,11 @@ import { isKeyword, parseProgram, parsePipeline, PipelineSyntaxError, type ArgNo
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStages, findStage } from './registry.js';
 import { loadUserStage } from './user-stage.js';
-import { parseDuration, parseProbability, parseRate, parseSize } from './units.js';
+import { describeThrown } from '../errors.js';
+import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 
-/** A stage ready to create: its definition, its checked arguments, and the label its counters print under. */
-export interface ResolvedStage {
-  def: PrimitiveStageDefinition;
-  args: StageArgs;
-  label: string;
-  /** Where each argument was written in the pipeline text (for errors found after resolving). */
-  argPos?: Record<string, number>;
-  /**
-   * A user's module, when resolved with `deferModules`: not imported yet (a worker thread imports it, once);
-   * `def` is then a placeholder and `args` unchecked until reviveProgram() binds them.
-   */
-  module?: { url: string; node: StageNode };
-}
+export type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
+import { parseDuration, parseProbability, parseRate, parseSize } from './units.js';
 
 function knownStagesHint(): string {
   const names = builtinStages().map((d) => d.name).sort();
@@ -44,6 +34,7 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
     if (spec.choices && !spec.choices.includes(arg.value)) {
       throw new PipelineSyntaxError(`${where}: expected one of ${spec.choices.join(', ')}, got '${arg.value}'`, text, arg.pos);
     }
+    if (spec.pattern && !spec.pattern.regex.test(arg.value)) throw new PipelineSyntaxError(`${where}: expected ${spec.pattern.expected}, got '${arg.value}'`, text, arg.pos);
     return arg.value;
   }
   if (spec.type === 'boolean') {
@@ -75,7 +66,8 @@ function usage(def: StageDefinition): string {
 
 /**
  * Checks a stage's written arguments against what its definition declares, then with the definition's own
- * `checkArgs`, for packets of any link type (checkStageArgs checks again once the link type is known).
+ * `checkArgs` and `checkArgsForLink` (for packets of any link type; checkStageArgs checks again once the
+ * link type is known).
  */
 export function bindArgs(def: StageDefinition, node: StageNode, text: string): StageArgs {
   const out: StageArgs = {};
@@ -104,17 +96,19 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
     if (spec.required) throw new PipelineSyntaxError(`stage '${def.name}' needs its argument ${spec.name.toUpperCase()} (${spec.description})`, text, node.pos, usage(def));
     if (spec.default !== undefined) out[spec.name] = spec.default;
   }
+  const problem = def.checkArgs?.(out);
+  if (problem) throw new PipelineSyntaxError(`${def.name}: ${problem}`, text, node.pos, usage(def));
   checkArgsOf(def, out, text, written, node.pos);
   return out;
 }
 
 function checkArgsOf(def: StageDefinition, args: StageArgs, text: string, argPos: Record<string, number> | undefined, pos: number, linkType?: number): void {
-  const problem = def.checkArgs?.(args, linkType);
+  const problem = def.checkArgsForLink?.(args, linkType);
   if (problem) throw new PipelineSyntaxError(`${def.name} ${problem.arg}: ${problem.message}`, text, argPos?.[problem.arg] ?? pos);
 }
 
 /**
- * Runs the stages' own argument checks (StageDefinition.checkArgs) again for packets of `linkType`, once
+ * Runs the stages' link checks (StageDefinition.checkArgsForLink) again for packets of `linkType`, once
  * it is known (a filter expression that suits Ethernet but not RAW IP); throws a PipelineSyntaxError under
  * the argument. Call it before anything is opened.
  */
@@ -138,47 +132,6 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
     throw new PipelineSyntaxError(`unknown stage '${node.name}'`, text, node.pos, hint);
   }
   return def;
-}
-
-/** What a module threw, as text, whatever it threw (`throw null` included). */
-export function describeThrown(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  try {
-    return `it threw ${err === null ? 'null' : typeof err === 'object' ? JSON.stringify(err) : String(err)}`;
-  } catch {
-    return 'it threw a value that cannot be shown';
-  }
-}
-
-/** An element of a resolved pipeline: a stage (maybe with an else branch), or a tee with its branch. */
-export type ResolvedElement =
-  | { kind: 'stage'; stage: ResolvedStage; orElse?: ResolvedBranch; pos: number }
-  | { kind: 'tee'; branch: ResolvedBranch; pos: number; label: string };
-
-/**
- * Where a pipeline or branch ends: `to NAME`, `drop`, nothing written in a pipeline (`default`: the CLI
- * decides, e.g. back to the device it reads from), or the end of a branch that names no sink (`end`:
- * what reaches it is discarded and counted).
- */
-export type SinkSpec = { kind: 'to'; port: string; pos: number } | { kind: 'drop'; pos: number } | { kind: 'default'; pos: number } | { kind: 'end'; pos: number };
-
-export interface ResolvedBranch {
-  elements: ResolvedElement[];
-  sink: SinkSpec;
-  /** Counter label of what reaches the end of a branch, and of `drop`. */
-  label: string;
-}
-
-export interface ResolvedPipeline extends ResolvedBranch {
-  /** `from NAME`, or null: the only port there is (one device, or --read). */
-  source: { port: string; pos: number } | null;
-  pos: number;
-}
-
-/** Parsed and resolved pipeline text: every pipeline with its stages, branches, source and sink. */
-export interface ResolvedProgram {
-  text: string;
-  pipelines: ResolvedPipeline[];
 }
 
 interface ResolveState {

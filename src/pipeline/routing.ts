@@ -11,7 +11,7 @@
  * - a device that no pipeline reads is not read (the kernel drops what waits on it).
  */
 import { PipelineSyntaxError } from './language.js';
-import type { ResolvedProgram, ResolvedBranch } from './resolve.js';
+import type { ResolvedProgram, ResolvedBranch } from './program.js';
 
 export interface Routing {
   /** Per port: the pipeline that reads it, or -1. */

@@ -8,18 +8,20 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Packet } from '../packet/packet.js';
 import { RunClock } from '../packet/clock.js';
-import { PcapReader } from '../pcap/reader.js';
+import type { CaptureReader } from '../pcap/reader.js';
+import { openCaptureReader } from '../pcap/open-reader.js';
 import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
 import { Engine, type SinkFunction } from './engine.js';
 import { checkStageArgs, isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
-import { noStageKeepsPackets, type PortInfo, type StageStats } from './stage.js';
+import { noStageKeepsPackets, type PortInfo } from './stage.js';
 import { routeProgram } from './routing.js';
-import { Driver, type StopReason } from './driver.js';
+import { Driver } from './driver.js';
+import type { StopReason } from './result.js';
 import type { PacketTransform } from './transform.js';
 import type { TunDevice } from '../device/tun.js';
-import type { IoMode } from './device-worker.js';
+import type { IoMode, RunResult } from './result.js';
 
 export interface RunOptions {
   /**
@@ -57,25 +59,7 @@ export interface RunOptions {
   onReady?: () => void;
 }
 
-export interface RunResult {
-  /** Packets that entered the pipeline. */
-  packetsIn: number;
-  /** Packets that left it into a sink (a device or file). */
-  packetsOut: number;
-  /** Counters per stage, in the order written (branches included), then `drop` sinks and branch ends. */
-  stages: StageStats[];
-  /** Extra per-stage lines (bytes written by a capture, ...), by label. */
-  reports: Map<string, string>;
-  /** Why the run stopped early, if it did: a device that vanished, a capture that failed, ... */
-  error: Error | null;
-  /** What was printed by `--count`, the signal or the source ending. */
-  stoppedBy: StopReason;
-  /**
-   * How a device was read and written: 'io_uring' or 'poll' in a worker (with the reason io_uring could
-   * not be had), 'event loop' on the main thread; undefined for files.
-   */
-  io?: string;
-}
+export type { RunResult } from './result.js';
 
 /** Offset of the IP header for a capture's link type. */
 function l3OffsetFor(linkType: number, path: string): number {
@@ -215,14 +199,14 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   void routing;
   const warn = options.warn ?? ((m: string) => process.stderr.write(`tunpipe: ${m}\n`));
   const stages = programStages(program);
-  let reader: PcapReader | null = null;
+  let reader: CaptureReader | null = null;
   let writer: PcapWriter | null = null;
   let driver: Driver | null = null;
   let engine: Engine;
   let l3 = 0;
   try {
     // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
-    reader = new PcapReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
+    reader = openCaptureReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
     l3 = l3OffsetFor(reader.header.linkType, reader.path);
     // Now that the link type is known, before any output is opened (a filter for Ethernet on a RAW file).
     checkStageArgs(stages, program.text, reader.header.linkType);
@@ -240,7 +224,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
           }
         }
       : () => void driver!.packetsOut++;
-    engine = new Engine(program, { sink, queueLength: options.queueLength, warn: options.warn, onFail: (err) => driver?.stopWith('error', err), linkType: reader.header.linkType, input, output, clock: new RunClock('file') });
+    // A file waits for slow stages instead of dropping (see waitForAsyncStages): their queues never hold
+    // more than one batch.
+    engine = new Engine(program, { sink, queueLength: Number.MAX_SAFE_INTEGER, warn: options.warn, onFail: (err) => driver?.stopWith('error', err), linkType: reader.header.linkType, input, output, clock: new RunClock('file') });
   } catch (err) {
     reader?.close();
     writer?.close();
@@ -279,14 +265,16 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     p.l3 = l3;
     d.pushTimed(0, p);
   };
+  const batch = Math.max(1, Math.min(4096, options.queueLength ?? 1024));
   try {
     while (!d.stopped) {
-      const n = r.readBatch(Math.min(4096, d.limit - d.packetsIn), onPacket);
+      const n = r.readBatch(Math.min(engine.busy || engine.asyncSettled > 0 ? batch : 4096, d.limit - d.packetsIn), onPacket);
       endBatch();
+      // Let asynchronous stages, signals and stdout make progress between batches; a file waits for a
+      // slow stage rather than dropping what it cannot take.
+      await waitForAsyncStages(engine, d);
       if (d.stopped) break;
       if (n === 0) d.stopWith('end');
-      // Let asynchronous stages, signals and stdout make progress between batches.
-      else await nextTurn();
     }
   } catch (err) {
     d.stopWith('error', err as Error);
@@ -304,6 +292,26 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     return errors;
   });
   return result;
+}
+
+/** How long a file waits for an asynchronous stage that finishes nothing before it gives up on it. */
+export const ASYNC_STALL_MS = 10_000;
+
+/** Waits until asynchronous stages have taken every packet handed to them (a file never drops for them). */
+async function waitForAsyncStages(engine: Engine, d: Driver): Promise<void> {
+  await nextTurn();
+  let seen = engine.asyncSettled;
+  let since = Date.now();
+  for (let turn = 0; engine.busy && !d.stopped; turn++) {
+    if (turn < 8) await nextTurn();
+    else await new Promise((r) => setTimeout(r, 1));
+    if (engine.asyncSettled !== seen) {
+      seen = engine.asyncSettled;
+      since = Date.now();
+    } else if (Date.now() - since > ASYNC_STALL_MS) {
+      d.stopWith('error', new TunpipeError(`an asynchronous stage has finished no packet for ${ASYNC_STALL_MS / 1000} s: giving up on it (what it still holds is counted as dropped)`));
+    }
+  }
 }
 
 export { isStraightLine };

@@ -80,6 +80,11 @@ export interface StageContext {
   readonly input?: PortInfo;
   readonly output?: PortInfo;
   /**
+   * True when stdout carries a capture in this run (`pcap -`, `--write -`), so that text output (`print`)
+   * goes to stderr instead. Undefined: not known (taken as false).
+   */
+  readonly stdoutTaken?: boolean;
+  /**
    * The driver's clock in milliseconds (fractional): the wall clock on a device; offline, the time of the
    * packet last read from the file, so that time-based stages run on the file's time, as fast as the CPU goes.
    * Only differences between readings mean anything.
@@ -111,6 +116,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
+  pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
   integer?: boolean;
   /** Inclusive bounds for numbers. */
@@ -149,12 +156,18 @@ interface StageDefinitionBase {
    */
   turnsAround?: boolean;
   /**
-   * Checks argument values beyond their declared types when the pipeline text is resolved, so that a
-   * mistake is shown with a caret under it before anything starts (a filter expression that does not
-   * compile). `linkType` is that of the packets the stage will receive, when the caller knows it. Returns
+   * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
+   * a message, reported at the stage's name with its usage like any argument error, or null. Runs before
+   * anything is created (no device, no file).
+   */
+  checkArgs?(args: StageArgs): string | null;
+  /**
+   * Checks argument values against the packets the stage will receive, so that a mistake is shown with a
+   * caret under the argument before anything starts (a filter expression that does not compile for the
+   * link type). `linkType` is that of the packets, when the caller knows it (see checkStageArgs). Returns
    * the faulty argument's name and the message, or undefined when the arguments are fine.
    */
-  checkArgs?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
+  checkArgsForLink?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

@@ -7,10 +7,10 @@
 import { asPacket, Packet } from '../packet/packet.js';
 import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
 import { isCompound } from './stage.js';
-import { ENGINE_DROP } from './engine.js';
+import { ENGINE_DROP } from './drop-reasons.js';
 import { RunClock } from '../packet/clock.js';
 import { recordStageError, type StageErrorState } from './error-reasons.js';
-import type { ResolvedStage } from './resolve.js';
+import type { ResolvedStage } from './program.js';
 
 type PacketLike = Packet | Uint8Array;
 export type PacketSource = AsyncIterable<PacketLike> | Iterable<PacketLike>;

@@ -102,10 +102,11 @@ describe('input file errors: one line, non-zero exit, no output file', () => {
   const cases: { name: string; make?: (path: string) => void; re: RegExp }[] = [
     { name: 'missing --read file', re: /no such file/ },
     {
-      name: 'a pcapng file',
-      // Section header block: type 0x0A0D0D0A, length 28, byte-order magic, version 1.0, section length -1.
-      make: (p) => writeFileSync(p, Buffer.from('0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000', 'hex')),
-      re: /pcapng/,
+      name: 'a pcapng file with a corrupt block',
+      // Section header block: type 0x0A0D0D0A, length 28, byte-order magic, version 1.0, section length -1;
+      // then a block whose total length (13) is not a multiple of 4.
+      make: (p) => writeFileSync(p, Buffer.from('0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000' + '010000000d000000', 'hex')),
+      re: /corrupt pcapng block at offset 28/,
     },
     { name: 'a text file', make: (p) => writeFileSync(p, 'these are not the packets you are looking for\n'), re: /not a pcap file/ },
     { name: 'an empty file', make: (p) => writeFileSync(p, ''), re: /empty|not a pcap/ },

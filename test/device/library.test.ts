@@ -24,8 +24,10 @@ function program(): string {
 import { openTun, parseIPv4, icmpEcho, recomputeChecksum } from '${tunpipe}';
 
 const tun = openTun({ name: process.argv[2], addresses: ['198.18.0.1/24'] });
+process.once('SIGINT', () => tun.close());
 process.stderr.write('library: answering on ' + tun.name + '\\n');
 await pipe(tun, parseIPv4(), icmpEcho(), recomputeChecksum(), tun);
+process.stderr.write('library: done\\n');
 `;
 }
 
@@ -43,7 +45,11 @@ test('pipe(tun, parseIPv4(), icmpEcho(), recomputeChecksum(), tun) answers pings
       assert.ok(after.IcmpInEchoReps - before.IcmpInEchoReps >= 10);
       assert.equal(after.IcmpInCsumErrors, before.IcmpInCsumErrors);
       assert.equal(p.child.exitCode, null, 'still running: the pipe only ends when the device does');
-      assert.equal(await p.stop('SIGTERM', 2000), 'SIGTERM', p.stderr());
+      // The README's shutdown: Ctrl-C ends the pipe cleanly, with no stack trace.
+      assert.equal(await p.stop('SIGINT', 2000), 0, p.stderr());
+      assert.match(p.stderr(), /library: done/);
+      assert.doesNotMatch(p.stderr(), /ERR_STREAM_PREMATURE_CLOSE|\n\s+at /);
+      assert.equal(ns.run('ip', ['-o', 'link', 'show']).includes('tplib0'), false, 'the device is gone');
     } finally {
       await p.stop('SIGKILL', 1000);
     }

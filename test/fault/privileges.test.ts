@@ -7,8 +7,8 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { deviceTestSkipReason, TUNPIPE } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { DEVICE_ADDR, hostRun, inScene, PEER, ping, procStatus, shq } from './support.js';
 
 /** nobody's uid and primary gid, from the system's own tools rather than tunpipe's lookup. */
@@ -23,10 +23,30 @@ function ids(pid: number, field: 'Uid' | 'Gid'): number[] {
   return line.split(/\s+/).map(Number);
 }
 
-it('--user nobody: root is dropped after the device is opened, pings still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
+/**
+ * A copy of the built package (and the modules it runs with) that every user can read, in `dir`: so the
+ * tests that run tunpipe as nobody do not depend on where the checkout lies (a clone in a 0700 directory).
+ */
+function readableInstall(dir: string): string {
+  const root = join(dirname(TUNPIPE), '..', '..');
+  const pkg = join(dir, 'pkg');
+  mkdirSync(join(pkg, 'dist'), { recursive: true });
+  for (const part of ['src', 'transforms', 'bin']) cpSync(join(root, 'dist', part), join(pkg, 'dist', part), { recursive: true });
+  cpSync(join(root, 'package.json'), join(pkg, 'package.json'));
+  for (const m of readdirSync(join(root, 'node_modules'))) {
+    if (m === 'typescript' || m === '@types' || m === '.bin') continue;
+    cpSync(join(root, 'node_modules', m), join(pkg, 'node_modules', m), { recursive: true, dereference: true });
+  }
+  hostRun('chmod', ['-R', 'a+rX', dir]);
+  return join(pkg, 'dist', 'bin', 'tunpipe.js');
+}
+
+it('--user nobody: root is dropped after the device and the capture are opened, pings still answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
   const who = nobody();
-  await inScene('user', async ({ ns, startEcho }) => {
-    const tp = await startEcho('tpf10', 'parse | icmp-echo | checksum', ['--user', 'nobody']);
+  await inScene('user', async ({ ns, dir, startEcho }) => {
+    // The capture is in a directory only root may write: it must be opened before root is dropped.
+    const cap = join(dir, 'as-root.pcap');
+    const tp = await startEcho('tpf10', `parse | pcap ${cap} | icmp-echo | checksum`, ['--user', 'nobody']);
     const pid = tp.child.pid!;
     const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
     assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
@@ -35,28 +55,25 @@ it('--user nobody: root is dropped after the device is opened, pings still answe
     const groups = (procStatus(pid, 'Groups') ?? '').split(/\s+/).filter(Boolean).map(Number);
     assert.ok(!groups.includes(0), `root's group kept: Groups ${groups.join(' ')}`);
     assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+    const st = statSync(cap);
+    assert.equal(st.uid, 0, 'the capture was created by root, before the drop');
+    assert.equal(st.mode & 0o7777, 0o600);
+    assert.ok(st.size >= 24 + 3 * 100, `the capture holds the requests (${st.size} bytes)`);
   });
 });
 
 it('a persistent device owned by nobody is opened by nobody without root', { skip: deviceTestSkipReason(), timeout: 30_000 }, async (t) => {
   const who = nobody();
   await inScene('nobody', async ({ ns, dir }) => {
-    // The repository must be readable by nobody for this to mean anything.
-    const readable = (() => {
-      try {
-        ns.run('setpriv', ['--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(TUNPIPE)}, require('fs').constants.R_OK)`]);
-        return true;
-      } catch {
-        return false;
-      }
-    })();
-    assert.ok(readable, `${TUNPIPE} is not readable by nobody: this test needs a checkout every user can read`);
+    // nobody runs a copy that every user can read, wherever the checkout is.
+    const bin = readableInstall(dir);
+    ns.run('setpriv', ['--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, '-e', `require('fs').accessSync(${JSON.stringify(bin)}, require('fs').constants.R_OK)`]);
 
     ns.run('ip', ['tuntap', 'add', 'dev', 'tpfu0', 'mode', 'tun', 'user', 'nobody']);
     try {
       ns.run('ip', ['addr', 'add', DEVICE_ADDR, 'dev', 'tpfu0']);
       ns.run('ip', ['link', 'set', 'tpfu0', 'up']);
-      const setpriv = ['setpriv', '--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, TUNPIPE, '--dev', 'tpfu0', 'parse | icmp-echo | checksum'];
+      const setpriv = ['setpriv', '--reuid=nobody', `--regid=${who.group}`, '--clear-groups', process.execPath, bin, '--dev', 'tpfu0', 'parse | icmp-echo | checksum'];
       // Distributions make /dev/net/tun mode 0666 (the device's owner check is what guards a tun device).
       // Where it is not (some containers and VMs), give this test that usual node, in a private mount
       // namespace only: the host's /dev/net/tun is left alone.

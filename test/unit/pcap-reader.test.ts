@@ -150,8 +150,8 @@ test('files that are not classic pcap get a clear TunpipeError', () => {
   pcapng.writeUInt32LE(28, 4);
   pcapng.writeUInt32LE(0x1a2b3c4d, 8);
   const cases: Array<[string, Buffer | null, RegExp]> = [
-    ['a.pcapng', pcapng, /is a pcapng file; tunpipe reads classic pcap: convert it with 'editcap -F pcap /],
-    ['text.pcap', Buffer.from('this is certainly not a capture file\n'), /is not a pcap file \(magic 0x73696874\); expected a capture written by tcpdump -w or tunpipe/],
+    ['a.pcapng', pcapng, /is a pcapng file; PcapReader reads classic pcap: open it with openCaptureReader\(\), which reads both/],
+    ['text.pcap', Buffer.from('this is certainly not a capture file\n'), /is not a pcap file \(magic 0x73696874\); expected a capture written by tcpdump -w, dumpcap or tunpipe/],
     ['short.pcap', Buffer.from('hello'), /is not a pcap file \(shorter than a pcap header\)/],
     ['short-magic.pcap', Buffer.from([0xd4, 0xc3, 0xb2, 0xa1, 2, 0]), /shorter than a pcap header/],
     ['empty.pcap', Buffer.alloc(0), /is empty, not a pcap file/],

@@ -37,7 +37,7 @@ test('built-in stages resolve with their defaults', async () => {
   );
   assert.deepEqual(stages[1].args, { mode: 'auto' });
   assert.deepEqual(stages[2].args, { ttl: 64 });
-  assert.deepEqual(stages[3].args, { file: '/tmp/never-created.pcap', nanos: false, snaplen: 262144, append: false, mode: '600', onerror: 'stop' });
+  assert.deepEqual(stages[3].args, { file: '/tmp/never-created.pcap', format: 'auto', nanos: false, snaplen: 262144, append: false, mode: '600', onerror: 'stop' });
 });
 
 test('a compound stage expands into its parts, labelled under its name', async () => {
@@ -76,17 +76,20 @@ test('argument errors point at the argument', async () => {
   await rejectsAt('pcap x.pcap nanos=maybe', 12, /pcap nanos: expected true or false, got 'maybe'/);
   await rejectsAt('pcap x.pcap snaplen=0', 12, /out of range 1\.\.262144/);
   await rejectsAt('pcap x.pcap onerror=ignore', 12, /expected one of stop, continue/);
+  // A pattern (ArgSpec.pattern): permission bits only, no setuid/setgid/sticky.
+  await rejectsAt('pcap x.pcap mode=4755', 12, /pcap mode: expected permission bits in octal, 0 to 777, .*got '4755'/);
+  await rejectsAt('pcap x.pcap size=1x', 12, /pcap size: expected a size such as/);
 });
 
 test('a missing required argument is reported at the stage name with a usage line', async () => {
   const err = await rejectsAt('parse | pcap', 8, /stage 'pcap' needs its argument FILE/);
-  assert.match(err.hint ?? '', /^usage: pcap FILE \[nanos=BOOL\] \[snaplen=N\] \[append=BOOL\] \[mode=TEXT\] \[onerror=stop\|continue\]$/);
+  assert.match(err.hint ?? '', /^usage: pcap FILE \[format=auto\|pcap\|pcapng\] \[comment=TEXT\] \[nanos=BOOL\] \[snaplen=N\] \[append=BOOL\] \[mode=TEXT\] \[size=SIZE\] \[time=TIME\] \[files=N\] \[limit=SIZE\] \[onerror=stop\|continue\]$/);
   await rejectsAt('parse | pcap nanos=true', 8, /needs its argument FILE/);
 });
 
 test('arguments convert to their types; a positional may also be given by name', async () => {
   const [pcap] = await resolvePipeline('pcap nanos=YES snaplen=96 file=-  append=off mode=644 onerror=continue');
-  assert.deepEqual(pcap.args, { file: '-', nanos: true, snaplen: 96, append: false, mode: '644', onerror: 'continue' });
+  assert.deepEqual(pcap.args, { file: '-', format: 'auto', nanos: true, snaplen: 96, append: false, mode: '644', onerror: 'continue' });
   const [pcap2] = await resolvePipeline('pcap nanos=1 "my capture.pcap"');
   assert.deepEqual(pcap2.args.file, 'my capture.pcap');
   assert.equal(pcap2.args.nanos, true);
