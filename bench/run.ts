@@ -52,6 +52,7 @@ import {
   shutdown,
 } from './lib/namespace.js';
 import { OFFLINE_PIPELINE, runOffline, type OfflineResult } from './lib/offline.js';
+import { filterBenchSeconds, formatFilterReport, runFilterBench, writeFilterJson, type FilterBenchOptions } from './lib/filter.js';
 import {
   buildRows,
   harnessOrValidityFailed,
@@ -93,6 +94,7 @@ interface Options {
   soakSeconds: number;
   offlinePackets: number;
   offlinePairs: number;
+  filter: Omit<FilterBenchOptions, 'cli'>;
   only: Set<string> | null;
   keepGoing: boolean;
   cli: string;
@@ -102,8 +104,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward (default: all of these),
-                 and tunpipe-poll (the worker without io_uring, only when named);
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter (default:
+                 all of these; filter when the time budget allows), and tunpipe-poll (the worker without
+                 io_uring, only when named); filter alone: --only filter (bench/lib/filter.ts);
                  without ref there are no paired ratios, only absolute numbers
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
   --cli PATH     the tunpipe CLI to bench (default: dist/bin/tunpipe.js in this repository)
@@ -156,6 +159,7 @@ function parseOptions(argv: string[]): Options | null {
     soakSeconds: quick ? 5 : 20,
     offlinePackets: quick ? 200_000 : 1_000_000,
     offlinePairs: quick ? 2 : 3,
+    filter: { bigPackets: quick ? 1_000_000 : 5_000_000, rounds: quick ? 2 : 4, pairs: quick ? 1 : 2 },
     only,
     keepGoing: values['keep-going'] === true,
     cli: path.resolve(values.cli ?? path.join(REPO_ROOT, 'dist', 'bin', 'tunpipe.js')),
@@ -305,6 +309,9 @@ async function main(): Promise<number> {
   if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section', skipped)) {
     forward = await runForward({ cli: opts.cli, tmpDir, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
   }
+  const filterOpts = { ...opts.filter, cli: opts.cli };
+  const filterWanted = !stopped && (opts.only === null || opts.only.has('filter'));
+  const filter = filterWanted && fitsBudget(filterBenchSeconds(filterOpts), 'filter bench', skipped) ? await runFilterBench(filterOpts, tmpDir) : null;
 
   const { rows, comparisons } = buildRows(specs, outcome.measurements, outcome.lives, soak, offline);
   const report: Report = {
@@ -330,9 +337,13 @@ async function main(): Promise<number> {
     `(${fmtInt(c.latency)}), each in ${slicesPerBlock(specs.length)} interleaved slices; idle ${c.idleMs} ms per session; ` +
     `ref = bench/echo-ref.c (C, blocking read/write)` +
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
-  printReport(report, loadLine);
+  if (slots.length || offline) printReport(report, loadLine);
   if (forward) console.log(`\n${formatForward(forward)}`);
-  return harnessOrValidityFailed(report) ? 1 : 0;
+  if (filter) {
+    writeFilterJson(filter);
+    console.log(formatFilterReport(filter));
+  }
+  return harnessOrValidityFailed(report) || filter?.ok === false ? 1 : 0;
 }
 
 main().then(

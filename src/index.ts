@@ -54,3 +54,8 @@ export { duplicate, DuplicateStage } from '../transforms/duplicate.js';
 export { reorder, ReorderStage } from '../transforms/reorder.js';
 export { corrupt, CorruptStage } from '../transforms/corrupt.js';
 export { SeededRandom } from './impair/random.js';
+export { pcapFilter } from '../transforms/filter.js';
+export { compileFilter, compileFilterForStage, filterExpressionProblem, type PacketFilter } from './filter/compile.js';
+export { compileExpression, FilterCompileError, LibpcapInterpreter, type CompileOptions } from './filter/libpcap.js';
+export { bpfToFunction, bpfToSource, type BpfFunction } from './filter/bpf-to-js.js';
+export { validateProgram, formatProgram, type BpfInsn } from './filter/bpf.js';

@@ -16,10 +16,9 @@ import duplicate from '../../transforms/duplicate.js';
 import reorder from '../../transforms/reorder.js';
 import corrupt from '../../transforms/corrupt.js';
 import print from '../../transforms/print.js';
+import filter from '../../transforms/filter.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, pcap, print];
-/** The impairment stages (issue 11): a link you can break. */
-BUILTINS.push(delay, loss, rate, duplicate, reorder, corrupt);
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

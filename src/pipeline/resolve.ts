@@ -64,9 +64,14 @@ function usage(def: StageDefinition): string {
   return `usage: ${stageUsage(def)}`;
 }
 
-/** Checks a stage's written arguments against what its definition declares. */
+/**
+ * Checks a stage's written arguments against what its definition declares, then with the definition's own
+ * `checkArgs` and `checkArgsForLink` (for packets of any link type; checkStageArgs checks again once the
+ * link type is known).
+ */
 export function bindArgs(def: StageDefinition, node: StageNode, text: string): StageArgs {
   const out: StageArgs = {};
+  const written: Record<string, number> = {};
   const positional = def.args.filter((a) => a.positional);
   let next = 0;
   for (const arg of node.args) {
@@ -84,6 +89,7 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
     }
     if (out[spec.name] !== undefined) throw new PipelineSyntaxError(`stage '${def.name}': argument '${spec.name}' given twice`, text, arg.pos, usage(def));
     out[spec.name] = convert(spec, arg, text, def.name);
+    written[spec.name] = arg.pos;
   }
   for (const spec of def.args) {
     if (out[spec.name] !== undefined) continue;
@@ -92,7 +98,22 @@ export function bindArgs(def: StageDefinition, node: StageNode, text: string): S
   }
   const problem = def.checkArgs?.(out);
   if (problem) throw new PipelineSyntaxError(`${def.name}: ${problem}`, text, node.pos, usage(def));
+  checkArgsOf(def, out, text, written, node.pos);
   return out;
+}
+
+function checkArgsOf(def: StageDefinition, args: StageArgs, text: string, argPos: Record<string, number> | undefined, pos: number, linkType?: number): void {
+  const problem = def.checkArgsForLink?.(args, linkType);
+  if (problem) throw new PipelineSyntaxError(`${def.name} ${problem.arg}: ${problem.message}`, text, argPos?.[problem.arg] ?? pos);
+}
+
+/**
+ * Runs the stages' link checks (StageDefinition.checkArgsForLink) again for packets of `linkType`, once
+ * it is known (a filter expression that suits Ethernet but not RAW IP); throws a PipelineSyntaxError under
+ * the argument. Call it before anything is opened.
+ */
+export function checkStageArgs(stages: readonly ResolvedStage[], text: string, linkType: number): void {
+  for (const s of stages) if (!s.module) checkArgsOf(s.def, s.args, text, s.argPos, 0, linkType);
 }
 
 async function definitionFor(node: StageNode, text: string): Promise<StageDefinition> {

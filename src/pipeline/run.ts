@@ -14,7 +14,7 @@ import { PcapWriter } from '../pcap/writer.js';
 import { LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW } from '../pcap/format.js';
 import { TunpipeError } from '../errors.js';
 import { Engine, type SinkFunction } from './engine.js';
-import { isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
+import { checkStageArgs, isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
 import { noStageKeepsPackets, type PortInfo } from './stage.js';
 import { routeProgram } from './routing.js';
 import { Driver } from './driver.js';
@@ -208,6 +208,8 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     // Packets are views into the file's chunks; when no stage keeps them, two chunks serve in turn.
     reader = openCaptureReader(options.read!, { reuseChunks: noStageKeepsPackets(stages.map((s) => s.def)) });
     l3 = l3OffsetFor(reader.header.linkType, reader.path);
+    // Now that the link type is known, before any output is opened (a filter for Ethernet on a RAW file).
+    checkStageArgs(stages, program.text, reader.header.linkType);
     const input: PortInfo = { name: options.read!, linkType: reader.header.linkType, kind: options.read === '-' ? 'stdio' : 'file' };
     if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos });
     const output: PortInfo | undefined = options.write ? { name: options.write, linkType: reader.header.linkType, kind: options.write === '-' ? 'stdio' : 'file' } : undefined;

@@ -174,6 +174,13 @@ interface StageDefinitionBase {
    * anything is created (no device, no file).
    */
   checkArgs?(args: StageArgs): string | null;
+  /**
+   * Checks argument values against the packets the stage will receive, so that a mistake is shown with a
+   * caret under the argument before anything starts (a filter expression that does not compile for the
+   * link type). `linkType` is that of the packets, when the caller knows it (see checkStageArgs). Returns
+   * the faulty argument's name and the message, or undefined when the arguments are fine.
+   */
+  checkArgsForLink?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */

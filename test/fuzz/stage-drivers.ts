@@ -16,6 +16,7 @@ import { driveEngine } from './engines.js';
 import { genericWhy } from './oracle.js';
 import { checksumProblem, fragmentProblem, parseProblem, swapProblem } from './properties.js';
 import { readPcapFile } from './pcapfile.js';
+import { IP_EXPRESSIONS } from './filter-corpus.js';
 
 /** What a driver gets for one round. */
 export interface Round {
@@ -37,7 +38,9 @@ export function randomArgs(def: PrimitiveStageDefinition, rng: Rng, file: string
   const out: StageArgs = {};
   const pickNumber = (a: ArgSpec) => rng.range(Math.ceil(a.min ?? 0), Math.floor(Math.min(a.max ?? 65535, 1 << 20)));
   for (const a of def.args) {
-    if (a.type === 'string' && !a.choices && (a.required || a.name === 'file')) out[a.name] = file;
+    if (def.name === 'filter' && a.name === 'expr') out[a.name] = rng.pick(IP_EXPRESSIONS);
+    else if (def.name === 'filter' && a.name === 'show') out[a.name] = 'none'; // listings are for people, not for stderr here
+    else if (a.type === 'string' && !a.choices && (a.required || a.name === 'file')) out[a.name] = file;
     else if (a.name === 'append') out[a.name] = false; // a fresh file every time, so that records can be checked
     else if (a.name === 'format') out[a.name] = 'pcap'; // the lone capture is checked as classic pcap
     else if (def.name === 'pcap' && ['size', 'time', 'files', 'limit'].includes(a.name)) continue; // one file (rotation: test/unit/rotation.test.ts)
