@@ -67,6 +67,8 @@ export class CorruptStage implements StageInstance {
 
 const corruptStage = defineStage({
   name: 'corrupt',
+  // It changes bytes and records nothing, on purpose: a checksum after it recomputes, as it must.
+  recordsChanges: false,
   keepsPackets: false,
   summary: 'flip one random payload bit in some packets, checksums left wrong',
   help: [

@@ -105,6 +105,7 @@ export class DelayStage implements StageInstance {
 
 const delayStage = defineStage({
   name: 'delay',
+  recordsChanges: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'hold each packet for a time, with optional jitter; order kept unless reorder=true',

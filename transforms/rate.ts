@@ -108,6 +108,7 @@ export class RateStage implements StageInstance {
 
 const rateStage = defineStage({
   name: 'rate',
+  recordsChanges: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'limit the rate with a token bucket (IP bytes), queue bounded in bytes or time',

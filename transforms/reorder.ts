@@ -106,6 +106,7 @@ export class ReorderStage implements StageInstance {
 
 const reorderStage = defineStage({
   name: 'reorder',
+  recordsChanges: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'hold some packets back so that the next N overtake them (works without a delay)',
