@@ -42,6 +42,8 @@ import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
 import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
 import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
+import { runImpairAccuracy } from './lib/impair.js';
+import { formatAccuracyTable, type AccuracyRow } from './lib/impair-analysis.js';
 import { elapsedS, log } from './lib/log.js';
 import {
   createNamespace,
@@ -104,7 +106,7 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter (default:
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter, impair (default:
                  all of these; filter when the time budget allows), and tunpipe-poll (the worker without
                  io_uring, only when named); filter alone: --only filter (bench/lib/filter.ts);
                  without ref there are no paired ratios, only absolute numbers
@@ -312,6 +314,11 @@ async function main(): Promise<number> {
   const filterOpts = { ...opts.filter, cli: opts.cli };
   const filterWanted = !stopped && (opts.only === null || opts.only.has('filter'));
   const filter = filterWanted && fitsBudget(filterBenchSeconds(filterOpts), 'filter bench', skipped) ? await runFilterBench(filterOpts, tmpDir) : null;
+  // The impairment accuracy section takes a minute or more: run when named (--only impair).
+  let impair: AccuracyRow[] | null = null;
+  if (!stopped && opts.only?.has('impair')) {
+    impair = await runImpairAccuracy({ cli: opts.cli, quick: opts.quick }, createNamespace(110), createNamespace(111));
+  }
 
   const { rows, comparisons } = buildRows(specs, outcome.measurements, outcome.lives, soak, offline);
   const report: Report = {
@@ -326,6 +333,7 @@ async function main(): Promise<number> {
     soak,
     offline,
     forward,
+    impair,
     skipped,
     rows,
   };
@@ -339,6 +347,7 @@ async function main(): Promise<number> {
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
   if (slots.length || offline) printReport(report, loadLine);
   if (forward) console.log(`\n${formatForward(forward)}`);
+  if (impair) console.log(`\n${formatAccuracyTable(impair)}`);
   if (filter) {
     writeFilterJson(filter);
     console.log(formatFilterReport(filter));

@@ -22,6 +22,8 @@
  *   files=N       keep only the newest N files of the rotation (a ring); the oldest is deleted
  *   limit=SIZE    stop capturing before the files together would pass SIZE bytes (the pipeline goes on;
  *                 the counters on exit say so)
+ *   filter=EXPR   write only the packets that match this pcap-filter(7) expression (what `tcpdump -w FILE
+ *                 EXPR` does); all packets pass on. Shorthand for `tee { filter EXPR | pcap FILE }`.
  *   onerror=stop|continue
  *                 when the file cannot be written (disk full): `stop` ends the pipeline with an error
  *                 (default: a capture never silently loses packets); `continue` reports it once and keeps
@@ -46,7 +48,8 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { dirname } from 'node:path';
-import { defineStage, type StageContext } from '../src/pipeline/stage.js';
+import { defineStage, type StageArgs, type StageContext } from '../src/pipeline/stage.js';
+import { compileFilterForStage, filterExpressionProblem } from '../src/filter/compile.js';
 import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { PcapWriter, type CaptureWriter } from '../src/pcap/writer.js';
 import { PcapngWriter } from '../src/pcap/pcapng-writer.js';
@@ -74,6 +77,7 @@ interface PcapArgs {
   time?: number;
   files?: number;
   limit?: number;
+  filter?: string;
   onerror: 'stop' | 'continue';
 }
 
@@ -139,9 +143,11 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     else ctx.fail(err);
   };
   const timed = (a.time ?? 0) > 0;
+  // Compiled once, like the filter stage: one plain call per packet.
+  const match = a.filter !== undefined ? compileFilterForStage(a.filter, { linkType: ctx.linkType }).run : null;
   return {
     process(p: Packet): Packet {
-      if (!off) {
+      if (!off && (match === null || match(p.data, p.data.length) !== 0)) {
         try {
           if (p.sec === 0) [p.sec, p.nsec] = wallClock();
           if (timed && !offsetFromPacket) {
@@ -233,9 +239,15 @@ const pcapStage = defineStage({
     { name: 'time', type: 'duration', min: 1, description: 'start a new file every DURATION, aligned to the clock (1h: on the hour)' },
     { name: 'files', type: 'number', integer: true, min: 1, description: 'keep the newest N files of the rotation' },
     { name: 'limit', type: 'size', integer: true, min: 1, description: 'stop capturing before the files pass SIZE in total' },
+    { name: 'filter', type: 'string', description: "write only packets matching this pcap-filter expression ('udp port 53')" },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
   checkArgs: (args) => argsProblem(args as unknown as PcapArgs),
+  checkArgsForLink(args: StageArgs, linkType?: number) {
+    if (typeof args.filter !== 'string') return undefined;
+    const problem = filterExpressionProblem(args.filter, linkType);
+    return problem === undefined ? undefined : { arg: 'filter', message: problem };
+  },
   create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),
 });
 export default pcapStage;

@@ -381,6 +381,8 @@ export interface Report {
   offline: OfflineResult | null;
   /** The forwarding section (lib/forward.ts). */
   forward?: ForwardResult | null;
+  /** The impairment accuracy section (lib/impair.ts), when asked for. */
+  impair?: unknown;
   skipped: string[];
   rows: Row[];
 }

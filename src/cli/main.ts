@@ -15,7 +15,7 @@ import yargs from 'yargs';
 import { TunpipeError, UsageError } from '../errors.js';
 import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
-import { resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
+import { checkStageArgs, pipelineStages, resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
 import { builtinStages, findStage } from '../pipeline/registry.js';
 import { routeProgram, rereadWarnings } from '../pipeline/routing.js';
 import { checkOutputs } from '../pipeline/outputs.js';
@@ -245,8 +245,21 @@ async function openDevices(specs: DeviceSpec[]): Promise<TunDevice[]> {
   const opened: TunDevice[] = [];
   try {
     for (const s of specs) {
-      const open = () => openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist });
+      const { listAddresses } = await import('../device/ifconfig.js');
+      // What the device has once configured, for the line that says it is open (a persistent device may
+      // already have addresses of its own).
+      let present: string[] = [];
+      const open = () => {
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist });
+        try {
+          present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
+        } catch {
+          present = [];
+        }
+        return d;
+      };
       const dev = s.netns !== undefined ? inNetns(s.netns, open) : open();
+      addressesOf.set(dev, present);
       opened.push(dev);
       if (s.mac !== undefined) {
         const { setMac } = await import('../device/link.js');
@@ -260,9 +273,19 @@ async function openDevices(specs: DeviceSpec[]): Promise<TunDevice[]> {
   return opened;
 }
 
+/** The global addresses each opened device has (its own and those --addr gave it). */
+const addressesOf = new WeakMap<TunDevice, string[]>();
+
 function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
   const where = spec.netns ? ` in namespace ${spec.netns}` : '';
-  const addrs = spec.addresses.length ? ` with ${spec.addresses.join(', ')}` : ' (no address: configure it yourself, or use --addr)';
+  const present = addressesOf.get(dev) ?? [];
+  const given = new Set(spec.addresses.map((a) => a.toLowerCase()));
+  const others = present.filter((a) => !given.has(a.toLowerCase()));
+  const addrs = spec.addresses.length
+    ? ` with ${spec.addresses.join(', ')}${others.length ? ` (it also has ${others.join(', ')})` : ''}`
+    : others.length
+      ? ` with ${others.join(', ')} (already there)`
+      : ' (no address: configure it yourself, or use --addr)';
   return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}`;
 }
 
@@ -314,6 +337,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     program = await resolveProgram(checked.text, { deferModules: inWorker });
     const names = checked.read === undefined ? checked.devices.map((d, i) => d.name ?? (checked.devices.length === 1 ? '' : `#${i + 1}`)) : null;
     const routing = routeProgram(program, names);
+    if (names !== null) {
+      // Arguments that depend on the packets' link type (a filter for Ethernet on a TUN device) are checked
+      // for the device each pipeline reads, before any device exists.
+      program.pipelines.forEach((pl, i) => {
+        const d = routing.pipelineOf.indexOf(i);
+        if (d >= 0) checkStageArgs(pipelineStages(pl), program.text, checked.devices[d].mode === 'tap' ? 1 : 101);
+      });
+    }
     checkOutputs(program, { read: checked.read, write: checked.write });
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {

@@ -227,8 +227,8 @@ export async function resolveProgram(text: string, options: { deferModules?: boo
   return { text, pipelines };
 }
 
-/** Every stage of a program, branches included, in the order they are written. */
-export function programStages(program: ResolvedProgram): ResolvedStage[] {
+/** Every stage of some pipelines, branches included, in the order they are written. */
+function stagesOf(pipelines: readonly ResolvedBranch[]): ResolvedStage[] {
   const out: ResolvedStage[] = [];
   const seen = new Set<ResolvedBranch>();
   const walk = (b: ResolvedBranch) => {
@@ -242,8 +242,18 @@ export function programStages(program: ResolvedProgram): ResolvedStage[] {
       }
     }
   };
-  program.pipelines.forEach(walk);
+  pipelines.forEach(walk);
   return out;
+}
+
+/** Every stage of a program, branches included, in the order they are written. */
+export function programStages(program: ResolvedProgram): ResolvedStage[] {
+  return stagesOf(program.pipelines);
+}
+
+/** Every stage of one pipeline, its branches included. */
+export function pipelineStages(pipeline: ResolvedPipeline): ResolvedStage[] {
+  return stagesOf([pipeline]);
 }
 
 /** True when the program is one straight pipeline of stages: no branches, ports or sinks. */

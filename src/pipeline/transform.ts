@@ -83,7 +83,17 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
       } else if (typeof r === 'string') stats.drop(r);
       else if (r === HELD) stats.held++;
       else stats.drop(ENGINE_DROP.filtered);
+      // A stage that holds packets until a time releases what is due as packets pass.
+      if (inst.tick && inst.nextDue && inst.nextDue() <= clock.now()) {
+        inst.tick(clock.now());
+        while (emitted.length) yield emitted.shift()!;
+      }
       inst.flush?.();
+    }
+    // The source ended: what a time-holding stage still holds leaves now, in order.
+    if (inst.tick) {
+      inst.tick(Infinity);
+      while (emitted.length) yield emitted.shift()!;
     }
   } finally {
     await inst.close?.();

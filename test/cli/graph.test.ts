@@ -7,6 +7,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { echoRequest, readPcapRecords, writePcap } from '../helpers/packets.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
@@ -120,4 +121,19 @@ test('branches nest, and an else branch may tee', async () => {
   const rows = parseCounters(r.stderr);
   assert.equal(stageRow(rows, 'tee/tee').in, 6);
   assert.equal(stageRow(rows, 'tee/tee/drop').in, 6);
+});
+
+test("pcap FILE filter=EXPR writes what tee { filter EXPR | pcap FILE } writes, and what tcpdump -w FILE EXPR writes", async () => {
+  const short = dir.file('short.pcap');
+  const long = dir.file('long.pcap');
+  const td = dir.file('td.pcap');
+  const r = await runCli(['--read', input, `parse | pcap ${short} filter='icmp[icmptype] == icmp-echoreply' | tee { filter 'icmp[icmptype] == icmp-echoreply' | pcap ${long} } | drop`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(records(short), records(long));
+  assert.deepEqual(icmpTypes(short), [0, 0]);
+  execFileSync('tcpdump', ['-r', input, '-w', td, 'icmp[icmptype] == icmp-echoreply'], { stdio: 'ignore' });
+  assert.deepEqual(records(short), records(td));
+  const bad = await runCli(['--read', input, `parse | pcap ${dir.file('bad.pcap')} filter='icmp and and'`]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /syntax error/);
 });
