@@ -24,7 +24,6 @@
  * A packet whose release time has already come when nothing is queued ahead of it passes straight through.
  */
 import { defineStage, HELD, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { DISTRIBUTIONS, JitterSource, type Distribution } from '../src/impair/distributions.js';
@@ -142,8 +141,3 @@ const delayStage = defineStage({
     ),
 });
 export default delayStage;
-
-/** it-pipe transform / pipeline stage: `delay TIME [jitter=TIME] ...` (times in milliseconds). */
-export function delay(args: { time: number; jitter?: number; dist?: Distribution; correlation?: number; reorder?: boolean; limit?: number; seed?: number }): PacketTransform {
-  return stageTransform(delayStage, args);
-}

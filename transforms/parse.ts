@@ -18,7 +18,6 @@
  * padding longer than 7 bytes or not zero).
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checkIPv4Header, ipv4HeaderLength, OFF_PROTOCOL } from '../src/packet/ipv4.js';
 import { checkIPv4Options } from '../src/packet/ipv4-options.js';
 import { IPV6_DROP, IPV6_HEADER, walkExtensionHeaders, type ChainEnd } from '../src/packet/ipv6.js';
@@ -83,8 +82,3 @@ const parse = defineStage({
   create: () => ({ process: parsePacket }),
 });
 export default parse;
-
-/** it-pipe transform / pipeline stage: `parse`. */
-export function parseIPv4(): PacketTransform {
-  return stageTransform(parse);
-}

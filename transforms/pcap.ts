@@ -50,7 +50,6 @@ import { accessSync, constants } from 'node:fs';
 import { dirname } from 'node:path';
 import { defineStage, type StageArgs, type StageContext } from '../src/pipeline/stage.js';
 import { compileFilterForStage, filterExpressionProblem } from '../src/filter/compile.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { PcapWriter, type CaptureWriter } from '../src/pcap/writer.js';
 import { PcapngWriter } from '../src/pcap/pcapng-writer.js';
 import { DIRECTION_INBOUND, DIRECTION_OUTBOUND } from '../src/pcap/pcapng-format.js';
@@ -65,7 +64,8 @@ const LAZY_BYTES = 64 * 1024;
 /** Permission bits only: 1 to 3 octal digits, or 4 with a leading 0 (0644). */
 export const MODE_PATTERN = /^0?[0-7]{1,3}$/;
 
-interface PcapArgs {
+/** The arguments of `pcap`, as the stage receives them. */
+export interface PcapArgs {
   file: string;
   format: 'auto' | 'pcap' | 'pcapng';
   comment?: string;
@@ -231,6 +231,7 @@ const pcapStage = defineStage({
     {
       name: 'mode',
       type: 'string',
+      placeholder: 'OCTAL',
       default: '600',
       pattern: { regex: MODE_PATTERN, expected: 'permission bits in octal, 0 to 777, such as 600 or 644 (no setuid, setgid or sticky bit)' },
       description: 'permissions of a new file, octal 0..777 (600: only its owner reads it)',
@@ -239,7 +240,7 @@ const pcapStage = defineStage({
     { name: 'time', type: 'duration', min: 1, description: 'start a new file every DURATION, aligned to the clock (1h: on the hour)' },
     { name: 'files', type: 'number', integer: true, min: 1, description: 'keep the newest N files of the rotation' },
     { name: 'limit', type: 'size', integer: true, min: 1, description: 'stop capturing before the files pass SIZE in total' },
-    { name: 'filter', type: 'string', description: "write only packets matching this pcap-filter expression ('udp port 53')" },
+    { name: 'filter', type: 'string', placeholder: 'EXPR', description: "write only packets matching this pcap-filter expression ('udp port 53')" },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
   checkArgs: (args) => argsProblem(args as unknown as PcapArgs),
@@ -251,8 +252,3 @@ const pcapStage = defineStage({
   create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),
 });
 export default pcapStage;
-
-/** it-pipe transform / pipeline stage: `pcap FILE`. */
-export function pcapTap(file: string, options: Partial<Omit<PcapArgs, 'file'>> = {}): PacketTransform {
-  return stageTransform(pcapStage, { file, ...options });
-}

@@ -8,7 +8,6 @@
  * Drops: packets that were not parsed.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { OFF_DST, OFF_SRC } from '../src/packet/ipv4.js';
 import type { Packet } from '../src/packet/packet.js';
 
@@ -40,8 +39,3 @@ const swapAddrsStage = defineStage({
   create: () => ({ process: swapPacketAddresses }),
 });
 export default swapAddrsStage;
-
-/** it-pipe transform / pipeline stage: `swap-addrs`. */
-export function swapAddrs(): PacketTransform {
-  return stageTransform(swapAddrsStage);
-}

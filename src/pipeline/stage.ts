@@ -122,6 +122,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** How usage lines write the value (`EXPR`, `OCTAL`, `SIZE|TIME`); default from the type. */
+  placeholder?: string;
   /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
   pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
@@ -206,7 +208,7 @@ const ARG_PLACEHOLDER: Record<ArgType, string> = { string: 'TEXT', number: 'N', 
 export function stageUsage(def: StageDefinition): string {
   const arg = (a: ArgSpec) => {
     if (a.positional) return a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`;
-    const value = a.choices ? a.choices.join('|') : ARG_PLACEHOLDER[a.type];
+    const value = a.choices ? a.choices.join('|') : (a.placeholder ?? ARG_PLACEHOLDER[a.type]);
     return `[${a.name}=${value}]`;
   };
   return [def.name, ...def.args.map(arg)].join(' ');
