@@ -85,15 +85,8 @@ export class DelayStage implements StageInstance {
     this.release(now);
   }
 
-  /** Emits every packet due by `now` (all of them for Infinity), each stamped with its release time. */
   private release(now: number): void {
-    const queue = this.queue;
-    const ctx = this.ctx;
-    while (queue.length > 0 && queue.nextDue() <= now) {
-      const p = queue.shift();
-      ctx.setTime(p, queue.lastDue);
-      ctx.emit(p);
-    }
+    this.queue.releaseDue(now, this.ctx);
   }
 
   report(): string {

@@ -91,13 +91,7 @@ export class RateStage implements StageInstance {
   }
 
   private release(now: number): void {
-    const queue = this.queue;
-    const ctx = this.ctx;
-    while (queue.length > 0 && queue.nextDue() <= now) {
-      const p = queue.shift();
-      ctx.setTime(p, queue.lastDue);
-      ctx.emit(p);
-    }
+    this.queue.releaseDue(now, this.ctx);
   }
 
   report(): string {

@@ -16,7 +16,7 @@
  */
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
-import { Packet } from '../packet/packet.js';
+import { copyPacket, Packet } from '../packet/packet.js';
 import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
@@ -143,31 +143,6 @@ function straightProgram(stages: ResolvedStage[]): ResolvedProgram {
     pos: 0,
   };
   return { text: '', pipelines: [pipeline] };
-}
-
-/** The copy a tee hands its branch: the branch's changes must not touch the main line's packet. */
-function copyPacket(p: Packet, into: Packet | null, scratch: Buffer | null): Packet {
-  const n = p.data.length;
-  let data: Buffer;
-  if (scratch !== null && n <= scratch.length) {
-    p.data.copy(scratch, 0, 0, n);
-    data = scratch.subarray(0, n);
-  } else {
-    data = Buffer.from(p.data);
-  }
-  const c = into ?? new Packet(data);
-  c.data = data;
-  c.sec = p.sec;
-  c.nsec = p.nsec;
-  c.version = p.version;
-  c.l3 = p.l3;
-  c.l4 = p.l4;
-  c.end = p.end;
-  c.proto = p.proto;
-  c.dirty = p.dirty;
-  c.ipSumAdj = p.ipSumAdj;
-  c.l4SumAdj = p.l4SumAdj;
-  return c;
 }
 
 export class Engine {
