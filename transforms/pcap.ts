@@ -47,7 +47,7 @@
  * user a directory of its own.
  */
 import { accessSync, constants } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { defineStage, type StageArgs, type StageContext } from '../src/pipeline/stage.js';
 import { compileFilterForStage, filterExpressionProblem } from '../src/filter/compile.js';
 import { PcapWriter, type CaptureWriter } from '../src/pcap/writer.js';
@@ -84,6 +84,28 @@ export interface PcapArgs {
 function formatOf(a: PcapArgs): 'pcap' | 'pcapng' {
   if (a.format === 'pcap' || a.format === 'pcapng') return a.format;
   return /\.pcapng$/i.test(a.file) ? 'pcapng' : 'pcap';
+}
+
+/**
+ * When two pcap stages may write one file: both pcapng, to a file (not stdout), with no rotation or
+ * append, and the same section settings. Each then describes its own interface (the port its packets came
+ * from or go to, with the direction in epb_flags), so a capture of both directions of a wire is one file.
+ */
+export function sharedCaptureKey(a: PcapArgs): string | undefined {
+  if (formatOf(a) !== 'pcapng' || a.file === '-' || a.append || a.size !== undefined || a.time !== undefined || a.limit !== undefined) return undefined;
+  return JSON.stringify(['pcapng', a.nanos, a.snaplen, a.comment ?? '', a.mode, a.onerror]);
+}
+
+/** The files pcapng stages share in this run, by path: the first stage opens it, the last one closes it. */
+const shared = new Map<string, SharedCapture>();
+
+interface SharedCapture {
+  set: CaptureSet;
+  writer: PcapngWriter;
+  /** Stages writing it now, and whether more than one ever did (their reports then say so). */
+  users: number;
+  joined: boolean;
+  key: string;
 }
 
 function sizeText(n: number): string {
@@ -130,10 +152,29 @@ function createTap(a: PcapArgs, ctx: StageContext) {
   // Epoch milliseconds minus ctx.now(): from the wall clock until a packet tells the driver's clock.
   let epochOffset = startMs - ctx.now();
   let offsetFromPacket = false;
-  const set = new CaptureSet(
-    { pattern: a.file, size: a.size ?? 0, time: a.time ?? 0, files: a.files ?? 0, limit: a.limit ?? 0, open, warn: (m) => ctx.warn(m) },
-    startMs,
-  );
+  const shareKey = sharedCaptureKey(a);
+  const sharedPath = shareKey !== undefined ? resolvePath(a.file) : '';
+  let entry = shareKey !== undefined ? shared.get(sharedPath) : undefined;
+  let iface = 0;
+  let set: CaptureSet;
+  if (entry && entry.key === shareKey) {
+    set = entry.set;
+    entry.users++;
+    entry.joined = true;
+    iface = entry.writer.addInterface({ name: ifName, linkType: ctx.linkType });
+  } else {
+    set = new CaptureSet(
+      { pattern: a.file, size: a.size ?? 0, time: a.time ?? 0, files: a.files ?? 0, limit: a.limit ?? 0, open, warn: (m) => ctx.warn(m) },
+      startMs,
+    );
+    entry = undefined;
+    if (shareKey !== undefined && set.writer instanceof PcapngWriter) {
+      entry = { set, writer: set.writer, users: 1, joined: false, key: shareKey };
+      shared.set(sharedPath, entry);
+    }
+  }
+  const mine = entry;
+  let written = 0;
   if (set.writer.repaired) ctx.warn(set.writer.repaired);
   let off = false;
   const failed = (err: TunpipeError): void => {
@@ -154,7 +195,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
             offsetFromPacket = true;
             epochOffset = p.sec * 1000 + p.nsec / 1e6 - ctx.timeOf(p);
           }
-          if (!set.write(p.data, p.sec, p.nsec, 0, flags)) off = true;
+          if (!set.write(p.data, p.sec, p.nsec, iface, flags)) off = true;
+          else written++;
         } catch (err) {
           failed(err as TunpipeError);
         }
@@ -173,6 +215,11 @@ function createTap(a: PcapArgs, ctx: StageContext) {
       }
     },
     close(): void {
+      if (mine && --mine.users > 0) {
+        // Another stage still writes this file: it closes it.
+        return;
+      }
+      if (mine && shared.get(sharedPath) === mine) shared.delete(sharedPath);
       try {
         set.close();
       } catch (err) {
@@ -197,7 +244,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     report: () => {
       const kept = set.made.length < set.opened ? `, the newest ${set.made.length} kept` : '';
       const where = a.file === '-' ? 'stdout' : rotating ? `${set.opened} file${set.opened === 1 ? '' : 's'}${kept} (${set.made.join(', ')})` : set.made[0];
-      let line = `${set.packets} packets written to ${where}`;
+      const sharing = mine?.joined === true;
+      let line = sharing ? `${written} packets written to ${where} (shared with another pcap stage; ${set.packets} in the file)` : `${set.packets} packets written to ${where}`;
       if (set.cutForSize > 0) line += `; ${set.cutForSize} cut to fit size=${sizeText(a.size!)}`;
       if (set.limited) line += `; capture stopped at limit=${sizeText(a.limit!)}, the pipeline went on`;
       return line;
@@ -244,6 +292,7 @@ const pcapStage = defineStage({
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
   checkArgs: (args) => argsProblem(args as unknown as PcapArgs),
+  outputShareKey: (args) => sharedCaptureKey(args as unknown as PcapArgs),
   checkArgsForLink(args: StageArgs, linkType?: number) {
     if (typeof args.filter !== 'string') return undefined;
     const problem = filterExpressionProblem(args.filter, linkType);

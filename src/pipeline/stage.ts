@@ -183,6 +183,12 @@ interface StageDefinitionBase {
    * the faulty argument's name and the message, or undefined when the arguments are fine.
    */
   checkArgsForLink?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
+  /**
+   * For a stage whose output file may be shared with other stages (several pipelines writing one pcapng,
+   * each its own interface): a key that is the same for stages that can share, undefined when this one
+   * cannot. tunpipe refuses two outputs on one file unless their keys are equal.
+   */
+  outputShareKey?(args: StageArgs): string | undefined;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
