@@ -47,6 +47,11 @@ export interface DelayOptions {
 
 export class DelayStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly jitter: JitterSource | null;
   /** Release time of the last packet let through or queued: the floor for the next one when order is kept. */
   private lastDue = -Infinity;

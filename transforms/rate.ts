@@ -42,6 +42,11 @@ export function ipBytes(p: Packet): number {
 
 export class RateStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly bytesPerMs: number;
   /** Tokens (bytes) in the bucket at `tokensAt`, the departure time of the last packet. */
   private tokens: number;

@@ -36,6 +36,11 @@ export interface ReorderOptions {
 
 export class ReorderStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly rng: SeededRandom;
   /** Packets that have arrived so far: a held packet leaves once this reaches its `after`. */
   private arrivals = 0;

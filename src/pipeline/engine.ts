@@ -373,10 +373,13 @@ export class Engine {
     return false;
   }
 
-  /** Packets waiting in front of each asynchronous stage (and in its hands), by label. */
+  /** Packets waiting in front of each asynchronous stage (and in its hands), and held by time-holding stages, by label. */
   queueDepths(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const slot of this.slots) if (slot.gate) out.set(slot.label, slot.gate.pending);
+    for (const slot of this.slots) {
+      const held = slot.instance.queued?.() ?? 0;
+      if (slot.gate || held > 0) out.set(slot.label, (slot.gate?.pending ?? 0) + held);
+    }
     return out;
   }
 

@@ -47,6 +47,8 @@ export interface StageInstance {
    * `now` is Infinity when the input has ended (offline) or the pipeline stops: release everything.
    */
   tick?(now: number): void;
+  /** Packets the stage holds now (a delay's queue): shown by `--stats` beside asynchronous stages' queues. */
+  queued?(): number;
 }
 
 /** A source or sink of packets as the stages see it: a device, a capture file, stdin or stdout. */
