@@ -59,7 +59,14 @@ Examples:
   Join two network namespaces (made with 'ip netns add nsa' and 'ip netns add nsb') through a wire:
     tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
       'from tpa0 | to tpb0; from tpb0 | to tpa0'
+  A broken link: 40 ms and 10 Mbit/s one way, 10 ms and 1% loss back, both directions in one capture:
+    tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
+      'from tpa0 | pcap wire.pcapng | delay 40ms | rate 10mbit | to tpb0;
+       from tpb0 | pcap wire.pcapng | delay 10ms | loss 1% | to tpa0'
+  Capture only DNS while answering pings (filters in tcpdump's language):
+    tunpipe --dev tun0 --addr 198.18.0.1/24 "parse | tee { filter 'udp port 53' | pcap dns.pcap } | icmp-echo | checksum"
   Watch packets live:
+    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | print | icmp-echo | checksum'
     tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap - | icmp-echo | checksum' | tcpdump -n -r -
   Offline, no root, no device:
     tunpipe --read in.pcap --write out.pcap 'parse | icmp-echo | checksum'
@@ -123,6 +130,8 @@ function parser(argv: string[]) {
     .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
     .version('version', "print tunpipe's version", version())
     .help(false)
+    .describe('help', 'show this text')
+    .group(['list', 'help', 'version'], 'Info:')
     .wrap(118)
     .strictOptions()
     .exitProcess(false);
