@@ -89,6 +89,7 @@ interface CliArgs {
   list?: boolean;
   stats?: string | string[];
   'stats-json'?: string | string[];
+  offload?: boolean;
   _: (string | number)[];
 }
 
@@ -116,6 +117,7 @@ function parser(argv: string[]) {
     .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
+    .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP super-packets up to 64 KiB): for a wire of pipelines without stages', group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
     .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
@@ -199,6 +201,8 @@ interface Checked {
   statsJson?: string;
   /** --stats was given (not only --stats-json): the counters go to stderr too. */
   statsOnStderr: boolean;
+  /** --offload: every device with virtio headers and TCP/UDP segmentation offloads. */
+  offload: boolean;
 }
 
 function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
@@ -229,7 +233,24 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
     statsMs = ms;
   }
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
-  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined };
+  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined, offload: args.offload === true };
+}
+
+/**
+ * With --offload every packet starts with a virtio_net_hdr and may be a TCP super-packet: moved whole
+ * between devices it is what the kernel expects, but no stage reads such packets yet, so every pipeline
+ * must be a plain wire (`from A | to B`).
+ */
+function checkOffloadProgram(program: ResolvedProgram, offline: boolean): void {
+  if (offline) throw new UsageError('--offload is for devices; offline there is none');
+  for (const pl of program.pipelines) {
+    const first = pl.elements[0];
+    if (first !== undefined) {
+      const pos = first.pos;
+      throw new PipelineSyntaxError("--offload: stages do not read offload (virtio) headers yet; write each pipeline as a plain wire, 'from A | to B'", program.text, pos);
+    }
+    if (pl.sink.kind !== 'to') throw new PipelineSyntaxError("--offload: each pipeline ends in 'to NAME' (a wire between devices)", program.text, pl.pos);
+  }
 }
 
 /** Every --addr is checked before anything starts: a typo is a usage error that changes nothing. */
@@ -247,7 +268,7 @@ async function checkAddresses(specs: DeviceSpec[]): Promise<void> {
 }
 
 /** Opens every device, each in its namespace; closes the ones opened so far if one fails. */
-async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll'): Promise<TunDevice[]> {
+async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', offload = false): Promise<TunDevice[]> {
   // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
   const { openTun } = await import('../device/tun.js');
   const { inNetns } = await import('../device/netns.js');
@@ -259,7 +280,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll'): Pr
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -355,6 +376,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       });
     }
     checkOutputs(program, { read: checked.read, write: checked.write });
+    if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
     if (err instanceof PipelineSyntaxError) {
@@ -452,7 +474,7 @@ async function runDevices(
   };
   if (settings.thread === 'main') {
     const { runPipeline } = await import('../pipeline/run.js');
-    const devices = await openDevices(c.devices, settings.readiness);
+    const devices = await openDevices(c.devices, settings.readiness, c.offload);
     setDevices(devices);
     return runPipeline({
       pipeline: program,
@@ -486,7 +508,7 @@ async function runDevices(
   try {
     let devices: TunDevice[];
     try {
-      devices = await openDevices(c.devices);
+      devices = await openDevices(c.devices, undefined, c.offload);
     } catch (err) {
       worker.stop();
       await worker.cancel();
