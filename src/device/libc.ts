@@ -23,6 +23,9 @@ export const setuid = libc.func('int setuid(uint32_t uid)') as (uid: number) => 
 export const setgid = libc.func('int setgid(uint32_t gid)') as (gid: number) => number;
 export const setgroups = libc.func('int setgroups(size_t size, const uint32_t *list)') as (n: number, list: Uint32Array | null) => number;
 export const strerror = libc.func('const char *strerror(int errnum)') as (e: number) => string;
+/** prctl() is variadic; on x86_64 its integer arguments travel in registers either way. */
+export const prctl = libc.func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)') as (o: number, a2: number, a3: number, a4: number, a5: number) => number;
+export const PR_SET_TIMERSLACK = 29;
 
 /** The pollfd array layout: int fd, short events, short revents. */
 const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
