@@ -63,6 +63,11 @@ export interface TunCounters {
   txErrors: number;
   /** The errno of the last refused write. */
   lastTxErrno: number;
+  /**
+   * io_uring only: times the multishot read ended because a burst took every receive buffer, and was armed
+   * again once buffers came back (TUNPIPE_IO_BUFFERS); the exit report prints it when it happened.
+   */
+  readsRearmed?: number;
 }
 
 /** Opening /dev/net/tun itself failed: before any device is named. */

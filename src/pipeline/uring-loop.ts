@@ -184,6 +184,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
         makeRoom();
         ring.armRead(d);
         readArmed[d] = true;
+        counters[d].readsRearmed = (counters[d].readsRearmed ?? 0) + 1;
       }
     }
     ring.publish();

@@ -52,7 +52,7 @@ describe('echo like the kernel', { skip: deviceTestSkipReason(), timeout: 60_000
     const before = ns.nstat();
     const r = await ping(ns, [...args, '-c', String(count), '-i', '0.2', '-w', '5', PEER]);
     const after = ns.nstat();
-    const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);
+    const delta = (name: string) => after[name] - before[name];
     assert.equal(r.received, count, `${r.output}\n${tp.stderr()}`);
     assert.equal(delta('IcmpInCsumErrors'), 0);
     assert.equal(delta('IcmpInErrors'), 0);
