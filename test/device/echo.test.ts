@@ -168,3 +168,41 @@ for (const [io, buffers] of [
     }, 'tpburst');
   });
 }
+
+/** A user stage that counts the packets between its flushes (one flush ends each batch) and reports the largest. */
+const BATCH_COUNTER = `export default { keepsPackets: false, create() {
+  let n = 0, max = 0, batches = 0;
+  return { process: (p) => { n++; return p; }, flush() { if (n) { batches++; if (n > max) max = n; } n = 0; },
+    report: () => 'largest batch ' + max + ' packets, ' + batches + ' batches' };
+} };
+`;
+
+test('no wake takes more than 256 packets into one batch: io_uring with 1024 buffers, poll, the event loop', { skip }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tunpipe-batch-'));
+  const stage = join(dir, 'batch.mjs');
+  writeFileSync(stage, BATCH_COUNTER);
+  try {
+    const envs: Record<string, string>[] = [{ TUNPIPE_IO: 'uring', TUNPIPE_IO_BUFFERS: '1024' }, { TUNPIPE_IO: 'poll' }, { TUNPIPE_THREAD: 'main' }];
+    for (const env of envs) {
+      await withNetns(async (ns) => {
+        const tp = startTunpipeWith(ns, ['--dev', 'tpt0', '--addr', '198.18.0.1/24', `parse | ${stage} | icmp-echo | checksum`], { env });
+        try {
+          await tp.waitFor(/reading/);
+          // 1000 requests at once: more than the device's queue (500), far more than a batch may take.
+          const ping = pingIn(ns, ['-f', '-l', '1000', '-c', '3000', '-q', '-w', '10', '198.18.0.2']);
+          assert.ok(ping.received > 0, ping.output);
+          assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+          const m = /largest batch (\d+) packets, (\d+) batches/.exec(tp.stderr());
+          assert.ok(m, tp.stderr());
+          t.diagnostic(`${JSON.stringify(env)}: largest batch ${m[1]} in ${m[2]} batches`);
+          assert.ok(Number(m[1]) <= 256, `${JSON.stringify(env)}: a batch of ${m[1]} packets`);
+          assert.ok(Number(m[1]) > 1, 'the burst gave batches of more than one packet');
+        } finally {
+          await tp.stop('SIGKILL', 1000);
+        }
+      }, 'tpbatch');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
