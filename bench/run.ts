@@ -85,6 +85,17 @@ import {
   type SoakResult,
 } from './lib/session.js';
 import { fmtInt } from './lib/text.js';
+import { readMachine, RESULTS_FORMAT, writeResults } from './lib/results.js';
+import { execFileSync } from 'node:child_process';
+
+/** What tree was measured, for the results file; undefined outside a git checkout. */
+function gitDescribe(): string | undefined {
+  try {
+    return execFileSync('git', ['-C', REPO_ROOT, 'describe', '--always', '--dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
@@ -114,7 +125,9 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --keep-going   record a failed run and go on, instead of stopping the bench at the first failure
   --cli PATH     the tunpipe CLI to bench (default: dist/bin/tunpipe.js in this repository)
   --help         this text
-Results: one table on stdout (progress on stderr), the same as JSON in bench/out/last.json.
+Results: one table on stdout (progress on stderr), the same as JSON in bench/out/last.json, and the whole run
+(machine, every block, I/O paths, nstat checks) in bench/results/<date>-<cpu>.json (-quick.json for --quick),
+from which \`npm run bench:report\` makes the README's tables.
 Exit status 1 when a run failed or a validity check did (nstat, pcap count, offline replies, SIGKILL needed);
 performance bars (PASS/FAIL in the table) do not change it: numbers on a shared machine are noisy.`;
 
@@ -344,6 +357,10 @@ async function main(): Promise<number> {
     rows,
   };
   writeJson(report);
+  const resultsFile = writeResults(
+    { format: RESULTS_FORMAT, date: new Date().toISOString(), argv: process.argv.slice(2), quick: opts.quick, machine: readMachine(), commit: gitDescribe() },
+    { ...report, machineLine: report.machine, filter },
+  );
   const c = opts.counts;
   const loadLine =
     `load: warm-up ping -f -l 64 -c ${fmtInt(c.warmup)}, ${c.warmupMinFloods}..${c.warmupMaxFloods} times until ` +
@@ -365,6 +382,7 @@ async function main(): Promise<number> {
     writeFilterJson(filter);
     console.log(formatFilterReport(filter));
   }
+  console.log(`\nresults: ${path.relative(REPO_ROOT, resultsFile)} (README tables: npm run bench:report -- --write-readme)`);
   return harnessOrValidityFailed(report) || filter?.ok === false ? 1 : 0;
 }
 

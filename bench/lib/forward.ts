@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand, spawnTracked, waitForExit, isRunning } from './children.js';
 import { REPO_ROOT } from './constants.js';
+import { ioPathFromOutput } from './io-path.js';
 import { log } from './log.js';
 import { createNamespace } from './namespace.js';
 import { cpuSince, readCpu } from './measure.js';
@@ -119,8 +120,7 @@ async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; 
     out.error = (err as Error).message;
   } finally {
     const err = await fwd.stop();
-    const io = /\((io_uring|poll[^)]*)\)\s*$/m.exec(err);
-    if (io) out.io = io[1];
+    out.io = ioPathFromOutput(err);
   }
   return out;
 }

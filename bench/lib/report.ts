@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { OUT_JSON } from './constants.js';
 import { TICKS_PER_S } from './measure.js';
 import type { OfflineResult, OfflineToolRun } from './offline.js';
-import { blocksMeeting, compareWithRef, type PairedComparison, type PairedMetric } from './paired.js';
+import { ioLabel } from './io-path.js';
+import { barMet, blocksMeeting, compareWithRef, type PairedComparison, type PairedMetric } from './paired.js';
 import { REF_LABEL, STOP_GRACE_MS, type Bars, type ResponderSpec } from './responders.js';
 import {
   slicesPerBlock,
@@ -123,10 +124,13 @@ function pairedText(m: PairedMetric | undefined, unit = ''): string {
   return `${fmtSigned(s.median, 1)}${unit} [${fmtSigned(s.min, 1)}..${fmtSigned(s.max, 1)}]`;
 }
 
-/** The verdict is on the median; "k/n" says in how many blocks the bar held on its own. */
+/**
+ * The verdict is on the median of the valid blocks, and fails when any block failed; "k/n" says in how many
+ * blocks the bar held on its own, n counting the failed blocks too.
+ */
 function pairedVerdict(m: PairedMetric | undefined, test: (v: number) => boolean): string {
-  if (!m || m.summary.n === 0) return verdict(null);
-  return `${verdict(test(m.summary.median))} ${blocksMeeting(m, test)}/${m.summary.n}`;
+  if (!m || m.perBlock.length === 0) return verdict(null);
+  return `${verdict(barMet(m, test))} ${blocksMeeting(m, test)}/${m.perBlock.length}`;
 }
 
 function rowsForCandidate(c: LabelSummary, ref: LabelSummary, cmp: PairedComparison | null, bars: Bars): Row[] {
@@ -227,7 +231,7 @@ function soakRows(s: SoakResult): Row[] {
   const flat = s.ok ? s.rssEndKb! - s.rssStartKb! <= SOAK_RSS_TOLERANCE * s.rssStartKb! : null;
   return [
     {
-      metric: `RSS kB over ${s.seconds} s flood [${s.label}]`,
+      metric: `RSS kB over ${s.seconds} s flood [${s.label}, ${ioLabel(s.io)}]`,
       ref: '',
       value: s.ok
         ? `${fmtInt(s.rssStartKb!)} → ${fmtInt(s.rssEndKb!)} (max ${fmtInt(s.rssMaxKb!)})`
@@ -306,10 +310,19 @@ export function buildRows(
     rows.push(...rowsForCandidate(ref, ref, null, {}).map((r) => ({ ...r, value: '—', paired: '' })));
   }
   for (const spec of candidates) {
-    const cmp = hasRef ? compareWithRef(measurements, spec.label) : null;
-    if (cmp) comparisons.push(cmp);
-    const summary = summarizeLabel(spec.label, measurements, lives, spec.checksCapture);
-    rows.push(...rowsForCandidate(summary, ref, cmp, spec.bars));
+    // One set of rows per I/O path the candidate's processes reported: a fall-back to poll is never
+    // counted as io_uring's figures.
+    const paths = [...new Set(measurements.filter((m) => m.label === spec.label).map((m) => m.io))];
+    if (paths.length === 0) paths.push(undefined);
+    for (const io of paths) {
+      const name = spec.usesCli ? `${spec.label}, ${ioLabel(io)}` : spec.label;
+      const mine = measurements.filter((m) => m.label !== spec.label || m.io === io);
+      const myLives = lives.filter((l) => l.label !== spec.label || l.io === io);
+      const cmp = hasRef ? compareWithRef(mine, spec.label, () => true, name) : null;
+      if (cmp) comparisons.push(cmp);
+      const summary = { ...summarizeLabel(spec.label, mine, myLives, spec.checksCapture), label: name };
+      rows.push(...rowsForCandidate(summary, ref, cmp, spec.bars));
+    }
   }
   if (soak) rows.push(...soakRows(soak));
   if (offline) rows.push(...offlineRows(offline));
@@ -363,7 +376,7 @@ export function statisticsLine(
     `statistics: paired; ${where} (responders alive together, one namespace each; in a block each one's flood ` +
     `and pings are cut in ${slicesPerBlock(labels.length)} slices interleaved with the others' in every rotation of the order, forward and reversed), ` +
     `${plural(pairs, 'complete pair')} per candidate; "paired" = median [min..max] of the per-block ` +
-    `candidate/ref ratios (RTT: candidate − ref); verdict on the median, k/n = blocks meeting the bar alone; ` +
+    `candidate/ref ratios (RTT: candidate − ref) over blocks whose replies nstat counted valid; verdict on the median, FAIL when a block failed; k/n = blocks meeting the bar alone, failed blocks in n; ` +
     `ref, tunpipe = medians of absolute values`
   );
 }

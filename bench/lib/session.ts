@@ -39,6 +39,7 @@ import {
   type NstatCheck,
   type WarmupResult,
 } from './measure.js';
+import { ioPathFromOutput } from './io-path.js';
 import { checkCapture, type CaptureCheck } from './pcapfile.js';
 import {
   errorText,
@@ -89,6 +90,8 @@ export interface Measurement {
   latency?: LatencyResult;
   /** The tick count and schedstat disagree: a thread's CPU time may be missing (see measure.ts). */
   cpuClockWarning?: boolean;
+  /** The process's I/O path (its ResponderLife's io), stamped when the session ends. */
+  io?: string;
 }
 
 /** One responder process, from its start to its stop. */
@@ -109,6 +112,8 @@ export interface ResponderLife {
   queueDrops?: number;
   capture?: CaptureCheck;
   stop?: StopResult;
+  /** How it moved packets, from its exit line: 'io_uring', 'poll', 'poll (io_uring: why not)' (tunpipe only). */
+  io?: string;
 }
 
 export interface BlockInfo {
@@ -190,6 +195,11 @@ export async function runSession(
       if (isShuttingDown()) return res;
       const durationS = (performance.now() - started) / 1000;
       res.blocks.push({ block, session: plan.session, order: order.map((e) => e.slot.spec.label), durationS });
+      // A responder that is no longer running still owes this block: a failed block, not a missing one.
+      for (const e of entries.filter((x) => !order.includes(x))) {
+        const error = `not measured: ${e.life.error ?? 'not running'}`;
+        res.measurements.push({ label: e.slot.spec.label, session: plan.session, block, position: -1, ok: false, error });
+      }
       for (const [k, e] of order.entries()) {
         const m = ms[k]!;
         res.measurements.push(m);
@@ -216,7 +226,7 @@ export async function runSession(
       e.life.queueDrops = dev.txDropped;
     }
   } finally {
-    if (!isShuttingDown()) await stopAll(entries, plan);
+    if (!isShuttingDown()) await stopAll(entries, plan, res.measurements);
   }
   if (entries.some((e) => !e.life.ok) && !plan.keepGoing) res.stopped = true;
   return res;
@@ -310,10 +320,12 @@ async function countersOf(order: Entry[], ms: Measurement[]): Promise<(IcmpCount
 }
 
 /** SIGTERM to each, timed; then the checks that need the process gone (its capture is complete only then). */
-async function stopAll(entries: Entry[], plan: SessionPlan): Promise<void> {
+async function stopAll(entries: Entry[], plan: SessionPlan, measurements: Measurement[]): Promise<void> {
   for (const e of entries) {
     const life = e.life;
     life.stop = await stopResponder(e.responder);
+    if (e.slot.spec.usesCli) life.io = ioPathFromOutput(e.responder.output());
+    for (const m of measurements) if (m.label === life.label) m.io = life.io;
     if (e.active && life.stop.diedEarly) {
       e.active = false;
       life.error ??= `${life.label} exited during the session (${life.stop.exit}): ${oneLine(e.responder.output())}`;
@@ -367,6 +379,8 @@ export interface SoakResult {
   repliesPerSec?: number;
   nstat?: NstatCheck;
   stop?: StopResult;
+  /** Its exit line's I/O path (see ResponderLife.io). */
+  io?: string;
 }
 
 /** A fresh process, warmed up; RSS sampled every second of one long flood: a leak shows as a climb. */
@@ -396,6 +410,7 @@ export async function runSoak(slot: Slot, seconds: number, counts: RunCounts, se
     res.error = errorText(err, responder);
   } finally {
     res.stop = await stopResponder(responder);
+    if (slot.spec.usesCli) res.io = ioPathFromOutput(responder.output());
     fs.rmSync(pcap, { force: true });
   }
   return res;

@@ -431,6 +431,7 @@ async function run(c: Checked, settings: RunSettings, program: ResolvedProgram):
       for (const d of devices) {
         const k = d.counters;
         sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors} (${result.io})\n`);
+        if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)\n`);
       }
     }
     return result.error && !epipe ? 1 : 0;

@@ -87,6 +87,7 @@ export const E = {
   EADDRNOTAVAIL: 99,
   EBADFD: 77,
   ENXIO: 6,
+  ENOSYS: 38,
 } as const;
 
 /** The symbolic name for an errno value, for messages ("EBUSY"). */

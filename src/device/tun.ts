@@ -76,6 +76,11 @@ export interface TunCounters {
   txErrors: number;
   /** The errno of the last refused write. */
   lastTxErrno: number;
+  /**
+   * io_uring only: times the multishot read ended because a burst took every receive buffer, and was armed
+   * again once buffers came back (TUNPIPE_IO_BUFFERS); the exit report prints it when it happened.
+   */
+  readsRearmed?: number;
 }
 
 /** Opening /dev/net/tun itself failed: before any device is named. */
@@ -200,12 +205,14 @@ export class TunDevice extends Duplex {
   }
 
   private wake(first: Buffer | null, n: number): void {
-    if (first !== null && n > 0) this.deliver(this.reader.adopt(first, n));
-    this.drain();
+    // The packet the watcher read counts against the wake's budget of DRAIN_BUDGET packets.
+    const delivered = first !== null && n > 0;
+    if (delivered) this.deliver(this.reader.adopt(first, n));
+    this.drain(delivered ? DRAIN_BUDGET - 1 : DRAIN_BUDGET);
   }
 
-  private drain(): void {
-    for (let budget = DRAIN_BUDGET; budget > 0 && !this.fdClosed; budget--) {
+  private drain(budget = DRAIN_BUDGET): void {
+    for (; budget > 0 && !this.fdClosed; budget--) {
       const got = this.reader.read(this.fd);
       if (got === null) break;
       if (typeof got === 'number') {

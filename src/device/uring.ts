@@ -349,15 +349,15 @@ export class DeviceRing {
   }
 
   /**
-   * Hands each waiting completion to `take(tag, result, flags)` and frees its slot. Completions that arrive
-   * meanwhile (none can, with DEFER_TASKRUN) wait for the next call.
+   * Hands each waiting completion (at most `max`) to `take(tag, result, flags)` and frees its slot.
+   * Completions that arrive meanwhile (none can, with DEFER_TASKRUN) wait for the next call.
    */
-  drainCompletions(take: (tag: number, result: number, flags: number) => void): number {
+  drainCompletions(take: (tag: number, result: number, flags: number) => void, max = Infinity): number {
     const r = this.ring;
     let head = r[this.cqHead];
     const tail = r[this.cqTail];
     let n = 0;
-    while (head !== tail) {
+    while (head !== tail && n < max) {
       const o = this.cqes + (head & this.cqMask) * 4;
       const tag = r[o];
       const result = r[o + 2] | 0;

@@ -88,9 +88,10 @@ export class Driver {
    * release what is due by then first, so that the output is in time order.
    */
   pushTimed(pipeline: number, p: Packet): void {
+    // Always: stages without timers read the clock too (reassemble's timeout on the file's time).
+    const clock = this.engine.clock;
+    clock.advanceTo(p.sec, p.nsec);
     if (this.timers) {
-      const clock = this.engine.clock;
-      clock.advanceTo(p.sec, p.nsec);
       const now = clock.now();
       if (this.engine.nextDue() <= now) this.engine.tick(now);
     }

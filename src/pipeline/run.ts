@@ -190,7 +190,8 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
   clearTimeout(timer);
   for (const dev of devices) dev.stopReading();
   options.signal?.removeEventListener('abort', onAbort);
-  return finish(engine, d, () => [], 'event loop');
+  // The readiness in use, so that the exit line (and a test) can tell the fast path from its fallback.
+  return finish(engine, d, () => [], `event loop, ${devices[0]?.readiness ?? 'pipe'} readiness`);
 }
 
 async function runOffline(options: RunOptions): Promise<RunResult> {

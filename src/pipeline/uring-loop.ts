@@ -14,7 +14,7 @@
  */
 import * as libc from '../device/libc.js';
 import { countWrite, countWriteResult, readError } from '../device/tun.js';
-import { SlabReader } from '../device/slab-reader.js';
+import { DRAIN_BUDGET, SlabReader } from '../device/slab-reader.js';
 import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
@@ -184,6 +184,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
         makeRoom();
         ring.armRead(d);
         readArmed[d] = true;
+        counters[d].readsRearmed = (counters[d].readsRearmed ?? 0) + 1;
       }
     }
     ring.publish();
@@ -196,10 +197,12 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       driver.stopWith('error', new TunpipeError(`waiting for ${ctx.names.join(', ')} failed: ${libc.errnoName(e)}`));
       break;
     }
-    if (ring.hasCompletions) {
+    // Batches of at most DRAIN_BUDGET completions, so at most that many packets, as on the other paths
+    // (with many receive buffers one wake can find more): each batch ends with the stages' batch end.
+    while (ring.hasCompletions) {
       // One time for the whole batch, when a stage reads it (a capture).
       driver.beginBatch();
-      ring.drainCompletions(take);
+      ring.drainCompletions(take, DRAIN_BUDGET);
       // The packets go out now rather than with the next wait: the batch's end (stages writing what they
       // buffered) is then not part of their round trip.
       if (writesQueued > 0) submit();

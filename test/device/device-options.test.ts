@@ -1,7 +1,7 @@
 /**
  * Device options, each in a namespace of its own: without --dev the kernel picks the name and tunpipe says
  * which; an existing persistent device is attached to and outlives tunpipe; --mtu sets the MTU; an IPv6
- * --addr appears on the device.
+ * --addr appears on the device; --persist leaves the device it made; --up brings a link up with no address.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -90,4 +90,50 @@ test('--count 3 on a device: tunpipe stops by itself after 3 packets, exit 0', {
       await tp.stop('SIGKILL', 1000);
     }
   }, 'tpcount');
+});
+
+test('--persist: the device tunpipe creates outlives it (as ip tuntap add would leave it) and is attached to again', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const tp = startTunpipeWith(ns, ['--dev', 'tpp1', '--addr', '198.18.0.1/24', '--persist', ECHO]);
+    try {
+      await tp.waitFor(/reading/);
+      assert.equal(pingIn(ns, ['-c', '3', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 3);
+      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+    assert.ok(linkExists(ns, 'tpp1'), 'still there after tunpipe exited');
+    // The kernel's view: a persistent tun device with no process attached.
+    assert.match(ns.run('ip', ['tuntap', 'show']), /^tpp1: tun .*persist/m);
+    const again = startTunpipeWith(ns, ['--dev', 'tpp1', ECHO]);
+    try {
+      await again.waitFor(/reading/);
+      assert.equal(pingIn(ns, ['-c', '3', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 3, 'its address stayed with it');
+      assert.equal(await again.stop('SIGINT'), 0, again.stderr());
+    } finally {
+      await again.stop('SIGKILL', 1000);
+    }
+    ns.run('ip', ['tuntap', 'del', 'dev', 'tpp1', 'mode', 'tun']);
+  }, 'tppersist');
+});
+
+test('--up without --addr: the link is up with no IPv4 address; without --up a new device stays down', { skip }, async () => {
+  await withNetns(async (ns) => {
+    for (const [dev, extra, up] of [
+      ['tpu0', ['--up'], true],
+      ['tpu1', [], false],
+    ] as const) {
+      const tp = startTunpipeWith(ns, ['--dev', dev, ...extra, ECHO]);
+      try {
+        await tp.waitFor(/reading/);
+        const link = ns.run('ip', ['-o', 'link', 'show', 'dev', dev]);
+        const flags = /<([^>]*)>/.exec(link)?.[1].split(',') ?? [];
+        assert.equal(flags.includes('UP'), up, `${dev} flags ${flags.join(',')}`);
+        assert.equal(ns.run('ip', ['-o', '-4', 'addr', 'show', 'dev', dev]).trim(), '', 'no IPv4 address');
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+    }
+  }, 'tpup');
 });

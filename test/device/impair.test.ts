@@ -61,7 +61,7 @@ test('corrupt 100% after checksum: the kernel counts every reply as an ICMP chec
   let csumErrors = 0;
   await withResponder('parse | icmp-echo | checksum | corrupt 100% seed=1', (ns) => {
     const before = ns.nstat();
-    ping = pingIn(ns, ['-c', '30', '-i', '0.01', '-W', '1', '198.18.0.2']);
+    ping = pingIn(ns, ['-c', '30', '-i', '0.01', '-W', '1', '198.18.0.2'], 20_000, false);
     csumErrors = ns.nstat().IcmpInCsumErrors - before.IcmpInCsumErrors;
   });
   assert.equal(ping.transmitted, 30, ping.output);

@@ -3,14 +3,17 @@
  * options (record route, timestamps), a 1500-byte request on a 1500-byte MTU, odd and tiny sizes. Replies
  * are checked by ping and the kernel's counters (nstat), and in a capture by the reference checks of
  * test/fuzz/oracle.ts. The kernel's own answer (a ping to the device's address, which the kernel answers)
- * is the oracle for what a reply's options should hold.
+ * is the oracle for what a reply's options should hold. Requests the kernel declines (a bad ICMP checksum, a
+ * multicast, broadcast or loopback source), sent into the device with a raw socket, reach tunpipe (they are
+ * in the request capture) and get no reply.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createNetns, deviceTestSkipReason, type Netns, type TunpipeProcess } from '../helpers/netns.js';
 import { replyProblem } from '../fuzz/oracle.js';
-import { PEER, pcapRecords, ping, quiet, startEcho, tempDir, type PingResult } from './support.js';
+import { DEVICE_ADDR, PEER, pcapRecords, ping, quiet, sleep, startEcho, tempDir, type PingResult } from './support.js';
+import { declinedEchoRequests } from '../helpers/raw-icmp.js';
 
 /** The entries ping prints for a reply's record-route (RR:) or timestamp (TS:) option. */
 function optionEntries(output: string, tag: 'RR' | 'TS'): string[] {
@@ -52,7 +55,7 @@ describe('echo like the kernel', { skip: deviceTestSkipReason(), timeout: 60_000
     const before = ns.nstat();
     const r = await ping(ns, [...args, '-c', String(count), '-i', '0.2', '-w', '5', PEER]);
     const after = ns.nstat();
-    const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);
+    const delta = (name: string) => after[name] - before[name];
     assert.equal(r.received, count, `${r.output}\n${tp.stderr()}`);
     assert.equal(delta('IcmpInCsumErrors'), 0);
     assert.equal(delta('IcmpInErrors'), 0);
@@ -105,5 +108,19 @@ describe('echo like the kernel', { skip: deviceTestSkipReason(), timeout: 60_000
     const o = optionEntries(ours.output, 'TS');
     assert.ok(k.length > 0, kernel.output);
     assert.equal(o.length, k.length, `timestamps: kernel ${k.join(', ')}; tunpipe ${o.join(', ')}`);
+  });
+
+  // Last: the requests it leaves unanswered would break the one-reply-per-request checks above.
+  it('requests the kernel declines reach tunpipe and are declined: bad checksum, multicast, broadcast and loopback sources', async () => {
+    const requestsBefore = pcapRecords(req).records.length;
+    const repliesBefore = pcapRecords(rep).records.length;
+    const sent = declinedEchoRequests(ns, DEVICE_ADDR.split('/')[0], PEER);
+    await sleep(300); // past the captures' 20 ms write after traffic pauses
+    const fresh = pcapRecords(req).records.slice(requestsBefore);
+    const crafted = fresh.filter((r) => r[9] === 1 && r[20] === 8 && r.readUInt16BE(24) === 0x5151);
+    assert.equal(crafted.length, sent, `every crafted request reached tunpipe (${fresh.length} new records)`);
+    // (A straggler of an earlier ping may be answered meanwhile: only replies to the crafted ones count.)
+    const answered = pcapRecords(rep).records.slice(repliesBefore).filter((r) => r[9] === 1 && r.readUInt16BE(((r[0] & 15) * 4) + 4) === 0x5151);
+    assert.deepEqual(answered, [], 'none was answered');
   });
 });

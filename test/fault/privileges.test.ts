@@ -1,11 +1,12 @@
 /**
  * Running without root. `--user nobody` drops root once the device is open (the process's uid is nobody's
  * while it still answers pings); and a persistent device created for nobody (`ip tuntap add ... user
- * nobody`, address set by root) can be opened by nobody with no privileges at all.
+ * nobody`, address set by root) can be opened by nobody with no privileges at all. Without root nobody gets one
+ * clear line for a new device (EPERM) and for an unreadable capture; `--group` alone drops only the group.
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { deviceTestSkipReason, TUNPIPE } from '../helpers/netns.js';
+import { deviceTestSkipReason, TUNPIPE, type Netns } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
 import { cpSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -104,5 +105,57 @@ it('a persistent device owned by nobody is opened by nobody without root', { ski
         /* the namespace's deletion takes it anyway */
       }
     }
+  });
+});
+
+/** Runs `argv` as nobody in the namespace, to its end; `needsTun`: with /dev/net/tun usable by everyone (see the test above). */
+async function asNobody(ns: Netns, dir: string, argv: string[], needsTun = true): Promise<{ code: number | string; stderr: string }> {
+  const who = nobody();
+  const setpriv = ['setpriv', '--reuid=nobody', `--regid=${who.group}`, '--clear-groups', ...argv];
+  const usual = !needsTun || (statSync('/dev/net/tun').mode & 0o666) === 0o666;
+  const node = join(dir, 'tun');
+  const child = usual
+    ? ns.spawn(setpriv[0], setpriv.slice(1))
+    : ns.spawn('unshare', ['-m', 'sh', '-c', `mknod ${shq(node)} c 10 200 && chmod 666 ${shq(node)} && mount --bind ${shq(node)} /dev/net/tun && exec ${setpriv.map(shq).join(' ')}`]);
+  const tp = watchProcess(child);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const code = await tp.exited();
+  clearTimeout(timer);
+  await new Promise((r) => setImmediate(r));
+  return { code, stderr: tp.stderr() };
+}
+
+it('nobody asking for a new device: one line saying there is no permission and what to do, exit 1, no device', { skip: deviceTestSkipReason(), timeout: 60_000 }, async () => {
+  await inScene('noperm', async ({ ns, dir }) => {
+    const bin = readableInstall(dir);
+    const r = await asNobody(ns, dir, [process.execPath, bin, '--dev', 'tpfn0', '--addr', DEVICE_ADDR, 'parse | icmp-echo | checksum']);
+    assert.equal(r.code, 1, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line:\n${r.stderr}`);
+    assert.match(lines[0], /^tunpipe: no permission to open or create tpfn0 \(EPERM\): run as root \(or with CAP_NET_ADMIN\), or create a persistent device for your user first: sudo ip tuntap add dev tpfn0 mode tun user /);
+    assert.doesNotMatch(ns.run('ip', ['link', 'show']), /tpfn0/, 'no device was made');
+
+    // An unreadable capture (mode 000: root could read it, nobody cannot): one line naming the file.
+    const cap = join(dir, 'secret.pcap');
+    cpSync(join(dirname(bin), '..', '..', 'package.json'), cap);
+    hostRun('chmod', ['000', cap]);
+    const u = await asNobody(ns, dir, [process.execPath, bin, '--read', cap, 'parse'], false);
+    assert.equal(u.code, 1, u.stderr);
+    assert.equal(u.stderr.trim(), `tunpipe: cannot read ${cap}: permission denied`);
+  });
+});
+
+it('--group alone: the group is dropped once the device is open, the uid stays, pings are answered', { skip: deviceTestSkipReason(), timeout: 30_000 }, async () => {
+  const who = nobody();
+  await inScene('group', async ({ ns, startEcho }) => {
+    const tp = await startEcho('tpf17', 'parse | icmp-echo | checksum', ['--group', who.group]);
+    const pid = tp.child.pid!;
+    const pings = await ping(ns, ['-c', '3', '-i', '0.2', '-w', '5', PEER]);
+    assert.equal(pings.received, 3, `${pings.output}\n${tp.stderr()}`);
+    assert.deepEqual(ids(pid, 'Gid'), [who.gid, who.gid, who.gid, who.gid], 'real, effective, saved and fs gid');
+    assert.deepEqual(ids(pid, 'Uid'), [0, 0, 0, 0], 'no --user: the uid stays');
+    const groups = (procStatus(pid, 'Groups') ?? '').split(/\s+/).filter(Boolean).map(Number);
+    assert.ok(!groups.includes(0), `root's group kept: Groups ${groups.join(' ')}`);
+    assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
   });
 });

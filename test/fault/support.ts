@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pingSummary, startTunpipe, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
 import { readPcapRecords, referenceChecksum } from '../helpers/packets.js';
+import { judgeReplies } from '../helpers/netns-process.js';
 
 export const DEVICE_ADDR = '198.18.0.1/24';
 /** The address pinged: a peer in the device's subnet, so the kernel routes it into the device. */
@@ -83,9 +84,15 @@ export function pingFlood(ns: Netns, count: number, seconds: number): Background
   return pingInBackground(ns, ['-f', '-c', String(count), '-w', String(seconds), '-q', PEER]);
 }
 
-/** Runs ping to its end and returns its summary (also when replies were missing). */
-export function ping(ns: Netns, args: string[]): Promise<PingResult> {
-  return pingInBackground(ns, args).done;
+/**
+ * Runs ping to its end and returns its summary (also when replies were missing); rejects unless the kernel
+ * took every reply ping counted, with no checksum error (see judgeReplies).
+ */
+export async function ping(ns: Netns, args: string[]): Promise<PingResult> {
+  const before = ns.nstat();
+  const r = await pingInBackground(ns, args).done;
+  judgeReplies(before, ns.nstat(), args, r.received, r.output);
+  return r;
 }
 
 export function sleep(ms: number): Promise<void> {

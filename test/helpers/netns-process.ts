@@ -42,15 +42,37 @@ export async function runTunpipeIn(ns: Netns, args: string[], timeoutMs = 10_000
   return { code, stderr: p.stderr() };
 }
 
-/** Runs iputils ping in the namespace; returns its output and summary even when replies were lost. */
-export function pingIn(ns: Netns, args: string[], timeoutMs = 20_000): { output: string; transmitted: number; received: number } {
+/**
+ * Runs iputils ping in the namespace; returns its output and summary even when replies were lost. The kernel
+ * judges too (`judge`, the default): the namespace's ICMP layer must have taken at least as many echo replies
+ * as ping counted, with no checksum error in between (IcmpInEchoReps and IcmpInCsumErrors, or their ICMPv6
+ * names for `-6`), else it throws: ping alone would count a reply the kernel found corrupt (root's ping reads
+ * a raw socket, which gets its copy before the kernel checks the checksum). A test that corrupts replies on
+ * purpose passes `judge: false` and reads the counters itself.
+ */
+export function pingIn(ns: Netns, args: string[], timeoutMs = 20_000, judge = true): { output: string; transmitted: number; received: number } {
+  const before = judge ? ns.nstat() : null;
   let output: string;
   try {
     output = ns.run('ping', args, timeoutMs);
   } catch (err) {
     output = String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
   }
-  return { output, ...pingSummary(output) };
+  const summary = pingSummary(output);
+  if (before) judgeReplies(before, ns.nstat(), args, summary.received, output);
+  return { output, ...summary };
+}
+
+/** Throws unless the kernel took every reply ping counted, and none with a bad checksum. */
+export function judgeReplies(before: Record<string, number>, after: Record<string, number>, args: string[], received: number, output: string): void {
+  const v6 = args.includes('-6') || args.some((a) => a.includes(':'));
+  const reps = v6 ? 'Icmp6InEchoReplies' : 'IcmpInEchoReps';
+  const csum = v6 ? 'Icmp6InCsumErrors' : 'IcmpInCsumErrors';
+  const took = after[reps] - before[reps];
+  const bad = after[csum] - before[csum];
+  if (took < received || bad !== 0) {
+    throw new Error(`the kernel took ${took} echo replies (${reps}) with ${bad} checksum errors (${csum}) where ping counted ${received}:\n${output}`);
+  }
 }
 
 /** True when the namespace has a network interface called `name`. */

@@ -41,10 +41,27 @@ export interface Netns {
   /** Starts a long-running command in the namespace. */
   spawn(cmd: string, args: string[]): ChildProcess;
   /** The kernel's SNMP counters in the namespace, absolute values by name (`nstat -asz`: -s leaves root's
-   * shared history file alone). Compare two readings to count what happened in between. */
+   * shared history file alone). Compare two readings to count what happened in between. Reading a counter
+   * the kernel did not print (a misspelt name, a kernel without it) throws: it is never taken as 0. */
   nstat(): Record<string, number>;
   /** Deletes the namespace (and with it any device left in it). */
   delete(): void;
+}
+
+/**
+ * The counters, where reading a name nstat did not print throws. Counter names start with a capital letter
+ * (IcmpInEchoReps, Ip6InReceives); other keys (then, toJSON, symbols) pass, so the object can still be
+ * printed, spread and awaited.
+ */
+export function requireCounters(counters: Record<string, number>): Record<string, number> {
+  return new Proxy(counters, {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && /^[A-Z][A-Za-z0-9]*$/.test(key) && !Object.hasOwn(target, key)) {
+        throw new Error(`nstat printed no counter ${key} (it has ${Object.keys(target).length} others): a missing counter is not 0`);
+      }
+      return Reflect.get(target, key, receiver);
+    },
+  });
 }
 
 /** Creates a namespace with `lo` up. */
@@ -66,7 +83,7 @@ export function createNetns(prefix = 'tptest'): Netns {
         const m = /^(\w+)\s+(\d+)/.exec(line);
         if (m) counters[m[1]] = Number(m[2]);
       }
-      return counters;
+      return requireCounters(counters);
     },
     delete() {
       if (!created.has(name)) return;

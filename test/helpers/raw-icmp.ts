@@ -113,3 +113,31 @@ print(sent)
 export function junkFragments(ns: Netns, family: 4 | 6, count: number, src: string, dst: string): number {
   return Number(ns.run('python3', ['-c', FLOOD_SCRIPT, String(family), String(count), src, dst], 120_000).trim());
 }
+
+const DECLINED_SCRIPT = String.raw`
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+own, dst = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+# (source, checksum broken): a bad ICMP checksum, then sources no reply may go to. Not 0.0.0.0: with
+# IP_HDRINCL the kernel fills in a zero source itself.
+for i, (src, bad) in enumerate([(own, True), ('224.0.0.5', False), ('255.255.255.255', False), ('127.0.0.1', False)]):
+    msg = struct.pack('!BBHHH', 8, 0, 0, 0x5151, i) + bytes(range(32))
+    c = csum(msg) ^ (0x0101 if bad else 0)
+    msg = msg[:2] + struct.pack('!H', c) + msg[4:]
+    hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(msg), 0x100 + i, 0, 64, 1, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(hdr + msg, (dst, 0))
+print(4)
+`;
+
+/**
+ * Sends, through the namespace's routes to `dst`, the IPv4 echo requests Linux declines: one with a bad ICMP
+ * checksum (from `own`), and one each from a multicast, the broadcast and a loopback source. Returns how many.
+ */
+export function declinedEchoRequests(ns: Netns, own: string, dst: string): number {
+  return Number(ns.run('python3', ['-c', DECLINED_SCRIPT, own, dst], 20_000).trim());
+}
