@@ -31,7 +31,7 @@ export { Driver } from './pipeline/driver.js';
 export { builtinStages, findStage } from './pipeline/registry.js';
 export { Engine, type EngineOptions } from './pipeline/engine.js';
 export { transformOf, stageTransform, type PacketTransform } from './pipeline/transform.js';
-export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
+export { defineStage, HELD, EXIT, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
 export { standaloneContext, type StandaloneContext } from './pipeline/standalone.js';
 export { RunClock } from './packet/clock.js';
 export { TunpipeError, UsageError } from './errors.js';
@@ -40,6 +40,8 @@ export { listAddresses, type DeviceAddress } from './device/netlink.js';
 export { parseIPv4 } from '../transforms/parse.js';
 export { filterICMPEcho } from '../transforms/filter-icmp-echo.js';
 export { swapAddrs } from '../transforms/swap-addrs.js';
+/** `neighbor`: ARP and IPv6 neighbour discovery answers for the peers behind a TAP device. */
+export { neighbor, defaultNeighborMac } from '../transforms/neighbor.js';
 export { toReply } from '../transforms/to-reply.js';
 export { icmpEcho } from '../transforms/icmp-echo.js';
 export { recomputeChecksum } from '../transforms/checksum.js';

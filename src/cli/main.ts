@@ -462,7 +462,7 @@ async function runDevices(
   }
   const { PipelineWorker } = await import('../pipeline/device-worker.js');
   const { programSpec } = await import('../pipeline/resolve.js');
-  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const }));
+  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses }));
   const routing = routeProgram(program, ports.map((p) => p.name));
   const worker = await PipelineWorker.start({
     program: programSpec(program),

@@ -127,6 +127,8 @@ export class TunDevice extends Duplex {
   /** The interface name the kernel gave the device. */
   readonly name: string;
   readonly mode: 'tun' | 'tap';
+  /** The addresses this open gave the device (TunOptions.addresses), as written. */
+  readonly addresses: readonly string[];
   readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
   private readonly fd: number;
   private readonly watcher: ReadinessWatcher;
@@ -139,11 +141,12 @@ export class TunDevice extends Duplex {
   private consumerFull = false;
 
   /** Use `openTun()`. */
-  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll') {
+  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = []) {
     super({ objectMode: true, allowHalfOpen: true, highWaterMark: 1024 });
     this.fd = fd;
     this.name = name;
     this.mode = mode;
+    this.addresses = addresses;
     this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness);
   }
 
@@ -310,7 +313,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     if (options.persist && libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
-    dev = new TunDevice(fd, actual, mode, options.readiness);
+    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text));
     if (!existed) {
       const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
       setIPv6Enabled(actual, ipv6);
