@@ -14,6 +14,7 @@
  * - it-pipe duplex: `source` (async iterable of Buffers) and `sink(source)`.
  */
 import { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
@@ -24,6 +25,7 @@ const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
 const IFF_TUN = 0x0001;
 const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
 const IFF_NO_PI = 0x1000;
 const IFNAMSIZ = 16;
 
@@ -74,7 +76,32 @@ function cloneDeviceError(e: number): TunpipeError {
   return openError(e, '');
 }
 
-function openError(e: number, name: string): TunpipeError {
+/** The flags of an existing TUN/TAP device (/sys/class/net/NAME/tun_flags), or null when it is none (or unreadable). */
+function existingTunFlags(name: string): number | null {
+  try {
+    const n = parseInt(readFileSync(`/sys/class/net/${name}/tun_flags`, 'latin1').trim(), 16);
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Why TUNSETIFF refused `name` with EINVAL: the name belongs to a device of another kind, or is invalid. */
+export function nameTakenMessage(name: string, mode: 'tun' | 'tap', existed: boolean, flags: number | null): string {
+  const wanted = mode === 'tap' ? 'TAP' : 'TUN';
+  if (flags !== null) {
+    const kind = flags & IFF_TAP ? 'TAP' : 'TUN';
+    const mq = (flags & IFF_MULTI_QUEUE) !== 0;
+    const what = `${name} already exists as a ${mq ? 'multi-queue ' : ''}${kind} device`;
+    if (kind !== wanted) return `cannot open ${name} as a ${wanted} device (EINVAL): ${what}; ${kind === 'TAP' ? 'add --tap' : 'leave out --tap'} to use it, or delete it (ip link del ${name}) or choose another --dev`;
+    if (mq) return `cannot open ${name} (EINVAL): ${what} (IFF_MULTI_QUEUE), which tunpipe does not open; delete it (ip link del ${name}) or choose another --dev`;
+    return `cannot open ${name} (EINVAL): ${what} with flags 0x${flags.toString(16)} that the kernel refuses to share; choose another --dev`;
+  }
+  if (existed) return `cannot create ${name} (EINVAL): an interface that is not a TUN/TAP device (a veth, a bridge, ...) has that name; choose another --dev`;
+  return `cannot create ${name} (EINVAL): not a valid interface name`;
+}
+
+function openError(e: number, name: string, mode: 'tun' | 'tap' = 'tun', existed = false): TunpipeError {
   const dev = name || 'a new device';
   const code = libc.errnoName(e);
   switch (e) {
@@ -91,7 +118,8 @@ function openError(e: number, name: string): TunpipeError {
     case libc.E.EBUSY:
       return new TunpipeError(`device ${dev} is in use by another process (EBUSY): stop that process or choose another --dev`, code);
     case libc.E.EINVAL:
-      return new TunpipeError(`cannot create ${dev} (EINVAL): the name may be taken by an interface of another kind, or is not a valid interface name`, code);
+      if (name) return new TunpipeError(nameTakenMessage(name, mode, existed, existed ? existingTunFlags(name) : null), code);
+      return new TunpipeError(`cannot create ${dev} (EINVAL): the kernel refused the request`, code);
     default:
       return new TunpipeError(`cannot open ${dev}: ${code} (${libc.strerror(e)})`, code);
   }
@@ -305,7 +333,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
   if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
     const e = libc.errno();
     libc.close(fd);
-    throw openError(e, name);
+    throw openError(e, name, mode, existed || interfaceIndex(name) !== 0);
   }
   const actual = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
   let dev: TunDevice | undefined;
