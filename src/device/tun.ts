@@ -23,6 +23,9 @@ import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
+/** _IOW('T', 213/214, struct sock_fprog): a classic BPF program on what the kernel hands the reader (TAP only). */
+const TUNATTACHFILTER = 0x401054d5;
+const TUNDETACHFILTER = 0x401054d6;
 const IFF_TUN = 0x0001;
 const IFF_TAP = 0x0002;
 const IFF_MULTI_QUEUE = 0x0100;
@@ -167,6 +170,11 @@ export class TunDevice extends Duplex {
   private vanished = false;
   /** Stream mode: the reader's buffer is full, so reading waits for its next _read(). */
   private consumerFull = false;
+  /**
+   * The attached kernel filter's instructions: the kernel keeps a pointer to them to attach them again to
+   * a queue that opens later, so they live as long as the device is open.
+   */
+  private kernelFilter: Buffer | null = null;
 
   /** Use `openTun()`. */
   constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = []) {
@@ -293,9 +301,40 @@ export class TunDevice extends Duplex {
     if (this.readableFlowing === null && this.listenerCount('data') === 0) this.resume();
   }
 
+  /**
+   * Attaches a classic BPF program (as libpcap compiles it for Ethernet, link type 1) in the kernel: frames
+   * it rejects are dropped before they reach the reader, counted as the device's TX drops (`ip -s link`).
+   * TAP only (TUNATTACHFILTER; TUN takes eBPF alone). Throws a TunpipeError when the kernel refuses.
+   */
+  attachFilter(program: readonly { code: number; jt: number; jf: number; k: number }[]): void {
+    if (this.mode !== 'tap') throw new TunpipeError(`cannot attach a kernel filter to ${this.name}: the kernel filters only TAP devices (TUNATTACHFILTER)`);
+    if (program.length === 0 || program.length > 4096) throw new TunpipeError(`a kernel filter takes 1 to 4096 instructions, this one has ${program.length}`);
+    const insns = Buffer.alloc(program.length * 8);
+    program.forEach((ins, i) => {
+      insns.writeUInt16LE(ins.code, i * 8);
+      insns[i * 8 + 2] = ins.jt;
+      insns[i * 8 + 3] = ins.jf;
+      insns.writeUInt32LE(ins.k >>> 0, i * 8 + 4);
+    });
+    // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    const fprog = Buffer.alloc(16);
+    fprog.writeUInt16LE(program.length, 0);
+    fprog.writeBigUInt64LE(BigInt(libc.addressOf(insns)), 8);
+    if (libc.ioctlPtr(this.fd, TUNATTACHFILTER, fprog) < 0) {
+      const e = libc.errno();
+      throw new TunpipeError(`cannot attach the kernel filter to ${this.name}: ${libc.errnoName(e)} (${libc.strerror(e)})`, libc.errnoName(e));
+    }
+    this.kernelFilter = insns;
+  }
+
   /** Closes the device's fd. A device that is not persistent disappears from the system. */
   closeFd(): void {
     if (this.fdClosed) return;
+    if (this.kernelFilter !== null) {
+      // A persistent device would keep our program's address for the next process that opens it.
+      libc.ioctlPtr(this.fd, TUNDETACHFILTER, Buffer.alloc(16));
+      this.kernelFilter = null;
+    }
     this.fdClosed = true;
     this.onPacket = null;
     this.watcher.close();
