@@ -64,9 +64,14 @@ function parseV6(p: Packet): Packet | string {
   return p;
 }
 
-function parseV4(p: Packet): Packet | string {
+/** Validates and parses one IP packet (from `l3`); returns it, or a drop reason. Exported for library users and tests. */
+export function parsePacket(p: Packet): Packet | string {
   const b = p.data;
   const l3 = p.l3;
+  if (b.length <= l3) return PARSE_DROP.empty;
+  const v = b[l3] >> 4;
+  if (v === 6) return parseV6(p);
+  if (v !== 4) return PARSE_DROP.version;
   const bad = checkIPv4Header(b, l3);
   if (bad !== null) return bad;
   const hlen = ipv4HeaderLength(b, l3);
@@ -81,17 +86,6 @@ function parseV4(p: Packet): Packet | string {
   return p;
 }
 
-/** Validates and parses one IP packet (from `l3`); returns it, or a drop reason. Exported for library users and tests. */
-export function parsePacket(p: Packet): Packet | string {
-  const b = p.data;
-  const l3 = p.l3;
-  if (b.length <= l3) return PARSE_DROP.empty;
-  const v = b[l3] >> 4;
-  if (v === 6) return parseV6(p);
-  if (v !== 4) return PARSE_DROP.version;
-  return parseV4(p);
-}
-
 /**
  * Validates and parses one Ethernet frame (from its first byte): the link header and VLAN tags, then by
  * EtherType the IP packet or the ARP message; returns it, or a drop reason.
@@ -104,7 +98,7 @@ export function parseFrame(p: Packet): Packet | string {
   p.l3 = l3;
   if (type === ETHERTYPE_IPV4) {
     if (b.length <= l3) return PARSE_DROP.empty;
-    return b[l3] >> 4 === 4 ? parseV4(p) : PARSE_DROP.notV4;
+    return b[l3] >> 4 === 4 ? parsePacket(p) : PARSE_DROP.notV4;
   }
   if (type === ETHERTYPE_IPV6) {
     if (b.length <= l3) return PARSE_DROP.empty;
