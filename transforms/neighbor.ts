@@ -92,7 +92,8 @@ function addressesAnswered(args: StageArgs, ctx: StageContext): AddressSet {
   const own = (ctx.input?.addresses ?? []).map((a) => parsePrefix(a)).filter((p): p is Prefix => p !== null);
   const ownBytes = own.map((p) => p.bytes);
   if (args.for !== undefined) {
-    const include = parseFor(String(args.for)) as Prefix[];
+    const include = parseFor(String(args.for));
+    if (typeof include === 'string') throw new TunpipeError(`stage '${ctx.name}': for=: ${include}`);
     if (include.some((p) => p.length === p.bytes.length * 8 && ownBytes.some((b) => b.equals(p.bytes)))) {
       ctx.warn('for= names an address of the device itself: it is not answered for (the kernel would see a conflict)');
     }

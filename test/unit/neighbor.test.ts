@@ -15,6 +15,7 @@ import { parseFrame } from '../../transforms/parse.js';
 import neighborStage, { defaultNeighborMac, NEIGHBOR_DROP } from '../../transforms/neighbor.js';
 import { echoRequest, ipv6Bytes, ipv6Datagram, pseudoHeader6And, referenceChecksum } from '../helpers/packets.js';
 import { frame, TAP_MAC } from '../helpers/frames.js';
+import { withSeed } from './seeded-random.js';
 
 const OUR_MAC = Buffer.from([0x02, 0, 0, 0, 0, 0x02]);
 const TAP: PortInfo = { name: 'tap0', linkType: 1, kind: 'device', addresses: ['198.18.0.1/24', '2001:db8::1/64'] };
@@ -231,4 +232,40 @@ test('in a pipeline, answers leave past the later stages; an echo request gets i
   assert.equal(row.packetsIn, 2);
   assert.equal(row.packetsOut, 2);
   assert.equal(row.dropped, 0);
+});
+
+test('mutated and truncated ARP and NDP frames: never a throw; every answer is a well-formed reply with a valid checksum', async () => {
+  await withSeed((rng) => {
+    const { inst } = instance();
+    const seeds = [
+      frame(0x0806, arp(1, TAP_MAC, [198, 18, 0, 1], Buffer.alloc(6), [198, 18, 0, 2]), [], BROADCAST, TAP_MAC),
+      frame(0x86dd, solicitation({ target: '2001:db8::2' }), [], BROADCAST, TAP_MAC),
+      frame(0x86dd, solicitation({ target: '2001:db8::2', sll: null }), [[0x8100, 1]]),
+      frame(0x86dd, solicitation({ src: '::', dst: 'ff02::1:ff00:2', target: '2001:db8::2', sll: null })),
+    ];
+    let answered = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const buf = Buffer.from(seeds[rng.int(seeds.length)]);
+      for (let k = rng.int(3); k > 0; k--) buf[rng.int(buf.length)] ^= 1 << rng.int(8);
+      const p = new Packet(rng.chance(0.2) ? buf.subarray(0, rng.int(buf.length)) : buf);
+      if (typeof parseFrame(p) === 'string') continue;
+      const r = inst.process(p);
+      if (r !== EXIT) continue;
+      answered++;
+      const b = p.data;
+      assert.deepEqual(b.subarray(6, 12), OUR_MAC);
+      if (b.readUInt16BE(p.l3 - 2) === 0x0806) {
+        assert.equal(b.readUInt16BE(p.l3 + 6), 2);
+        assert.deepEqual(b.subarray(p.l3 + 8, p.l3 + 14), OUR_MAC);
+      } else {
+        assert.equal(b.length, p.l3 + 72);
+        assert.equal(b[p.l3 + 7], 255);
+        assert.equal(b[p.l3 + 40], 136);
+        const src = b.subarray(p.l3 + 8, p.l3 + 24);
+        const dst = b.subarray(p.l3 + 24, p.l3 + 40);
+        assert.equal(referenceChecksum(pseudoHeader6And(Buffer.from(src), Buffer.from(dst), 58, Buffer.from(b.subarray(p.l3 + 40)))), 0);
+      }
+    }
+    assert.ok(answered > 1000, `some mutants are still answered (${answered})`);
+  });
 });
