@@ -37,27 +37,17 @@ export { RunClock } from './packet/clock.js';
 export { TunpipeError, UsageError } from './errors.js';
 export { listAddresses, type DeviceAddress } from './device/netlink.js';
 
-export { parseIPv4 } from '../transforms/parse.js';
-export { filterICMPEcho } from '../transforms/filter-icmp-echo.js';
-export { swapAddrs } from '../transforms/swap-addrs.js';
-/** `neighbor`: ARP and IPv6 neighbour discovery answers for the peers behind a TAP device. */
-export { neighbor, defaultNeighborMac } from '../transforms/neighbor.js';
-export { toReply } from '../transforms/to-reply.js';
-export { icmpEcho } from '../transforms/icmp-echo.js';
-export { recomputeChecksum } from '../transforms/checksum.js';
-export { pcapTap } from '../transforms/pcap.js';
-export { printPackets } from '../transforms/print.js';
-export { reassemble } from '../transforms/reassemble.js';
-export { fragment } from '../transforms/fragment.js';
-export { delay, DelayStage } from '../transforms/delay.js';
-export { loss, LossStage } from '../transforms/loss.js';
-export { rate, RateStage } from '../transforms/rate.js';
-export { duplicate, DuplicateStage } from '../transforms/duplicate.js';
-export { reorder, ReorderStage } from '../transforms/reorder.js';
-export { corrupt, CorruptStage } from '../transforms/corrupt.js';
+export { defaultNeighborMac } from '../transforms/neighbor.js';
+export { DelayStage } from '../transforms/delay.js';
+export { LossStage } from '../transforms/loss.js';
+export { RateStage } from '../transforms/rate.js';
+export { DuplicateStage } from '../transforms/duplicate.js';
+export { ReorderStage } from '../transforms/reorder.js';
+export { CorruptStage } from '../transforms/corrupt.js';
 export { SeededRandom } from './impair/random.js';
-export { pcapFilter } from '../transforms/filter.js';
 export { compileFilter, compileFilterForStage, filterExpressionProblem, type PacketFilter } from './filter/compile.js';
 export { compileExpression, FilterCompileError, LibpcapInterpreter, type CompileOptions } from './filter/libpcap.js';
 export { bpfToFunction, bpfToSource, type BpfFunction } from './filter/bpf-to-js.js';
 export { validateProgram, formatProgram, type BpfInsn } from './filter/bpf.js';
+/** The stages as it-pipe transforms (and recipes runPipeline fuses). */
+export { corrupt, delay, duplicate, filterICMPEcho, fragment, icmpEcho, loss, neighbor, parseIPv4, pcapFilter, pcapTap, printPackets, rate, reassemble, recomputeChecksum, reorder, swapAddrs, toReply } from './library/stages.js';

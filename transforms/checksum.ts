@@ -20,7 +20,6 @@
  * Drops: packets that were not parsed.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { adjustChecksumAt, sum16, writeChecksumAt } from '../src/packet/checksum.js';
 import { FLAG_MF, FRAGMENT_OFFSET_MASK, OFF_FLAGS_FRAGMENT, OFF_HEADER_CHECKSUM, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../src/packet/ipv4.js';
 import { isIPv6Fragment, NH_ICMPV6, pseudoHeaderSum6 } from '../src/packet/ipv6.js';
@@ -28,7 +27,8 @@ import { DirtyFlag, type Packet } from '../src/packet/packet.js';
 
 export const CHECKSUM_DROP = { unparsed: 'not parsed (put parse first)' } as const;
 
-type Mode = 'auto' | 'full' | 'incremental';
+/** How `checksum` works: see its header. */
+export type Mode = 'auto' | 'full' | 'incremental';
 
 /** Offset of the checksum field within a transport header, or -1 for a protocol without one we know. */
 function transportChecksumOffset(proto: number): number {
@@ -104,8 +104,3 @@ const checksumStage = defineStage({
   },
 });
 export default checksumStage;
-
-/** it-pipe transform / pipeline stage: `checksum`. */
-export function recomputeChecksum(args: { mode?: Mode } = {}): PacketTransform {
-  return stageTransform(checksumStage, args);
-}

@@ -14,7 +14,6 @@
  * headers so that the packet still reaches the application's socket layer and fails its checksum there.
  */
 import { defineStage, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { FRAGMENT_OFFSET_MASK, OFF_FLAGS_FRAGMENT, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../src/packet/ipv4.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
@@ -80,8 +79,3 @@ const corruptStage = defineStage({
   create: (args, ctx) => new CorruptStage(args.p as number, seedOf(args.seed), ctx),
 });
 export default corruptStage;
-
-/** it-pipe transform / pipeline stage: `corrupt P [seed=N]`. */
-export function corrupt(args: { p: number; seed?: number }): PacketTransform {
-  return stageTransform(corruptStage, args);
-}

@@ -24,7 +24,6 @@
  * A packet whose release time has already come when nothing is queued ahead of it passes straight through.
  */
 import { defineStage, HELD, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { DISTRIBUTIONS, JitterSource, type Distribution } from '../src/impair/distributions.js';
@@ -48,6 +47,11 @@ export interface DelayOptions {
 
 export class DelayStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly jitter: JitterSource | null;
   /** Release time of the last packet let through or queued: the floor for the next one when order is kept. */
   private lastDue = -Infinity;
@@ -86,15 +90,8 @@ export class DelayStage implements StageInstance {
     this.release(now);
   }
 
-  /** Emits every packet due by `now` (all of them for Infinity), each stamped with its release time. */
   private release(now: number): void {
-    const queue = this.queue;
-    const ctx = this.ctx;
-    while (queue.length > 0 && queue.nextDue() <= now) {
-      const p = queue.shift();
-      ctx.setTime(p, queue.lastDue);
-      ctx.emit(p);
-    }
+    this.queue.releaseDue(now, this.ctx);
   }
 
   report(): string {
@@ -142,8 +139,3 @@ const delayStage = defineStage({
     ),
 });
 export default delayStage;
-
-/** it-pipe transform / pipeline stage: `delay TIME [jitter=TIME] ...` (times in milliseconds). */
-export function delay(args: { time: number; jitter?: number; dist?: Distribution; correlation?: number; reorder?: boolean; limit?: number; seed?: number }): PacketTransform {
-  return stageTransform(delayStage, args);
-}

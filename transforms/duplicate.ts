@@ -10,7 +10,6 @@
  * Works on either direction of a wire (netem only on egress).
  */
 import { defineStage, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { copyPacket } from '../src/impair/held.js';
@@ -51,8 +50,3 @@ const duplicateStage = defineStage({
   create: (args, ctx) => new DuplicateStage(args.p as number, seedOf(args.seed), ctx),
 });
 export default duplicateStage;
-
-/** it-pipe transform / pipeline stage: `duplicate P [seed=N]`. */
-export function duplicate(args: { p: number; seed?: number }): PacketTransform {
-  return stageTransform(duplicateStage, args);
-}

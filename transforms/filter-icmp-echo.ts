@@ -18,7 +18,6 @@
  * The kernel's own IPv6 chatter on a new device is named: router solicitations and MLD listener reports.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checksumIsValid } from '../src/packet/checksum.js';
 import { hasSourceRoute } from '../src/packet/ipv4-options.js';
 import { FLAG_MF, FRAGMENT_OFFSET_MASK, isUnanswerableDestination, isUnanswerableSource, OFF_DST, OFF_FLAGS_FRAGMENT, OFF_SRC, PROTO_ICMP, readAddress } from '../src/packet/ipv4.js';
@@ -116,8 +115,3 @@ const filterIcmpEcho = defineStage({
   create: () => ({ process: checkEchoRequest }),
 });
 export default filterIcmpEcho;
-
-/** it-pipe transform / pipeline stage: `filter-icmp-echo`. */
-export function filterICMPEcho(): PacketTransform {
-  return stageTransform(filterIcmpEcho);
-}

@@ -27,7 +27,6 @@
  * starts.
  */
 import { defineStage, type StageArgs } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { compileFilterForStage, filterExpressionProblem, linkTypeName, type PacketFilter } from '../src/filter/compile.js';
 
@@ -79,11 +78,3 @@ const filterStage = defineStage({
   },
 });
 export default filterStage;
-
-/**
- * it-pipe transform / pipeline stage: `filter EXPR`. `options.show` prints the program at start; the
- * expression is compiled for the link type of the pipeline it runs in (RAW IP in an it-pipe chain).
- */
-export function pcapFilter(expression: string, options: { show?: 'none' | 'bpf' | 'js'; optimize?: boolean } = {}): PacketTransform {
-  return stageTransform(filterStage, { expr: expression, ...options });
-}

@@ -15,7 +15,6 @@
  * leave no room for 8 bytes of data in the MTU.
  */
 import { defineStage, type StageContext, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { FLAG_DF, FLAG_MF, FRAGMENT_OFFSET_MASK, OFF_FLAGS_FRAGMENT, OFF_HEADER_CHECKSUM, OFF_TOTAL_LENGTH } from '../src/packet/ipv4.js';
 import { writeChecksumAt } from '../src/packet/checksum.js';
 import { copiedOptions } from '../src/packet/ipv4-options.js';
@@ -161,8 +160,3 @@ const fragmentStage = defineStage({
   },
 });
 export default fragmentStage;
-
-/** it-pipe transform / pipeline stage: `fragment [mtu=N]`. */
-export function fragment(args: { mtu?: number } = {}): PacketTransform {
-  return stageTransform(fragmentStage, args);
-}

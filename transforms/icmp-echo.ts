@@ -8,11 +8,6 @@
  * filter-icmp-echo for the reasons); to let other traffic through, use the parts instead.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
-import reassembleStage from './reassemble.js';
-import filterIcmpEcho from './filter-icmp-echo.js';
-import swapAddrsStage from './swap-addrs.js';
-import toReplyStage from './to-reply.js';
 
 const icmpEchoStage = defineStage({
   name: 'icmp-echo',
@@ -23,8 +18,3 @@ const icmpEchoStage = defineStage({
   expand: 'reassemble | filter-icmp-echo | swap-addrs | to-reply',
 });
 export default icmpEchoStage;
-
-/** it-pipe transform: the stages of `icmp-echo`. */
-export function icmpEcho(): PacketTransform {
-  return stageTransform(icmpEchoStage, {}, [reassembleStage, filterIcmpEcho, swapAddrsStage, toReplyStage]);
-}

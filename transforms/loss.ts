@@ -23,7 +23,6 @@
  * "lost (gilbert bad state)" / "lost (gilbert good state)". Works on either direction of a wire.
  */
 import { defineStage, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 
@@ -134,8 +133,3 @@ const lossStage = defineStage({
   create: (args, ctx) => new LossStage(lossOptions(args, (m) => ctx.warn(m))),
 });
 export default lossStage;
-
-/** it-pipe transform / pipeline stage: `loss P [correlation=P]`, `loss model=gilbert p=P r=P [h=P] [k=P]`. */
-export function loss(args: { p: number; model?: 'random' | 'gilbert'; correlation?: number; r?: number; h?: number; k?: number; seed?: number }): PacketTransform {
-  return stageTransform(lossStage, args);
-}

@@ -33,7 +33,6 @@
  */
 import { createHash } from 'node:crypto';
 import { defineStage, EXIT, type StageArgs, type StageContext, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { ETH_ALEN, ETHERTYPE_ARP, etherTypeBefore, OFF_ETH_DST, OFF_ETH_SRC, parseMac } from '../src/packet/ethernet.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, OFF_ARP_OP, OFF_ARP_SHA, OFF_ARP_SPA, OFF_ARP_THA, OFF_ARP_TPA } from '../src/packet/arp.js';
@@ -253,8 +252,8 @@ const neighborStage = defineStage({
     'Example: parse | neighbor for=198.18.0.2,2001:db8::2 mac=02:00:00:00:00:02 | icmp-echo | checksum',
   ].join('\n'),
   args: [
-    { name: 'mac', type: 'string', description: 'Ethernet address the peers answer with (default: derived from the device name)', pattern: { regex: MAC_PATTERN, expected: 'an Ethernet address such as 02:00:00:00:00:02' } },
-    { name: 'for', type: 'string', description: "addresses or prefixes answered for, comma-separated (default: the device's subnets but its own addresses)" },
+    { name: 'mac', type: 'string', placeholder: 'MAC', description: 'Ethernet address the peers answer with (default: derived from the device name)', pattern: { regex: MAC_PATTERN, expected: 'an Ethernet address such as 02:00:00:00:00:02' } },
+    { name: 'for', type: 'string', placeholder: 'ADDRESSES', description: "addresses or prefixes answered for, comma-separated (default: the device's subnets but its own addresses)" },
   ],
   checkArgs(args: StageArgs): string | null {
     if (args.mac !== undefined && (parseMac(String(args.mac))![0] & 1) === 1) return `mac=${args.mac} is a group (multicast) address: give a unicast one (first byte even)`;
@@ -279,8 +278,3 @@ const neighborStage = defineStage({
   },
 });
 export default neighborStage;
-
-/** it-pipe transform / pipeline stage: `neighbor`. */
-export function neighbor(args: { mac?: string; for?: string } = {}): PacketTransform {
-  return stageTransform(neighborStage, args);
-}

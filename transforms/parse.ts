@@ -25,7 +25,6 @@
  * once, when the stage is created: a TUN pipeline does no Ethernet work at all.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { checkIPv4Header, ipv4HeaderLength, OFF_PROTOCOL } from '../src/packet/ipv4.js';
 import { checkIPv4Options } from '../src/packet/ipv4-options.js';
 import { IPV6_DROP, IPV6_HEADER, walkExtensionHeaders, type ChainEnd } from '../src/packet/ipv6.js';
@@ -119,15 +118,10 @@ export function parseFrame(p: Packet): Packet | string {
 const parse = defineStage({
   name: 'parse',
   keepsPackets: false,
-  summary: 'check the IPv4/IPv6 header (and IPv6 extension headers); parse it for later stages',
+  summary: 'check the IPv4/IPv6 header (and IPv6 extension headers; on TAP the Ethernet header and VLAN tags first); parse it for later stages',
   help: 'Drops malformed packets, counted by reason. IPv4: header and options checked as Linux does on receipt.\nIPv6: payload length, and the extension-header chain walked with bounds checks (l4/proto name the upper layer).\nEthernet (TAP): Ethernet II and up to two VLAN tags first; the EtherType decides (IPv4, IPv6, ARP pass on;\nany other EtherType is dropped with its reason).',
   recordsChanges: true,
   args: [],
   create: (_args, ctx) => ({ process: ctx.linkType === LINKTYPE_ETHERNET ? parseFrame : parsePacket }),
 });
 export default parse;
-
-/** it-pipe transform / pipeline stage: `parse`. */
-export function parseIPv4(): PacketTransform {
-  return stageTransform(parse);
-}

@@ -47,10 +47,9 @@
  * user a directory of its own.
  */
 import { accessSync, constants } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { defineStage, type StageArgs, type StageContext } from '../src/pipeline/stage.js';
 import { compileFilterForStage, filterExpressionProblem } from '../src/filter/compile.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { PcapWriter, type CaptureWriter } from '../src/pcap/writer.js';
 import { PcapngWriter } from '../src/pcap/pcapng-writer.js';
 import { DIRECTION_INBOUND, DIRECTION_OUTBOUND } from '../src/pcap/pcapng-format.js';
@@ -65,7 +64,8 @@ const LAZY_BYTES = 64 * 1024;
 /** Permission bits only: 1 to 3 octal digits, or 4 with a leading 0 (0644). */
 export const MODE_PATTERN = /^0?[0-7]{1,3}$/;
 
-interface PcapArgs {
+/** The arguments of `pcap`, as the stage receives them. */
+export interface PcapArgs {
   file: string;
   format: 'auto' | 'pcap' | 'pcapng';
   comment?: string;
@@ -84,6 +84,28 @@ interface PcapArgs {
 function formatOf(a: PcapArgs): 'pcap' | 'pcapng' {
   if (a.format === 'pcap' || a.format === 'pcapng') return a.format;
   return /\.pcapng$/i.test(a.file) ? 'pcapng' : 'pcap';
+}
+
+/**
+ * When two pcap stages may write one file: both pcapng, to a file (not stdout), with no rotation or
+ * append, and the same section settings. Each then describes its own interface (the port its packets came
+ * from or go to, with the direction in epb_flags), so a capture of both directions of a wire is one file.
+ */
+export function sharedCaptureKey(a: PcapArgs): string | undefined {
+  if (formatOf(a) !== 'pcapng' || a.file === '-' || a.append || a.size !== undefined || a.time !== undefined || a.limit !== undefined) return undefined;
+  return JSON.stringify(['pcapng', a.nanos, a.snaplen, a.comment ?? '', a.mode, a.onerror]);
+}
+
+/** The files pcapng stages share in this run, by path: the first stage opens it, the last one closes it. */
+const shared = new Map<string, SharedCapture>();
+
+interface SharedCapture {
+  set: CaptureSet;
+  writer: PcapngWriter;
+  /** Stages writing it now, and whether more than one ever did (their reports then say so). */
+  users: number;
+  joined: boolean;
+  key: string;
 }
 
 function sizeText(n: number): string {
@@ -130,10 +152,29 @@ function createTap(a: PcapArgs, ctx: StageContext) {
   // Epoch milliseconds minus ctx.now(): from the wall clock until a packet tells the driver's clock.
   let epochOffset = startMs - ctx.now();
   let offsetFromPacket = false;
-  const set = new CaptureSet(
-    { pattern: a.file, size: a.size ?? 0, time: a.time ?? 0, files: a.files ?? 0, limit: a.limit ?? 0, open, warn: (m) => ctx.warn(m) },
-    startMs,
-  );
+  const shareKey = sharedCaptureKey(a);
+  const sharedPath = shareKey !== undefined ? resolvePath(a.file) : '';
+  let entry = shareKey !== undefined ? shared.get(sharedPath) : undefined;
+  let iface = 0;
+  let set: CaptureSet;
+  if (entry && entry.key === shareKey) {
+    set = entry.set;
+    entry.users++;
+    entry.joined = true;
+    iface = entry.writer.addInterface({ name: ifName, linkType: ctx.linkType });
+  } else {
+    set = new CaptureSet(
+      { pattern: a.file, size: a.size ?? 0, time: a.time ?? 0, files: a.files ?? 0, limit: a.limit ?? 0, open, warn: (m) => ctx.warn(m) },
+      startMs,
+    );
+    entry = undefined;
+    if (shareKey !== undefined && set.writer instanceof PcapngWriter) {
+      entry = { set, writer: set.writer, users: 1, joined: false, key: shareKey };
+      shared.set(sharedPath, entry);
+    }
+  }
+  const mine = entry;
+  let written = 0;
   if (set.writer.repaired) ctx.warn(set.writer.repaired);
   let off = false;
   const failed = (err: TunpipeError): void => {
@@ -154,7 +195,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
             offsetFromPacket = true;
             epochOffset = p.sec * 1000 + p.nsec / 1e6 - ctx.timeOf(p);
           }
-          if (!set.write(p.data, p.sec, p.nsec, 0, flags)) off = true;
+          if (!set.write(p.data, p.sec, p.nsec, iface, flags)) off = true;
+          else written++;
         } catch (err) {
           failed(err as TunpipeError);
         }
@@ -173,6 +215,11 @@ function createTap(a: PcapArgs, ctx: StageContext) {
       }
     },
     close(): void {
+      if (mine && --mine.users > 0) {
+        // Another stage still writes this file: it closes it.
+        return;
+      }
+      if (mine && shared.get(sharedPath) === mine) shared.delete(sharedPath);
       try {
         set.close();
       } catch (err) {
@@ -197,7 +244,8 @@ function createTap(a: PcapArgs, ctx: StageContext) {
     report: () => {
       const kept = set.made.length < set.opened ? `, the newest ${set.made.length} kept` : '';
       const where = a.file === '-' ? 'stdout' : rotating ? `${set.opened} file${set.opened === 1 ? '' : 's'}${kept} (${set.made.join(', ')})` : set.made[0];
-      let line = `${set.packets} packets written to ${where}`;
+      const sharing = mine?.joined === true;
+      let line = sharing ? `${written} packets written to ${where} (shared with another pcap stage; ${set.packets} in the file)` : `${set.packets} packets written to ${where}`;
       if (set.cutForSize > 0) line += `; ${set.cutForSize} cut to fit size=${sizeText(a.size!)}`;
       if (set.limited) line += `; capture stopped at limit=${sizeText(a.limit!)}, the pipeline went on`;
       return line;
@@ -231,6 +279,7 @@ const pcapStage = defineStage({
     {
       name: 'mode',
       type: 'string',
+      placeholder: 'OCTAL',
       default: '600',
       pattern: { regex: MODE_PATTERN, expected: 'permission bits in octal, 0 to 777, such as 600 or 644 (no setuid, setgid or sticky bit)' },
       description: 'permissions of a new file, octal 0..777 (600: only its owner reads it)',
@@ -239,10 +288,11 @@ const pcapStage = defineStage({
     { name: 'time', type: 'duration', min: 1, description: 'start a new file every DURATION, aligned to the clock (1h: on the hour)' },
     { name: 'files', type: 'number', integer: true, min: 1, description: 'keep the newest N files of the rotation' },
     { name: 'limit', type: 'size', integer: true, min: 1, description: 'stop capturing before the files pass SIZE in total' },
-    { name: 'filter', type: 'string', description: "write only packets matching this pcap-filter expression ('udp port 53')" },
+    { name: 'filter', type: 'string', placeholder: 'EXPR', description: "write only packets matching this pcap-filter expression ('udp port 53')" },
     { name: 'onerror', type: 'string', default: 'stop', choices: ['stop', 'continue'], description: 'on a write error: stop the pipeline, or continue without the capture' },
   ],
   checkArgs: (args) => argsProblem(args as unknown as PcapArgs),
+  outputShareKey: (args) => sharedCaptureKey(args as unknown as PcapArgs),
   checkArgsForLink(args: StageArgs, linkType?: number) {
     if (typeof args.filter !== 'string') return undefined;
     const problem = filterExpressionProblem(args.filter, linkType);
@@ -251,8 +301,3 @@ const pcapStage = defineStage({
   create: (args, ctx) => createTap(args as unknown as PcapArgs, ctx),
 });
 export default pcapStage;
-
-/** it-pipe transform / pipeline stage: `pcap FILE`. */
-export function pcapTap(file: string, options: Partial<Omit<PcapArgs, 'file'>> = {}): PacketTransform {
-  return stageTransform(pcapStage, { file, ...options });
-}

@@ -24,7 +24,6 @@
  * a reader that goes away (`| head`) stops the printing quietly, and the pipeline goes on.
  */
 import { defineStage, type StageContext } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { LineOutput } from '../src/pcap/line-output.js';
 import { stdoutClaimed } from '../src/pcap/stdout-claim.js';
 import { hexDump, summarize, timeText } from '../src/pcap/summary.js';
@@ -32,7 +31,8 @@ import { wallClock } from '../src/packet/clock.js';
 import type { Packet } from '../src/packet/packet.js';
 import { TunpipeError } from '../src/errors.js';
 
-interface PrintArgs {
+/** The arguments of `print`, as the stage receives them. */
+export interface PrintArgs {
   file?: string;
   hex: boolean;
   nanos: boolean;
@@ -110,8 +110,3 @@ const printStage = defineStage({
   create: (args, ctx) => createPrint(args as unknown as PrintArgs, ctx),
 });
 export default printStage;
-
-/** it-pipe transform / pipeline stage: `print [FILE]`. */
-export function printPackets(file?: string, options: Partial<Omit<PrintArgs, 'file'>> = {}): PacketTransform {
-  return stageTransform(printStage, { file, ...options });
-}

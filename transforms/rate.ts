@@ -18,7 +18,6 @@
  * limit the bytes held stay within RATE × TIME plus one packet.
  */
 import { defineStage, HELD, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
 import { describeLimit, parseQueueLimit, queueLimit, type QueueLimit } from '../src/impair/limit.js';
@@ -43,6 +42,11 @@ export function ipBytes(p: Packet): number {
 
 export class RateStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly bytesPerMs: number;
   /** Tokens (bytes) in the bucket at `tokensAt`, the departure time of the last packet. */
   private tokens: number;
@@ -92,13 +96,7 @@ export class RateStage implements StageInstance {
   }
 
   private release(now: number): void {
-    const queue = this.queue;
-    const ctx = this.ctx;
-    while (queue.length > 0 && queue.nextDue() <= now) {
-      const p = queue.shift();
-      ctx.setTime(p, queue.lastDue);
-      ctx.emit(p);
-    }
+    this.queue.releaseDue(now, this.ctx);
   }
 
   report(): string {
@@ -123,7 +121,7 @@ const rateStage = defineStage({
   args: [
     { name: 'rate', type: 'rate', positional: true, required: true, min: 1, description: 'the rate: 10mbit, 1gbit, 500kbit, 500kbps (bytes/s)' },
     { name: 'burst', type: 'size', default: RATE_DEFAULT_BURST, min: 1, description: 'bucket depth in bytes: what may leave at once after a pause (64KiB: the largest IP packet fits)' },
-    { name: 'limit', type: 'string', default: RATE_DEFAULT_LIMIT, description: 'queue bound: a size (100kB: bytes held) or a time (50ms: longest wait a packet may have); a bare number is bytes' },
+    { name: 'limit', type: 'string', placeholder: 'SIZE|TIME', default: RATE_DEFAULT_LIMIT, description: 'queue bound: a size (100kB: bytes held) or a time (50ms: longest wait a packet may have); a bare number is bytes' },
   ],
   checkArgs: (args) => {
     const limit = parseQueueLimit(String(args.limit ?? RATE_DEFAULT_LIMIT));
@@ -140,8 +138,3 @@ const rateStage = defineStage({
     ),
 });
 export default rateStage;
-
-/** it-pipe transform / pipeline stage: `rate RATE [burst=SIZE] [limit=SIZE|TIME]` (rate in bits/s). */
-export function rate(args: { rate: number; burst?: number; limit?: string }): PacketTransform {
-  return stageTransform(rateStage, args);
-}

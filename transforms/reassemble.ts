@@ -27,7 +27,6 @@
  * arrive, on the pipeline's clock (the file's time offline).
  */
 import { defineStage, HELD, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { FLAG_MF, FRAGMENT_OFFSET_MASK, OFF_FLAGS_FRAGMENT, OFF_HEADER_CHECKSUM, OFF_ID, OFF_TOTAL_LENGTH, OFF_PROTOCOL } from '../src/packet/ipv4.js';
 import { FRAG6_MF, FRAG6_OFFSET_MASK, FRAGMENT_HEADER, fragmentWord, IPV6_HEADER, NH_AH, NH_FRAGMENT, OFF6_NEXT_HEADER, OFF6_PAYLOAD_LENGTH } from '../src/packet/ipv6.js';
 import { writeChecksumAt } from '../src/packet/checksum.js';
@@ -356,8 +355,3 @@ const reassembleStage = defineStage({
     createReassembler({ timeoutMs: (args.timeout as number) * 1000, max: args.max as number, memory: args.memory as number }, () => ctx.now()),
 });
 export default reassembleStage;
-
-/** it-pipe transform / pipeline stage: `reassemble`. */
-export function reassemble(args: { timeout?: number; max?: number; memory?: number } = {}): PacketTransform {
-  return stageTransform(reassembleStage, args);
-}

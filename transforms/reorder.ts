@@ -16,7 +16,6 @@
  * its own and gap is the reordering distance. Works in either direction of a wire.
  */
 import { defineStage, HELD, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
@@ -37,6 +36,11 @@ export interface ReorderOptions {
 
 export class ReorderStage implements StageInstance {
   readonly queue = new HeldQueue();
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
   private readonly rng: SeededRandom;
   /** Packets that have arrived so far: a held packet leaves once this reaches its `after`. */
   private arrivals = 0;
@@ -137,8 +141,3 @@ const reorderStage = defineStage({
     ),
 });
 export default reorderStage;
-
-/** it-pipe transform / pipeline stage: `reorder P [gap=N] [wait=TIME] [limit=SIZE]` (wait in milliseconds). */
-export function reorder(args: { p: number; gap?: number; wait?: number; limit?: number; seed?: number }): PacketTransform {
-  return stageTransform(reorderStage, args);
-}

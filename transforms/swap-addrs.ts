@@ -11,7 +11,6 @@
  * Drops: packets that were not parsed.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { OFF_DST, OFF_SRC } from '../src/packet/ipv4.js';
 import type { Packet } from '../src/packet/packet.js';
 import { ETH_HEADER, swapMacs } from '../src/packet/ethernet.js';
@@ -52,8 +51,3 @@ const swapAddrsStage = defineStage({
   create: (_args, ctx) => ({ process: ctx.linkType === LINKTYPE_ETHERNET ? swapFrameAddresses : swapPacketAddresses }),
 });
 export default swapAddrsStage;
-
-/** it-pipe transform / pipeline stage: `swap-addrs`. */
-export function swapAddrs(): PacketTransform {
-  return stageTransform(swapAddrsStage);
-}

@@ -18,7 +18,6 @@
  * Drops: packets that are not parsed echo requests.
  */
 import { defineStage } from '../src/pipeline/stage.js';
-import { stageTransform, type PacketTransform } from '../src/pipeline/transform.js';
 import { FLAG_DF, OFF_FLAGS_FRAGMENT, OFF_SRC, OFF_TOTAL_LENGTH, OFF_TTL } from '../src/packet/ipv4.js';
 import { echoOptions, recordInOptions } from '../src/packet/ipv4-options.js';
 import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, REPLY_TTL } from '../src/packet/icmp.js';
@@ -100,8 +99,3 @@ const toReplyStage = defineStage({
   },
 });
 export default toReplyStage;
-
-/** it-pipe transform / pipeline stage: `to-reply`. */
-export function toReply(args: { ttl?: number } = {}): PacketTransform {
-  return stageTransform(toReplyStage, args);
-}

@@ -51,3 +51,13 @@ export function formatStageHelp(def: StageDefinition): string {
   }
   return lines.join('\n');
 }
+
+/**
+ * The README's table of stages, in markdown, from the same declarations as --list: a stage is documented
+ * once, in its own file. `npm run readme:stages` writes it into the README; a test keeps the two equal.
+ */
+export function formatStageMarkdown(defs: readonly StageDefinition[]): string {
+  const cell = (t: string) => t.replace(/\|/g, '\\|');
+  const rows = defs.map((d) => `| \`${cell(stageUsage(d))}\` | ${cell(d.summary)} |`);
+  return ['| stage | what it does |', '|---|---|', ...rows].join('\n');
+}

@@ -240,7 +240,7 @@ async function checkAddresses(specs: DeviceSpec[]): Promise<void> {
 }
 
 /** Opens every device, each in its namespace; closes the ones opened so far if one fails. */
-async function openDevices(specs: DeviceSpec[]): Promise<TunDevice[]> {
+async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll'): Promise<TunDevice[]> {
   // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
   const { openTun } = await import('../device/tun.js');
   const { inNetns } = await import('../device/netns.js');
@@ -252,7 +252,7 @@ async function openDevices(specs: DeviceSpec[]): Promise<TunDevice[]> {
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -448,7 +448,7 @@ async function runDevices(
   };
   if (settings.thread === 'main') {
     const { runPipeline } = await import('../pipeline/run.js');
-    const devices = await openDevices(c.devices);
+    const devices = await openDevices(c.devices, settings.readiness);
     setDevices(devices);
     return runPipeline({
       pipeline: program,

@@ -12,6 +12,8 @@ export interface RunSettings {
   ioBuffers: number;
   /** TUNPIPE_THREAD=main: run on the event loop instead of a worker thread. */
   thread: 'main' | 'worker';
+  /** TUNPIPE_READINESS=pipe|poll: on the event loop, how a device's readiness is watched (default: pipe where it can be had). */
+  readiness?: 'pipe' | 'poll';
 }
 
 export function readRunOptions(env: NodeJS.ProcessEnv): RunSettings {
@@ -24,5 +26,7 @@ export function readRunOptions(env: NodeJS.ProcessEnv): RunSettings {
   }
   const thread = env.TUNPIPE_THREAD;
   if (thread !== undefined && thread !== 'main' && thread !== 'worker') throw new UsageError(`TUNPIPE_THREAD=${thread}: use main or worker`);
-  return { io: (io ?? 'auto') as IoMode, ioBuffers: buffers, thread: thread === 'main' ? 'main' : 'worker' };
+  const readiness = env.TUNPIPE_READINESS;
+  if (readiness !== undefined && readiness !== 'pipe' && readiness !== 'poll') throw new UsageError(`TUNPIPE_READINESS=${readiness}: use pipe or poll`);
+  return { io: (io ?? 'auto') as IoMode, ioBuffers: buffers, thread: thread === 'main' ? 'main' : 'worker', readiness };
 }

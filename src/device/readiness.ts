@@ -193,10 +193,10 @@ class PollWatcher implements ReadinessWatcher {
 
 /**
  * Watches `fd` (already non-blocking) for readability. `kind` forces an implementation; by default the pipe
- * handle is used when the binding is there, else poll; TUNPIPE_READINESS=poll|pipe overrides.
+ * handle is used when the binding is there, else poll (the CLI's TUNPIPE_READINESS=poll|pipe chooses).
  */
 export function watchReadable(fd: number, onWake: WakeHandler, onError: WakeErrorHandler, kind?: 'pipe' | 'poll'): ReadinessWatcher {
-  const want = kind ?? (process.env.TUNPIPE_READINESS as 'pipe' | 'poll' | undefined);
+  const want = kind;
   if (want !== 'poll') {
     const binding = loadPipeBinding();
     if (binding) return new PipeWatcher(fd, binding, onWake, onError);

@@ -3,23 +3,10 @@
  * reuse the Packet and its Buffer once `process` returns), and a queue of held packets ordered by release
  * time that counts the bytes it holds, so that each stage bounds its memory in bytes.
  */
-import { Packet } from '../packet/packet.js';
+import { copyPacket, type Packet } from '../packet/packet.js';
+import type { StageContext } from '../pipeline/stage.js';
 
-/** A new Packet with its own Buffer and the same parsed view, timestamps and checksum bookkeeping. */
-export function copyPacket(p: Packet): Packet {
-  const data = Buffer.allocUnsafe(p.data.length);
-  p.data.copy(data);
-  const c = new Packet(data, p.sec, p.nsec);
-  c.version = p.version;
-  c.l3 = p.l3;
-  c.l4 = p.l4;
-  c.end = p.end;
-  c.proto = p.proto;
-  c.dirty = p.dirty;
-  c.ipSumAdj = p.ipSumAdj;
-  c.l4SumAdj = p.l4SumAdj;
-  return c;
-}
+export { copyPacket };
 
 /** The bytes a held packet costs, as the limits count them: its buffer. */
 export function heldBytes(p: Packet): number {
@@ -99,6 +86,15 @@ export class HeldQueue {
     this.bytes -= heldBytes(top.p);
     this.lastDue = top.due;
     return top.p;
+  }
+
+  /** Emits every packet due by `now` (all of them for Infinity), each stamped with its release time. */
+  releaseDue(now: number, ctx: Pick<StageContext, 'setTime' | 'emit'>): void {
+    while (this.length > 0 && this.nextDue() <= now) {
+      const p = this.shift();
+      ctx.setTime(p, this.lastDue);
+      ctx.emit(p);
+    }
   }
 
   /** Release time of the packet `shift()` returned last. */

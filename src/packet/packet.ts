@@ -127,3 +127,33 @@ export function asPacket(p: Packet | Buffer | Uint8Array): Packet {
   const b = Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
   return new Packet(b);
 }
+
+/**
+ * A copy of a packet with the same parsed view, timestamps and checksum bookkeeping, and its own bytes:
+ * in `scratch` when it is given and large enough (a tee's reused copy), else in a new Buffer. `into`: a
+ * Packet object to reuse for the copy.
+ */
+export function copyPacket(p: Packet, into: Packet | null = null, scratch: Buffer | null = null): Packet {
+  const n = p.data.length;
+  let data: Buffer;
+  if (scratch !== null && n <= scratch.length) {
+    p.data.copy(scratch, 0, 0, n);
+    data = scratch.subarray(0, n);
+  } else {
+    data = Buffer.allocUnsafe(n);
+    p.data.copy(data);
+  }
+  const c = into ?? new Packet(data);
+  c.data = data;
+  c.sec = p.sec;
+  c.nsec = p.nsec;
+  c.version = p.version;
+  c.l3 = p.l3;
+  c.l4 = p.l4;
+  c.end = p.end;
+  c.proto = p.proto;
+  c.dirty = p.dirty;
+  c.ipSumAdj = p.ipSumAdj;
+  c.l4SumAdj = p.l4SumAdj;
+  return c;
+}

@@ -170,6 +170,19 @@ export class PcapngWriter implements CaptureWriter {
     }
   }
 
+  /**
+   * Describes one more interface (an interface description block, written before the packets that name
+   * it) and returns its index for write(): several pipelines can share one file, each its own interface.
+   */
+  addInterface(iface: PcapngInterface): number {
+    const idb = interfaceBlocks([iface], this.nanos, this.snaplen);
+    idb.copy(this.file.room(idb.length), this.file.used);
+    this.file.commit(idb.length, false);
+    const fileId = Math.max(...this.ifaceIds) + 1;
+    this.ifaceIds.push(fileId);
+    return this.ifaceIds.length - 1;
+  }
+
   recordSize(caplen: number): number {
     return EPB_OVERHEAD + pad4(caplen < this.snaplen ? caplen : this.snaplen);
   }

@@ -16,7 +16,7 @@
  */
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
-import { Packet } from '../packet/packet.js';
+import { copyPacket, Packet } from '../packet/packet.js';
 import { EXIT, HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
@@ -143,31 +143,6 @@ function straightProgram(stages: ResolvedStage[]): ResolvedProgram {
     pos: 0,
   };
   return { text: '', pipelines: [pipeline] };
-}
-
-/** The copy a tee hands its branch: the branch's changes must not touch the main line's packet. */
-function copyPacket(p: Packet, into: Packet | null, scratch: Buffer | null): Packet {
-  const n = p.data.length;
-  let data: Buffer;
-  if (scratch !== null && n <= scratch.length) {
-    p.data.copy(scratch, 0, 0, n);
-    data = scratch.subarray(0, n);
-  } else {
-    data = Buffer.from(p.data);
-  }
-  const c = into ?? new Packet(data);
-  c.data = data;
-  c.sec = p.sec;
-  c.nsec = p.nsec;
-  c.version = p.version;
-  c.l3 = p.l3;
-  c.l4 = p.l4;
-  c.end = p.end;
-  c.proto = p.proto;
-  c.dirty = p.dirty;
-  c.ipSumAdj = p.ipSumAdj;
-  c.l4SumAdj = p.l4SumAdj;
-  return c;
 }
 
 export class Engine {
@@ -398,10 +373,13 @@ export class Engine {
     return false;
   }
 
-  /** Packets waiting in front of each asynchronous stage (and in its hands), by label. */
+  /** Packets waiting in front of each asynchronous stage (and in its hands), and held by time-holding stages, by label. */
   queueDepths(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const slot of this.slots) if (slot.gate) out.set(slot.label, slot.gate.pending);
+    for (const slot of this.slots) {
+      const held = slot.instance.queued?.() ?? 0;
+      if (slot.gate || held > 0) out.set(slot.label, (slot.gate?.pending ?? 0) + held);
+    }
     return out;
   }
 

@@ -16,6 +16,8 @@ interface Output {
   where: string;
   /** Where in the pipeline text, for a stage's argument. */
   pos?: number;
+  /** Outputs with the same key may write one file together (StageDefinition.outputShareKey). */
+  shareKey?: string;
 }
 
 /** The file a path will name once opened: symlinks resolved (the file's directory, if it does not exist yet). */
@@ -40,7 +42,7 @@ export function checkOutputs(program: ResolvedProgram, files: { read?: string; w
     for (const spec of s.def.args) {
       const v = s.args[spec.name];
       if (!spec.output || typeof v !== 'string') continue;
-      outputs.push({ name: v, where: `${s.label} ${spec.name}`, pos: s.argPos?.[spec.name] });
+      outputs.push({ name: v, where: `${s.label} ${spec.name}`, pos: s.argPos?.[spec.name], shareKey: s.def.outputShareKey?.(s.args) });
     }
   }
   const fail = (o: Output, reason: string): never => {
@@ -53,6 +55,7 @@ export function checkOutputs(program: ResolvedProgram, files: { read?: string; w
     const id = o.name === '-' ? 'stdout' : identity(o.name);
     if (input !== null && id === input) fail(o, `${o.where} '${o.name}' is the file being read (--read ${files.read}): writing it would destroy the input; choose another file`);
     const first = seen.get(id);
+    if (first && first.shareKey !== undefined && first.shareKey === o.shareKey) continue;
     if (first) fail(o, `${o.where} '${o.name}' is written by ${first.where} already${o.name === '-' ? '' : ' (the same file)'}: two outputs on one ${o.name === '-' ? 'stdout' : 'file'} make a corrupt file; choose another`);
     seen.set(id, o);
   }

@@ -53,6 +53,8 @@ export interface StageInstance {
    * `now` is Infinity when the input has ended (offline) or the pipeline stops: release everything.
    */
   tick?(now: number): void;
+  /** Packets the stage holds now (a delay's queue): shown by `--stats` beside asynchronous stages' queues. */
+  queued?(): number;
 }
 
 /** A source or sink of packets as the stages see it: a device, a capture file, stdin or stdout. */
@@ -134,6 +136,8 @@ export interface ArgSpec {
   default?: ArgValue;
   /** The values a string argument may take. */
   choices?: string[];
+  /** How usage lines write the value (`EXPR`, `OCTAL`, `SIZE|TIME`); default from the type. */
+  placeholder?: string;
   /** A string argument must match `regex`; the error says what was `expected` (checked with a caret). */
   pattern?: { regex: RegExp; expected: string };
   /** Numbers only: whole numbers only. */
@@ -193,6 +197,12 @@ interface StageDefinitionBase {
    * the faulty argument's name and the message, or undefined when the arguments are fine.
    */
   checkArgsForLink?(args: StageArgs, linkType?: number): { arg: string; message: string } | undefined;
+  /**
+   * For a stage whose output file may be shared with other stages (several pipelines writing one pcapng,
+   * each its own interface): a key that is the same for stages that can share, undefined when this one
+   * cannot. tunpipe refuses two outputs on one file unless their keys are equal.
+   */
+  outputShareKey?(args: StageArgs): string | undefined;
   /** One line for `tunpipe --list`. */
   summary: string;
   /** More lines for `tunpipe --list NAME`: what passes, what is dropped and why, examples. */
@@ -218,7 +228,7 @@ const ARG_PLACEHOLDER: Record<ArgType, string> = { string: 'TEXT', number: 'N', 
 export function stageUsage(def: StageDefinition): string {
   const arg = (a: ArgSpec) => {
     if (a.positional) return a.required ? a.name.toUpperCase() : `[${a.name.toUpperCase()}]`;
-    const value = a.choices ? a.choices.join('|') : ARG_PLACEHOLDER[a.type];
+    const value = a.choices ? a.choices.join('|') : (a.placeholder ?? ARG_PLACEHOLDER[a.type]);
     return `[${a.name}=${value}]`;
   };
   return [def.name, ...def.args.map(arg)].join(' ');

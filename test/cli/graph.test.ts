@@ -137,3 +137,22 @@ test("pcap FILE filter=EXPR writes what tee { filter EXPR | pcap FILE } writes, 
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /syntax error/);
 });
+
+test('two pcap stages may share one pcapng file: requests inbound and replies outbound, in order, one interface each', async () => {
+  const both = dir.file('both.pcapng');
+  const r = await runCli(['--read', input, `parse | pcap ${both} | icmp-echo | checksum | pcap ${both}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /shared with another pcap stage; 14 in the file/);
+  const out = execFileSync('tshark', ['-r', both, '-T', 'fields', '-e', 'frame.interface_id', '-e', 'frame.packet_flags_direction', '-e', 'icmp.type', '-e', 'icmp.seq'], { encoding: 'utf8' });
+  const rows = out.trim().split('\n').map((l) => l.split('\t'));
+  assert.equal(rows.length, 8 + 6);
+  // Each request is followed by its reply: the stages wrote in the order packets passed them.
+  const requests = rows.filter((f) => f[2] === '8');
+  const repliesOut = rows.filter((f) => f[0] === '1');
+  assert.ok(requests.every((f) => f[0] === '0' && Number(f[1]) === 1), `requests on interface 0, inbound:\n${out}`);
+  assert.equal(repliesOut.length, 6);
+  assert.ok(repliesOut.every((f) => Number(f[1]) === 2 && f[2] === '0'), `replies on interface 1, outbound:\n${out}`);
+  // Two different files, or a classic pcap, are still refused when they collide.
+  const bad = await runCli(['--read', input, `parse | pcap ${dir.file('c.pcap')} | pcap ${dir.file('c.pcap')}`]);
+  assert.equal(bad.code, 2, bad.stderr);
+});

@@ -123,6 +123,18 @@ test('SIGUSR1 prints the live counters and never opens an inspector port', { ski
       assert.doesNotMatch(tp.stderr(), /Debugger listening/);
       assert.equal(tp.child.exitCode, null, 'still running');
       assert.equal(pingIn(ns, ['-c', '2', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 2, 'and still answering');
+      // Under a flood: each SIGUSR1 gets its table, the counts grow, and no reply is lost to it.
+      const flood = watchProcess(spawnInNetns(ns, ['ping', '-f', '-q', '-c', '30000', '-w', '15', '198.18.0.2']));
+      const tablesBefore = (tp.stderr().match(/^stage\s+in\s+out/gm) ?? []).length;
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 150));
+        tp.child.kill('SIGUSR1');
+      }
+      await flood.exited();
+      await waitUntil(() => (tp.stderr().match(/^stage\s+in\s+out/gm) ?? []).length >= tablesBefore + 3, () => `3 more tables:\n${tp.stderr()}`);
+      const summary = /(\d+) packets transmitted, (\d+) received/.exec(flood.stdout());
+      assert.ok(summary, flood.stdout());
+      assert.equal(summary[2], summary[1], `every request of the flood answered:\n${flood.stdout()}`);
       assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
     } finally {
       await tp.stop('SIGKILL', 1000);

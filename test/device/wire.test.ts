@@ -6,6 +6,10 @@
  * no checksum errors. Once over io_uring (the default here) and once over poll().
  */
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
 import { pingIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
@@ -106,5 +110,32 @@ test('--netns with a namespace that does not exist: one line, exit 1, no device 
     assert.match(r.stderr(), /tp-no-such-ns.*no such network namespace/);
     assert.doesNotMatch(r.stderr(), /\n\s+at /);
     assert.equal(a.run('ip', ['-o', 'link', 'show']).includes('tpa0'), false, 'the first device is gone again');
+  });
+});
+
+test('a capture of both directions of a wire in one pcapng file: one interface per device, directions told apart', { skip }, async () => {
+  await withWire(async (a, b, self) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tunpipe-wirecap-'));
+    try {
+      const file = join(dir, 'wire.pcapng');
+      const tp = startTunpipeWith(self, ['--dev', 'tpa0', '--netns', a.name, '--addr', '198.18.0.1/24', '--dev', 'tpb0', '--netns', b.name, '--addr', '198.18.0.2/24', `from tpa0 | pcap ${file} | to tpb0; from tpb0 | pcap ${file} | to tpa0`]);
+      try {
+        await tp.waitFor(/reading/);
+        assert.equal(pingIn(a, ['-c', '5', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 5);
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+      const out = execFileSync('tshark', ['-r', file, '-Y', 'icmp', '-T', 'fields', '-e', 'frame.interface_name', '-e', 'frame.packet_flags_direction', '-e', 'icmp.type'], { encoding: 'utf8' });
+      const rows = out.trim().split('\n').map((l) => l.split('\t'));
+      const requests = rows.filter((r) => r[2] === '8');
+      const replies = rows.filter((r) => r[2] === '0');
+      assert.equal(requests.length, 5, out);
+      assert.equal(replies.length, 5, out);
+      assert.ok(requests.every((r) => r[0] === 'tpa0' && Number(r[1]) === 1), `requests inbound on tpa0:\n${out}`);
+      assert.ok(replies.every((r) => r[0] === 'tpb0' && Number(r[1]) === 1), `replies inbound on tpb0:\n${out}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

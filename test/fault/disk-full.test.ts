@@ -10,27 +10,28 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { deviceTestSkipReason, TUNPIPE, type TunpipeProcess } from '../helpers/netns.js';
 import { watchProcess } from '../helpers/netns-process.js';
-import { DEVICE_ADDR, exitWithin, inScene, killPidFile, PEER, ping, reportedWritten, shq, soundCapture, stackLines, type Scene } from './support.js';
+import { DEVICE_ADDR, exitWithin, inScene, killPidFile, PEER, ping, reportedWritten, shq, soundCapture, stackLines, tcpdumpRead, type Scene } from './support.js';
 
 /**
  * Starts, in a private mount namespace: a 64 KiB tmpfs on DIR/mnt, tunpipe capturing to it, and after
  * tunpipe's exit a copy of the capture to DIR/cap.pcap; waits until the device is open. tunpipe's pid is
  * written to DIR/pid; tunpipe and the shell are killed when the test ends.
  */
-async function startOnSmallDisk({ ns, dir, atEnd }: Scene, dev: string, pcapArgs: string): Promise<TunpipeProcess> {
+async function startOnSmallDisk({ ns, dir, atEnd }: Scene, dev: string, pcapArgs: string, file = 'cap.pcap'): Promise<TunpipeProcess> {
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
-  const pipeline = `parse | pcap ${mnt}/cap.pcap ${pcapArgs} | icmp-echo | checksum`;
+  const pipeline = `parse | pcap ${mnt}/${file} ${pcapArgs} | icmp-echo | checksum`;
   const script = [
     `mount -t tmpfs -o size=64k tunpipe-fault ${shq(mnt)} || exit 97`,
     `${shq(process.execPath)} ${shq(TUNPIPE)} --dev ${dev} --addr ${DEVICE_ADDR} ${shq(pipeline)} &`,
     `echo $! > ${shq(join(dir, 'pid'))}`,
     'wait $!',
     'rc=$?',
-    `cp ${shq(mnt)}/cap.pcap ${shq(join(dir, 'cap.pcap'))}`,
+    `cp ${shq(mnt)}/${file} ${shq(join(dir, file))}`,
     'exit $rc',
   ].join('\n');
   const tp = watchProcess(ns.spawn('unshare', ['-m', 'sh', '-c', script]));
@@ -84,5 +85,28 @@ it('disk full with onerror=continue: the capture stops, pings after the fill are
     const { records, td } = soundCapture(join(dir, 'cap.pcap'));
     assert.ok(records.length > 0);
     assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+  }),
+);
+
+it('disk full under a pcapng capture: the file ends on a whole block, tshark and tcpdump read every packet reported written', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('diskng', async (scene) => {
+    const tp = await startOnSmallDisk(scene, 'tpf3', '', 'cap.pcapng');
+    const flood = scene.startFlood(2000, 10);
+    const code = await exitWithin(tp, 10_000);
+    await flood.stop();
+    assert.notEqual(code, 'timeout', tp.stderr());
+    assert.notEqual(code, 0, tp.stderr());
+    assert.notEqual(code, 97, 'the tmpfs could not be mounted');
+    const err = tp.stderr();
+    assert.match(err, /^tunpipe: .*disk is full/m);
+    const file = join(scene.dir, 'cap.pcapng');
+    const td = tcpdumpRead(file);
+    assert.equal(td.status, 0, `tcpdump reads it to its end:\n${td.stderr}`);
+    assert.ok(td.count > 0);
+    assert.equal(reportedWritten(err), td.count, `reported written vs. in the file:\n${err}`);
+    // tshark reads the file to its end without complaint (a cut block would be an error).
+    const tshark = spawnSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.number'], { encoding: 'utf8' });
+    assert.equal(tshark.status, 0, tshark.stderr);
+    assert.equal(tshark.stdout.trim().split('\n').length, td.count);
   }),
 );

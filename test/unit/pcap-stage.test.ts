@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipe } from 'it-pipe';
 import { Packet } from '../../src/packet/packet.js';
-import { pcapTap } from '../../transforms/pcap.js';
+import { pcapTap } from '../../src/library/stages.js';
 import { resolvePipeline } from '../../src/pipeline/resolve.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { echoRequest, readPcapRecords } from '../helpers/packets.js';

@@ -83,7 +83,7 @@ test('argument errors point at the argument', async () => {
 
 test('a missing required argument is reported at the stage name with a usage line', async () => {
   const err = await rejectsAt('parse | pcap', 8, /stage 'pcap' needs its argument FILE/);
-  assert.match(err.hint ?? '', /^usage: pcap FILE \[format=auto\|pcap\|pcapng\] \[comment=TEXT\] \[nanos=BOOL\] \[snaplen=N\] \[append=BOOL\] \[mode=TEXT\] \[size=SIZE\] \[time=TIME\] \[files=N\] \[limit=SIZE\] \[onerror=stop\|continue\]$/);
+  assert.match(err.hint ?? '', /^usage: pcap FILE \[format=auto\|pcap\|pcapng\] \[comment=TEXT\] \[nanos=BOOL\] \[snaplen=N\] \[append=BOOL\] \[mode=OCTAL\] \[size=SIZE\] \[time=TIME\] \[files=N\] \[limit=SIZE\] \[filter=EXPR\] \[onerror=stop\|continue\]$/);
   await rejectsAt('parse | pcap nanos=true', 8, /needs its argument FILE/);
 });
 

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { runPipeline } from '../../src/pipeline/run.js';
 import { TunpipeError } from '../../src/errors.js';
 import { PipelineSyntaxError } from '../../src/pipeline/language.js';
-import { parseIPv4 } from '../../transforms/parse.js';
-import { icmpEcho } from '../../transforms/icmp-echo.js';
-import { recomputeChecksum } from '../../transforms/checksum.js';
+import { parseIPv4 } from '../../src/library/stages.js';
+import { icmpEcho } from '../../src/library/stages.js';
+import { recomputeChecksum } from '../../src/library/stages.js';
 import { echoRequest, readPcapRecords, referenceChecksum, writePcap } from '../helpers/packets.js';
 import { ipv4Packet, udpSegment } from './builders.js';
 
