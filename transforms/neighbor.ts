@@ -34,7 +34,7 @@
 import { createHash } from 'node:crypto';
 import { defineStage, EXIT, type StageArgs, type StageContext, type StageResult } from '../src/pipeline/stage.js';
 import type { Packet } from '../src/packet/packet.js';
-import { ETH_ALEN, ETHERTYPE_ARP, etherTypeBefore, OFF_ETH_DST, OFF_ETH_SRC, parseMac } from '../src/packet/ethernet.js';
+import { ETH_ALEN, ETHERTYPE_ARP, etherTypeBefore, OFF_ETH_DST, OFF_ETH_SRC, formatMac, parseMac } from '../src/packet/ethernet.js';
 import { ARP_OP_REPLY, ARP_OP_REQUEST, OFF_ARP_OP, OFF_ARP_SHA, OFF_ARP_SPA, OFF_ARP_THA, OFF_ARP_TPA } from '../src/packet/arp.js';
 import { IPV6_HEADER, NH_ICMPV6, OFF6_DST, OFF6_HOP_LIMIT, OFF6_SRC, isMulticast6, isUnspecified6, pseudoHeaderSum6 } from '../src/packet/ipv6.js';
 import { checksumIsValid, internetChecksum } from '../src/packet/checksum.js';
@@ -273,7 +273,7 @@ const neighborStage = defineStage({
     const process = answerer(mac, addressesAnswered(args, ctx), counts);
     return {
       process,
-      report: () => `answered ${counts.arp} ARP requests, ${counts.ns} neighbour solicitations${counts.dad ? `, defended ${counts.dad} DAD probes` : ''}`,
+      report: () => `answered ${counts.arp} ARP requests, ${counts.ns} neighbour solicitations${counts.dad ? `, defended ${counts.dad} DAD probes` : ''} (as ${formatMac(mac)})`,
     };
   },
 });
