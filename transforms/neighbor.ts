@@ -25,7 +25,9 @@
  *   solicitation's source (at the MAC of its source link-layer option, else the frame's source). A
  *   duplicate address detection probe (source ::) for an address we stand for is defended as RFC 4861 7.2.4
  *   says: to all-nodes ff02::1 (MAC 33:33:00:00:00:01), Solicited clear; the kernel's own probes are for its
- *   own addresses, which we never stand for, so its addresses never fail DAD.
+ *   own addresses, which we never stand for, so its addresses never fail DAD. DAD probes for link-local
+ *   targets (fe80::/10) are never defended, even under a `for=` that covers them: the device's own
+ *   link-local address is not known to the stage.
  * Dropped (counted), as Linux's ndisc_rcv drops them: solicitations with a hop limit other than 255, an
  * ICMPv6 code other than 0, a bad checksum, in fragments, shorter than 24 bytes, for a multicast target, with
  * a malformed option; a DAD probe with a source link-layer option or not sent to the solicited-node group.
@@ -173,6 +175,8 @@ function answerer(mac: Buffer, set: AddressSet, counts: Counts) {
     if (dad && sll !== 0) return NEIGHBOR_DROP.dadOption;
     if (dad && !isSolicitedNode(b, l3 + OFF6_DST)) return NEIGHBOR_DROP.dadDestination;
     if (!set.has6(b, icmp + 8)) return p;
+    // The kernel's own link-local address is not known here: its DAD probe must never be taken for a rival's.
+    if (dad && b[icmp + 8] === 0xfe && (b[icmp + 9] & 0xc0) === 0x80) return p;
     b.copy(target, 0, icmp + 8, icmp + 24);
     if (dad) {
       ALL_NODES.copy(asker);

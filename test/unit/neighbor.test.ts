@@ -168,6 +168,10 @@ test('DAD probe (source ::) for a peer: defended to ff02::1, Solicited clear; th
   const own = parsedFrame(frame(0x86dd, solicitation({ src: '::', dst: 'ff02::1:ff00:1', target: '2001:db8::1', sll: null })));
   assert.equal(inst.process(own), own, "the device's own address is never defended");
   assert.match(inst.report!(), /defended 1 DAD/);
+  const { inst: wide } = instance({ mac: '02:00:00:00:00:02', for: 'fe80::/64' });
+  const linkLocal = parsedFrame(frame(0x86dd, solicitation({ src: '::', dst: 'ff02::1:ff00:1', target: 'fe80::1', sll: null })));
+  assert.equal(wide.process(linkLocal), linkLocal, 'a link-local DAD probe may be the kernel\'s own: never defended');
+  assert.equal(wide.process(parsedFrame(frame(0x86dd, solicitation({ src: 'fe80::1', dst: 'ff02::1:ff00:2', target: 'fe80::2' })))), EXIT, 'an ordinary link-local solicitation is answered');
 });
 
 test('solicitations Linux ignores are dropped with their reason; others for addresses not ours pass on', () => {
