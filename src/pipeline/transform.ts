@@ -40,10 +40,10 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
   return out;
 }
 
-/** Runs one stage instance over an async source, as an it-pipe transform. */
 /** Packets a stage sent to the exit (EXIT): the later it-pipe transforms of a chain pass them untouched. */
 const exiting = new WeakSet<Packet>();
 
+/** Runs one stage instance over an async source, as an it-pipe transform. */
 async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>, changesRecorded: boolean): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
   let failure: Error | null = null;
