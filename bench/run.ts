@@ -42,6 +42,7 @@ import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
 import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
 import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
+import { median } from './lib/stats.js';
 import { runImpairAccuracy } from './lib/impair.js';
 import { formatAccuracyTable, type AccuracyRow } from './lib/impair-analysis.js';
 import { elapsedS, log } from './lib/log.js';
@@ -289,7 +290,7 @@ async function main(): Promise<number> {
 
   const skipped: string[] = [];
   const soakSlot = slots.find((s) => s.spec.soak);
-  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? FORWARD_BUDGET_S : 0);
+  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? 2 * FORWARD_BUDGET_S : 0);
   const outcome: SessionsOutcome = slots.length
     ? await runSessions(slots, opts, setup, reserveS, skipped)
     : { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
@@ -310,6 +311,10 @@ async function main(): Promise<number> {
   let forward: ForwardResult | null = null;
   if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section', skipped)) {
     forward = await runForward({ cli: opts.cli, tmpDir, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+  }
+  let forwardOffload: ForwardResult | null = null;
+  if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section with offloads', skipped)) {
+    forwardOffload = await runForward({ cli: opts.cli, tmpDir, offload: true, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
   }
   const filterOpts = { ...opts.filter, cli: opts.cli };
   const filterWanted = !stopped && (opts.only === null || opts.only.has('filter'));
@@ -333,6 +338,7 @@ async function main(): Promise<number> {
     soak,
     offline,
     forward,
+    forwardOffload,
     impair,
     skipped,
     rows,
@@ -347,6 +353,13 @@ async function main(): Promise<number> {
     (offline ? `; offline: '${OFFLINE_PIPELINE}' on ${fmtInt(opts.offlinePackets)} requests` : '');
   if (slots.length || offline) printReport(report, loadLine);
   if (forward) console.log(`\n${formatForward(forward)}`);
+  if (forwardOffload) {
+    console.log(`\n${formatForward(forwardOffload, true)}`);
+    if (forward) {
+      const gain = median(forwardOffload.turns.filter((t) => t.label === 'tunpipe').map((t) => t.tcpGbit)) / median(forward.turns.filter((t) => t.label === 'ref').map((t) => t.tcpGbit));
+      console.log(`tunpipe --offload TCP / plain C forwarder TCP: ${gain.toFixed(2)} (issue 13 asks for more than 8)`);
+    }
+  }
   if (impair) console.log(`\n${formatAccuracyTable(impair)}`);
   if (filter) {
     writeFilterJson(filter);

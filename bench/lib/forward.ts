@@ -26,6 +26,8 @@ const FWD_SOURCE = path.join(REPO_ROOT, 'bench', 'fwd-ref.c');
 
 export interface ForwardOptions {
   cli: string;
+  /** Both forwarders with IFF_VNET_HDR and TUNSETOFFLOAD (tunpipe --offload), on devices of their own. */
+  offload?: boolean;
   tmpDir: string;
   pairs: number;
   iperfSeconds: number;
@@ -91,8 +93,8 @@ async function startForwarder(self: string, argv: string[], ready: RegExp): Prom
 async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; b: string; self: string }, opts: ForwardOptions, ref: string): Promise<ForwardTurn> {
   const argv =
     label === 'ref'
-      ? [ref, ns.a, 'tpa0', ns.b, 'tpb0']
-      : [process.execPath, opts.cli, '--dev', 'tpa0', '--netns', ns.a, '--dev', 'tpb0', '--netns', ns.b, FORWARD_PIPELINE];
+      ? [ref, ns.a, 'tpa0', ns.b, 'tpb0', ...(opts.offload ? ['offload'] : [])]
+      : [process.execPath, opts.cli, ...(opts.offload ? ['--offload'] : []), '--dev', 'tpa0', '--netns', ns.a, '--dev', 'tpb0', '--netns', ns.b, FORWARD_PIPELINE];
   const fwd = await startForwarder(ns.self, argv, label === 'ref' ? /forwarding/ : /reading/);
   const out: ForwardTurn = { label, pair, tcpGbit: NaN, tcpRetransmits: NaN, pingPerS: NaN, pingLost: NaN, cpuNsPerPacket: NaN, packets: 0 };
   try {
@@ -126,11 +128,13 @@ async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; 
 /** Runs the forwarding section: `pairs` pairs of turns, alternating which forwarder goes first. */
 export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
   const ref = compile(opts.tmpDir);
-  const ns = { a: createNamespace(100), b: createNamespace(101), self: createNamespace(102) };
-  sh(ns.a, ['ip', 'tuntap', 'add', 'dev', 'tpa0', 'mode', 'tun']);
+  const base = opts.offload ? 103 : 100;
+  const ns = { a: createNamespace(base), b: createNamespace(base + 1), self: createNamespace(base + 2) };
+  const vnet = opts.offload ? ['vnet_hdr'] : [];
+  sh(ns.a, ['ip', 'tuntap', 'add', 'dev', 'tpa0', 'mode', 'tun', ...vnet]);
   sh(ns.a, ['ip', 'addr', 'add', '198.18.0.1/24', 'dev', 'tpa0']);
   sh(ns.a, ['ip', 'link', 'set', 'tpa0', 'up']);
-  sh(ns.b, ['ip', 'tuntap', 'add', 'dev', 'tpb0', 'mode', 'tun']);
+  sh(ns.b, ['ip', 'tuntap', 'add', 'dev', 'tpb0', 'mode', 'tun', ...vnet]);
   sh(ns.b, ['ip', 'addr', 'add', '198.18.0.2/24', 'dev', 'tpb0']);
   sh(ns.b, ['ip', 'link', 'set', 'tpb0', 'up']);
   const server = spawnTracked('ip', ['netns', 'exec', ns.b, 'iperf3', '-s', '-B', '198.18.0.2'], { stdio: 'ignore' });
@@ -145,7 +149,7 @@ export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
         const t = await turn(label, pair, ns, opts, ref);
         turns.push(t);
         got[label] = t;
-        log(`forward pair ${pair + 1} ${label}: TCP ${fmtNum(t.tcpGbit, 2)} Gbit/s, ping -f ${fmtNum(t.pingPerS, 0)}/s, ${fmtNum(t.cpuNsPerPacket, 0)} ns CPU/packet${t.io ? ` (${t.io})` : ''}${t.error ? `; ${t.error}` : ''}`);
+        log(`forward${opts.offload ? ' (offload)' : ''} pair ${pair + 1} ${label}: TCP ${fmtNum(t.tcpGbit, 2)} Gbit/s, ping -f ${fmtNum(t.pingPerS, 0)}/s, ${fmtNum(t.cpuNsPerPacket, 0)} ns CPU/packet${t.io ? ` (${t.io})` : ''}${t.error ? `; ${t.error}` : ''}`);
       }
       const r = got.ref!;
       const c = got.tunpipe!;
@@ -162,7 +166,7 @@ export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
 }
 
 /** The section's table: medians of each forwarder's turns and of the paired ratios (with their range). */
-export function formatForward(res: ForwardResult): string {
+export function formatForward(res: ForwardResult, offload = false): string {
   const of = (label: ForwardTurn['label'], k: 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket') => median(res.turns.filter((t) => t.label === label).map((t) => t[k]).filter(Number.isFinite));
   const range = (xs: number[]) => {
     const ok = xs.filter(Number.isFinite);
@@ -177,5 +181,8 @@ export function formatForward(res: ForwardResult): string {
     ['CPU ns per packet (TCP)', fmtNum(of('ref', 'cpuNsPerPacket'), 0), fmtNum(of('tunpipe', 'cpuNsPerPacket'), 0), range(res.ratios.cpu)],
   ];
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return [`forwarding: '${FORWARD_PIPELINE}' between two namespaces, against bench/fwd-ref.c (poll, read/write per packet)`, ...rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  '))].join('\n');
+  const title = offload
+    ? `forwarding with offloads: tunpipe --offload '${FORWARD_PIPELINE}', against bench/fwd-ref.c offload (IFF_VNET_HDR, TUNSETOFFLOAD; super-packets up to 64 KiB whole)`
+    : `forwarding: '${FORWARD_PIPELINE}' between two namespaces, against bench/fwd-ref.c (poll, read/write per packet)`;
+  return [title, ...rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  '))].join('\n');
 }

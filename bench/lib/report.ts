@@ -381,6 +381,8 @@ export interface Report {
   offline: OfflineResult | null;
   /** The forwarding section (lib/forward.ts). */
   forward?: ForwardResult | null;
+  /** The same with offloads (tunpipe --offload against the C forwarder with IFF_VNET_HDR). */
+  forwardOffload?: ForwardResult | null;
   /** The impairment accuracy section (lib/impair.ts), when asked for. */
   impair?: unknown;
   skipped: string[];

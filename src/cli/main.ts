@@ -60,7 +60,14 @@ Examples:
   Join two network namespaces (made with 'ip netns add nsa' and 'ip netns add nsb') through a wire:
     tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
       'from tpa0 | to tpb0; from tpb0 | to tpa0'
+  A broken link: 40 ms and 10 Mbit/s one way, 10 ms and 1% loss back, both directions in one capture:
+    tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
+      'from tpa0 | pcap wire.pcapng | delay 40ms | rate 10mbit | to tpb0;
+       from tpb0 | pcap wire.pcapng | delay 10ms | loss 1% | to tpa0'
+  Capture only DNS while answering pings (filters in tcpdump's language):
+    tunpipe --dev tun0 --addr 198.18.0.1/24 "parse | tee { filter 'udp port 53' | pcap dns.pcap } | icmp-echo | checksum"
   Watch packets live:
+    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | print | icmp-echo | checksum'
     tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap - | icmp-echo | checksum' | tcpdump -n -r -
   Offline, no root, no device:
     tunpipe --read in.pcap --write out.pcap 'parse | icmp-echo | checksum'
@@ -83,6 +90,7 @@ interface CliArgs {
   list?: boolean;
   stats?: string | string[];
   'stats-json'?: string | string[];
+  offload?: boolean;
   _: (string | number)[];
 }
 
@@ -111,6 +119,7 @@ function parser(argv: string[]) {
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
+    .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP super-packets up to 64 KiB): for a wire of pipelines without stages', group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
     .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
@@ -125,6 +134,8 @@ function parser(argv: string[]) {
     .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
     .version('version', "print tunpipe's version", version())
     .help(false)
+    .describe('help', 'show this text')
+    .group(['list', 'help', 'version'], 'Info:')
     .wrap(118)
     .strictOptions()
     .exitProcess(false);
@@ -192,6 +203,8 @@ interface Checked {
   statsJson?: string;
   /** --stats was given (not only --stats-json): the counters go to stderr too. */
   statsOnStderr: boolean;
+  /** --offload: every device with virtio headers and TCP/UDP segmentation offloads. */
+  offload: boolean;
 }
 
 function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
@@ -222,7 +235,24 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
     statsMs = ms;
   }
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
-  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined };
+  return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined, offload: args.offload === true };
+}
+
+/**
+ * With --offload every packet starts with a virtio_net_hdr and may be a TCP super-packet: moved whole
+ * between devices it is what the kernel expects, but no stage reads such packets yet, so every pipeline
+ * must be a plain wire (`from A | to B`).
+ */
+function checkOffloadProgram(program: ResolvedProgram, offline: boolean): void {
+  if (offline) throw new UsageError('--offload is for devices; offline there is none');
+  for (const pl of program.pipelines) {
+    const first = pl.elements[0];
+    if (first !== undefined) {
+      const pos = first.pos;
+      throw new PipelineSyntaxError("--offload: stages do not read offload (virtio) headers yet; write each pipeline as a plain wire, 'from A | to B'", program.text, pos);
+    }
+    if (pl.sink.kind !== 'to') throw new PipelineSyntaxError("--offload: each pipeline ends in 'to NAME' (a wire between devices)", program.text, pl.pos);
+  }
 }
 
 /** Every --addr is checked before anything starts: a typo is a usage error that changes nothing. */
@@ -240,7 +270,7 @@ async function checkAddresses(specs: DeviceSpec[]): Promise<void> {
 }
 
 /** Opens every device, each in its namespace; closes the ones opened so far if one fails. */
-async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll'): Promise<TunDevice[]> {
+async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', offload = false): Promise<TunDevice[]> {
   // The device layer (koffi and its native library) is loaded only for a device: offline runs start faster.
   const { openTun } = await import('../device/tun.js');
   const { inNetns } = await import('../device/netns.js');
@@ -252,7 +282,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll'): Pr
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -350,6 +380,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       });
     }
     checkOutputs(program, { read: checked.read, write: checked.write });
+    if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
     if (err instanceof PipelineSyntaxError) {
@@ -448,7 +479,7 @@ async function runDevices(
   };
   if (settings.thread === 'main') {
     const { runPipeline } = await import('../pipeline/run.js');
-    const devices = await openDevices(c.devices, settings.readiness);
+    const devices = await openDevices(c.devices, settings.readiness, c.offload);
     setDevices(devices);
     return runPipeline({
       pipeline: program,
@@ -482,7 +513,7 @@ async function runDevices(
   try {
     let devices: TunDevice[];
     try {
-      devices = await openDevices(c.devices);
+      devices = await openDevices(c.devices, undefined, c.offload);
     } catch (err) {
       worker.stop();
       await worker.cancel();

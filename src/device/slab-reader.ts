@@ -6,8 +6,8 @@
  */
 import * as libc from './libc.js';
 
-/** The largest packet a read can return (a 64 KiB IP datagram): room kept free in the slab. */
-export const MAX_PACKET = 65536;
+/** The largest packet a read can return (a 64 KiB IP datagram, behind a virtio_net_hdr with offloads): room kept free in the slab. */
+export const MAX_PACKET = 65536 + 256;
 const SLAB_SIZE = 1 << 17;
 
 /**

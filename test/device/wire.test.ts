@@ -139,3 +139,38 @@ test('a capture of both directions of a wire in one pcapng file: one interface p
     }
   });
 });
+
+test('--offload: a wire of TCP super-packets (IFF_VNET_HDR, TUNSETOFFLOAD) carries iperf3 TCP and UDP with nothing corrupt', { skip }, async () => {
+  await withWire(async (a, b, self) => {
+    const beforeA = a.nstat();
+    const beforeB = b.nstat();
+    const tp = startTunpipeWith(self, wireArgs(a, b, ['--offload']));
+    try {
+      await tp.waitFor(/reading/);
+      assert.match(a.run('ethtool', ['-k', 'tpa0']), /tcp-segmentation-offload: on/, 'the kernel may hand over super-packets');
+      assert.equal(pingIn(a, ['-c', '5', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 5);
+      const tcp = await iperf(a, b, []);
+      assert.ok((tcp.end.sum_received.bytes as number) > 1_000_000, `TCP carried ${tcp.end.sum_received.bytes} bytes`);
+      const udp = await iperf(a, b, ['-u', '-b', '50M', '-l', '1200']);
+      assert.ok((udp.end.sum.packets as number) > 1000);
+      assert.ok((udp.end.sum.lost_packets as number) <= (udp.end.sum.packets as number) * 0.05);
+      const afterA = a.nstat();
+      const afterB = b.nstat();
+      for (const [before, after] of [[beforeA, afterA], [beforeB, afterB]]) {
+        for (const counter of ['TcpInCsumErrors', 'UdpInCsumErrors', 'IpInHdrErrors']) {
+          assert.equal(typeof after[counter], 'number', `nstat has ${counter}`);
+          assert.equal(after[counter], before[counter], counter);
+        }
+      }
+      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      // Super-packets: fewer packets moved than the segments iperf3's bytes make at the MTU.
+      const moved = [...tp.stderr().matchAll(/device tpa0: read (\d+)/g)].map((m) => Number(m[1]))[0];
+      assert.ok(moved < (tcp.end.sum_received.bytes as number) / 1500, `${moved} packets read from tpa0 for ${tcp.end.sum_received.bytes} bytes`);
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+    const refused = startTunpipeWith(self, [...wireArgs(a, b, ['--offload']).slice(0, -1), 'from tpa0 | parse | to tpb0; from tpb0 | to tpa0']);
+    assert.equal(await refused.exited(), 2, refused.stderr());
+    assert.match(refused.stderr(), /--offload: stages do not read offload/);
+  });
+});
