@@ -31,12 +31,13 @@ export { Driver } from './pipeline/driver.js';
 export { builtinStages, findStage } from './pipeline/registry.js';
 export { Engine, type EngineOptions } from './pipeline/engine.js';
 export { transformOf, stageTransform, type PacketTransform } from './pipeline/transform.js';
-export { defineStage, HELD, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
+export { defineStage, HELD, EXIT, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';
 export { standaloneContext, type StandaloneContext } from './pipeline/standalone.js';
 export { RunClock } from './packet/clock.js';
 export { TunpipeError, UsageError } from './errors.js';
 export { listAddresses, type DeviceAddress } from './device/netlink.js';
 
+export { defaultNeighborMac } from '../transforms/neighbor.js';
 export { DelayStage } from '../transforms/delay.js';
 export { LossStage } from '../transforms/loss.js';
 export { RateStage } from '../transforms/rate.js';
@@ -49,4 +50,4 @@ export { compileExpression, FilterCompileError, LibpcapInterpreter, type Compile
 export { bpfToFunction, bpfToSource, type BpfFunction } from './filter/bpf-to-js.js';
 export { validateProgram, formatProgram, type BpfInsn } from './filter/bpf.js';
 /** The stages as it-pipe transforms (and recipes runPipeline fuses). */
-export { corrupt, delay, duplicate, filterICMPEcho, fragment, icmpEcho, loss, parseIPv4, pcapFilter, pcapTap, printPackets, rate, reassemble, recomputeChecksum, reorder, swapAddrs, toReply } from './library/stages.js';
+export { corrupt, delay, duplicate, filterICMPEcho, fragment, icmpEcho, loss, neighbor, parseIPv4, pcapFilter, pcapTap, printPackets, rate, reassemble, recomputeChecksum, reorder, swapAddrs, toReply } from './library/stages.js';

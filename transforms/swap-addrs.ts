@@ -5,11 +5,16 @@
  * In: parsed IPv4 or IPv6 packets. Out: the same packets, addresses swapped in place.
  * Checksums stay valid: the IPv4 header checksum and the TCP/UDP pseudo-header sums are sums of the same
  * words in another order, so nothing needs recomputing.
+ * On Ethernet (TAP: ctx.linkType 1) the destination and source MAC addresses are exchanged too, so the frame
+ * goes back to the host that sent it from the address it was sent to (VLAN tags stay); decided when the stage
+ * is created, so a TUN pipeline does no Ethernet work.
  * Drops: packets that were not parsed.
  */
 import { defineStage } from '../src/pipeline/stage.js';
 import { OFF_DST, OFF_SRC } from '../src/packet/ipv4.js';
 import type { Packet } from '../src/packet/packet.js';
+import { ETH_HEADER, swapMacs } from '../src/packet/ethernet.js';
+import { LINKTYPE_ETHERNET } from '../src/pcap/format.js';
 
 export const SWAP_DROP = { unparsed: 'not parsed (put parse first)' } as const;
 
@@ -29,13 +34,20 @@ export function swapPacketAddresses(p: Packet): Packet | string {
   return p;
 }
 
+/** Swaps the MAC and IP addresses of a parsed Ethernet frame in place. */
+export function swapFrameAddresses(p: Packet): Packet | string {
+  if (p.version === 0 || p.l3 < ETH_HEADER) return SWAP_DROP.unparsed;
+  swapMacs(p.data);
+  return swapPacketAddresses(p);
+}
+
 const swapAddrsStage = defineStage({
   name: 'swap-addrs',
   keepsPackets: false,
   turnsAround: true,
   recordsChanges: true,
-  summary: 'exchange source and destination addresses (checksums stay valid)',
+  summary: 'exchange source and destination addresses, IP and (on Ethernet) MAC; checksums stay valid',
   args: [],
-  create: () => ({ process: swapPacketAddresses }),
+  create: (_args, ctx) => ({ process: ctx.linkType === LINKTYPE_ETHERNET ? swapFrameAddresses : swapPacketAddresses }),
 });
 export default swapAddrsStage;

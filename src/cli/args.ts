@@ -20,6 +20,8 @@ export interface DeviceSpec {
   netns?: string;
   /** TAP only: the device's Ethernet address. */
   mac?: string;
+  /** TAP only: a pcap-filter expression attached in the kernel (TUNATTACHFILTER): what it rejects never arrives. */
+  kernelFilter?: string;
 }
 
 /** Options that belong to a device, with whether they take a value. */
@@ -32,6 +34,7 @@ const DEVICE_OPTIONS: Record<string, boolean> = {
   '--netns': true,
   '--tap': false,
   '--mac': true,
+  '--kernel-filter': true,
 };
 
 /** Every device option's name, for --help. */
@@ -140,11 +143,18 @@ export function splitDeviceOptions(argv: string[]): { devices: DeviceSpec[]; res
         if (!MAC.test(value!)) throw new UsageError(`--mac takes an Ethernet address such as 02:00:00:00:00:01, got '${value}'`);
         dev.mac = value!.toLowerCase();
         break;
+      case '--kernel-filter':
+        if (dev.kernelFilter !== undefined) throw new UsageError(`--kernel-filter is given twice for ${dev.name ?? 'the device'}`);
+        dev.kernelFilter = value!;
+        break;
     }
   }
   if (state.early !== null) devices.unshift(state.early);
   for (const d of devices) {
     if (d.mac !== undefined && d.mode !== 'tap') throw new UsageError(`--mac is for TAP devices: add --tap to ${d.name ?? 'the device'}`);
+    if (d.kernelFilter !== undefined && d.mode !== 'tap') {
+      throw new UsageError(`--kernel-filter is for TAP devices: the kernel attaches classic BPF only to TAP (TUNATTACHFILTER); on ${d.name ?? 'a TUN device'} use the filter stage, or add --tap`);
+    }
   }
   return { devices, rest };
 }

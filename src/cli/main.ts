@@ -23,6 +23,7 @@ import type { RunResult } from '../pipeline/run.js';
 import type { StageStats } from '../pipeline/stage.js';
 import { formatCounters, formatStageHelp, formatStageList } from './format.js';
 import { splitDeviceOptions, type DeviceSpec } from './args.js';
+import { attachKernelFilter, compileKernelFilters, kernelDropsNote, kernelFilterNote } from './kernel-filter.js';
 import { readRunOptions, type RunSettings } from './run-options.js';
 import { parseDuration } from '../pipeline/units.js';
 import { LiveStats } from './stats.js';
@@ -41,7 +42,7 @@ const EPILOG = `Pipeline language:
     ;  or a line break        separates pipelines (a line ending in '|' goes on)
   A branch that names no sink discards what reaches its end (counted).
 
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap and --mac apply to
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap, --mac and --kernel-filter apply to
 the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
@@ -101,7 +102,7 @@ function version(): string {
 const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
 
 Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC]]]... '<pipelines>'
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
   tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
   tunpipe --list [STAGE]`;
 
@@ -117,6 +118,7 @@ function parser(argv: string[]) {
     .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
+    .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
     .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP super-packets up to 64 KiB): for a wire of pipelines without stages', group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
@@ -295,6 +297,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', off
         const { setMac } = await import('../device/link.js');
         (s.netns !== undefined ? inNetns : (_n: string, f: () => void) => f())(s.netns ?? '', () => setMac(dev.name, s.mac!));
       }
+      await attachKernelFilter(s, dev);
     }
   } catch (err) {
     for (const d of opened) d.closeFd();
@@ -316,7 +319,7 @@ function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
     : others.length
       ? ` with ${others.join(', ')} (already there)`
       : ' (no address: configure it yourself, or use --addr)';
-  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}`;
+  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}`;
 }
 
 function stopReason(result: RunResult, c: Checked): string {
@@ -360,6 +363,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     checked = checkArgs(args, devices);
     settings = readRunOptions(process.env);
     if (checked.read === undefined) await checkAddresses(checked.devices);
+    if (checked.read === undefined) await compileKernelFilters(checked.devices);
     if (checked.statsMs > 0 && settings.thread === 'main') throw new UsageError('--stats needs the worker thread (leave out TUNPIPE_THREAD=main)');
     // Check the whole program before touching any device, so a typo changes nothing on the system. In a
     // worker, users' modules are imported there, once.
@@ -428,10 +432,13 @@ async function run(c: Checked, settings: RunSettings, program: ResolvedProgram):
     if (!c.quiet) {
       sayRaw(`tunpipe: ${stopReason(result, c)}: ${result.packetsIn} packets in, ${result.packetsOut} out\n`);
       printCounters(result.stages, result.reports);
-      for (const d of devices) {
+      for (const [i, d] of devices.entries()) {
         const k = d.counters;
-        sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors} (${result.io})\n`);
-        if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)\n`);
+        const kernel = await kernelDropsNote(c.devices[i], d);
+        sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors}${kernel} (${result.io})
+`);
+        if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)
+`);
       }
     }
     return result.error && !epipe ? 1 : 0;
@@ -494,7 +501,7 @@ async function runDevices(
   }
   const { PipelineWorker } = await import('../pipeline/device-worker.js');
   const { programSpec } = await import('../pipeline/resolve.js');
-  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const }));
+  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses }));
   const routing = routeProgram(program, ports.map((p) => p.name));
   const worker = await PipelineWorker.start({
     program: programSpec(program),

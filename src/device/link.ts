@@ -1,4 +1,8 @@
-/** Link-layer settings of an interface through the socket ioctls: a TAP device's Ethernet address. */
+/**
+ * Link-layer settings of an interface through the socket ioctls: a TAP device's Ethernet address; and its
+ * TX drop counter, where a kernel filter's rejections are counted.
+ */
+import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { TunpipeError } from '../errors.js';
 
@@ -19,4 +23,26 @@ export function setMac(dev: string, mac: string): void {
   } finally {
     libc.close(sock);
   }
+}
+
+/**
+ * The device's TX drop counter (frames the kernel did not hand to the reader: a kernel filter's rejections,
+ * a full queue), from /proc/thread-self/net/dev, which follows the calling thread's network namespace
+ * (sysfs would show the one it was mounted in). Null when the device is not listed there.
+ */
+export function txDropped(dev: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync('/proc/thread-self/net/dev', 'latin1');
+  } catch {
+    return null;
+  }
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0 || line.slice(0, colon).trim() !== dev) continue;
+    // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes packets errs drop ...
+    const fields = line.slice(colon + 1).trim().split(/\s+/).map(Number);
+    return fields.length >= 12 ? fields[11] : null;
+  }
+  return null;
 }

@@ -14,6 +14,7 @@
  * - it-pipe duplex: `source` (async iterable of Buffers) and `sink(source)`.
  */
 import { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
@@ -22,8 +23,12 @@ import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
+/** _IOW('T', 213/214, struct sock_fprog): a classic BPF program on what the kernel hands the reader (TAP only). */
+const TUNATTACHFILTER = 0x401054d5;
+const TUNDETACHFILTER = 0x401054d6;
 const IFF_TUN = 0x0001;
 const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
 const IFF_NO_PI = 0x1000;
 const IFF_VNET_HDR = 0x4000;
 const TUNSETOFFLOAD = 0x400454d0;
@@ -92,7 +97,32 @@ function cloneDeviceError(e: number): TunpipeError {
   return openError(e, '');
 }
 
-function openError(e: number, name: string): TunpipeError {
+/** The flags of an existing TUN/TAP device (/sys/class/net/NAME/tun_flags), or null when it is none (or unreadable). */
+function existingTunFlags(name: string): number | null {
+  try {
+    const n = parseInt(readFileSync(`/sys/class/net/${name}/tun_flags`, 'latin1').trim(), 16);
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Why TUNSETIFF refused `name` with EINVAL: the name belongs to a device of another kind, or is invalid. */
+export function nameTakenMessage(name: string, mode: 'tun' | 'tap', existed: boolean, flags: number | null): string {
+  const wanted = mode === 'tap' ? 'TAP' : 'TUN';
+  if (flags !== null) {
+    const kind = flags & IFF_TAP ? 'TAP' : 'TUN';
+    const mq = (flags & IFF_MULTI_QUEUE) !== 0;
+    const what = `${name} already exists as a ${mq ? 'multi-queue ' : ''}${kind} device`;
+    if (kind !== wanted) return `cannot open ${name} as a ${wanted} device (EINVAL): ${what}; ${kind === 'TAP' ? 'add --tap' : 'leave out --tap'} to use it, or delete it (ip link del ${name}) or choose another --dev`;
+    if (mq) return `cannot open ${name} (EINVAL): ${what} (IFF_MULTI_QUEUE), which tunpipe does not open; delete it (ip link del ${name}) or choose another --dev`;
+    return `cannot open ${name} (EINVAL): ${what} with flags 0x${flags.toString(16)} that the kernel refuses to share; choose another --dev`;
+  }
+  if (existed) return `cannot create ${name} (EINVAL): an interface that is not a TUN/TAP device (a veth, a bridge, ...) has that name; choose another --dev`;
+  return `cannot create ${name} (EINVAL): not a valid interface name`;
+}
+
+function openError(e: number, name: string, mode: 'tun' | 'tap' = 'tun', existed = false): TunpipeError {
   const dev = name || 'a new device';
   const code = libc.errnoName(e);
   switch (e) {
@@ -109,7 +139,8 @@ function openError(e: number, name: string): TunpipeError {
     case libc.E.EBUSY:
       return new TunpipeError(`device ${dev} is in use by another process (EBUSY): stop that process or choose another --dev`, code);
     case libc.E.EINVAL:
-      return new TunpipeError(`cannot create ${dev} (EINVAL): the name may be taken by an interface of another kind, or is not a valid interface name`, code);
+      if (name) return new TunpipeError(nameTakenMessage(name, mode, existed, existed ? existingTunFlags(name) : null), code);
+      return new TunpipeError(`cannot create ${dev} (EINVAL): the kernel refused the request`, code);
     default:
       return new TunpipeError(`cannot open ${dev}: ${code} (${libc.strerror(e)})`, code);
   }
@@ -145,6 +176,8 @@ export class TunDevice extends Duplex {
   /** The interface name the kernel gave the device. */
   readonly name: string;
   readonly mode: 'tun' | 'tap';
+  /** The addresses this open gave the device (TunOptions.addresses), as written. */
+  readonly addresses: readonly string[];
   readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
   private readonly fd: number;
   private readonly watcher: ReadinessWatcher;
@@ -155,13 +188,19 @@ export class TunDevice extends Duplex {
   private vanished = false;
   /** Stream mode: the reader's buffer is full, so reading waits for its next _read(). */
   private consumerFull = false;
+  /**
+   * The attached kernel filter's instructions: the kernel keeps a pointer to them to attach them again to
+   * a queue that opens later, so they live as long as the device is open.
+   */
+  private kernelFilter: Buffer | null = null;
 
   /** Use `openTun()`. */
-  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll') {
+  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = []) {
     super({ objectMode: true, allowHalfOpen: true, highWaterMark: 1024 });
     this.fd = fd;
     this.name = name;
     this.mode = mode;
+    this.addresses = addresses;
     this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness);
   }
 
@@ -282,9 +321,40 @@ export class TunDevice extends Duplex {
     if (this.readableFlowing === null && this.listenerCount('data') === 0) this.resume();
   }
 
+  /**
+   * Attaches a classic BPF program (as libpcap compiles it for Ethernet, link type 1) in the kernel: frames
+   * it rejects are dropped before they reach the reader, counted as the device's TX drops (`ip -s link`).
+   * TAP only (TUNATTACHFILTER; TUN takes eBPF alone). Throws a TunpipeError when the kernel refuses.
+   */
+  attachFilter(program: readonly { code: number; jt: number; jf: number; k: number }[]): void {
+    if (this.mode !== 'tap') throw new TunpipeError(`cannot attach a kernel filter to ${this.name}: the kernel filters only TAP devices (TUNATTACHFILTER)`);
+    if (program.length === 0 || program.length > 4096) throw new TunpipeError(`a kernel filter takes 1 to 4096 instructions, this one has ${program.length}`);
+    const insns = Buffer.alloc(program.length * 8);
+    program.forEach((ins, i) => {
+      insns.writeUInt16LE(ins.code, i * 8);
+      insns[i * 8 + 2] = ins.jt;
+      insns[i * 8 + 3] = ins.jf;
+      insns.writeUInt32LE(ins.k >>> 0, i * 8 + 4);
+    });
+    // struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    const fprog = Buffer.alloc(16);
+    fprog.writeUInt16LE(program.length, 0);
+    fprog.writeBigUInt64LE(BigInt(libc.addressOf(insns)), 8);
+    if (libc.ioctlPtr(this.fd, TUNATTACHFILTER, fprog) < 0) {
+      const e = libc.errno();
+      throw new TunpipeError(`cannot attach the kernel filter to ${this.name}: ${libc.errnoName(e)} (${libc.strerror(e)})`, libc.errnoName(e));
+    }
+    this.kernelFilter = insns;
+  }
+
   /** Closes the device's fd. A device that is not persistent disappears from the system. */
   closeFd(): void {
     if (this.fdClosed) return;
+    if (this.kernelFilter !== null) {
+      // A persistent device would keep our program's address for the next process that opens it.
+      libc.ioctlPtr(this.fd, TUNDETACHFILTER, Buffer.alloc(16));
+      this.kernelFilter = null;
+    }
     this.fdClosed = true;
     this.onPacket = null;
     this.watcher.close();
@@ -322,7 +392,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
   if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
     const e = libc.errno();
     libc.close(fd);
-    throw openError(e, name);
+    throw openError(e, name, mode, existed || interfaceIndex(name) !== 0);
   }
   const actual = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
   let dev: TunDevice | undefined;
@@ -333,7 +403,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     if (options.persist && libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
-    dev = new TunDevice(fd, actual, mode, options.readiness);
+    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text));
     if (!existed) {
       const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
       setIPv6Enabled(actual, ipv6);

@@ -15,6 +15,7 @@ import filterStage from '../../transforms/filter.js';
 import fragmentStage from '../../transforms/fragment.js';
 import icmpEchoStage from '../../transforms/icmp-echo.js';
 import lossStage from '../../transforms/loss.js';
+import neighborStage from '../../transforms/neighbor.js';
 import parse from '../../transforms/parse.js';
 import pcapStage from '../../transforms/pcap.js';
 import printStage from '../../transforms/print.js';
@@ -74,6 +75,15 @@ export function icmpEcho(): PacketTransform {
 /** it-pipe transform / pipeline stage: `loss P [correlation=P]`, `loss model=gilbert p=P r=P [h=P] [k=P]`. */
 export function loss(args: { p: number; model?: 'random' | 'gilbert'; correlation?: number; r?: number; h?: number; k?: number; seed?: number }): PacketTransform {
   return stageTransform(lossStage, args);
+}
+
+/**
+ * it-pipe transform / pipeline stage: `neighbor [mac=MAC] [for=ADDRESSES]`. It answers only on Ethernet, so
+ * it needs a pipeline on a TAP device (runPipeline with a TAP device); `for=` is required where the device's
+ * addresses are not known.
+ */
+export function neighbor(args: { mac?: string; for?: string } = {}): PacketTransform {
+  return stageTransform(neighborStage, args);
 }
 
 /** it-pipe transform / pipeline stage: `parse`. */

@@ -17,7 +17,7 @@
 import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { copyPacket, Packet } from '../packet/packet.js';
-import { HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
+import { EXIT, HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 import { recordStageError } from './error-reasons.js';
@@ -461,6 +461,11 @@ export class Engine {
   private notPassed(slot: Slot, r: StageResult, p: Packet): void {
     if (r === HELD) {
       slot.stats.held++;
+      return;
+    }
+    if (r === EXIT) {
+      slot.stats.packetsOut++;
+      slot.chain.exit(p);
       return;
     }
     const reason = typeof r === 'string' ? r : ENGINE_DROP.filtered;

@@ -3,6 +3,7 @@ import type { StageDefinition } from './stage.js';
 import parse from '../../transforms/parse.js';
 import filterIcmpEcho from '../../transforms/filter-icmp-echo.js';
 import swapAddrs from '../../transforms/swap-addrs.js';
+import neighbor from '../../transforms/neighbor.js';
 import toReply from '../../transforms/to-reply.js';
 import icmpEcho from '../../transforms/icmp-echo.js';
 import checksum from '../../transforms/checksum.js';
@@ -18,7 +19,7 @@ import corrupt from '../../transforms/corrupt.js';
 import print from '../../transforms/print.js';
 import filter from '../../transforms/filter.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt, neighbor];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

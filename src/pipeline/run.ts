@@ -80,7 +80,7 @@ async function programFor(pipeline: RunOptions['pipeline'], deferModules = false
 }
 
 function devicePort(d: TunDevice): PortInfo {
-  return { name: d.name, linkType: d.mode === 'tap' ? LINKTYPE_ETHERNET : LINKTYPE_RAW, kind: 'device' };
+  return { name: d.name, linkType: d.mode === 'tap' ? LINKTYPE_ETHERNET : LINKTYPE_RAW, kind: 'device', addresses: d.addresses };
 }
 
 /** Runs a program; resolves when it has stopped and everything is flushed. Throws on bad setup only. */

@@ -10,12 +10,18 @@ import type { Packet } from '../packet/packet.js';
  * - a Packet (usually the same one, maybe modified in place): pass it on;
  * - a string: drop the packet, counted under that reason;
  * - `HELD`: the stage kept the packet (a fragment awaiting reassembly) and will emit later; not a drop;
+ * - `EXIT`: the packet (as the stage left it) goes straight to where its pipeline or branch writes, past the
+ *   stages after this one: an answer that later stages must not take for traffic (a neighbour advertisement
+ *   going past `icmp-echo`). Counted as passed;
  * - null or undefined: drop, counted as "filtered".
  */
-export type StageResult = Packet | string | typeof HELD | null | undefined;
+export type StageResult = Packet | string | typeof HELD | typeof EXIT | null | undefined;
 
 /** Returned by a stage that keeps a packet for later (not counted as a drop). */
 export const HELD: unique symbol = Symbol('tunpipe.held');
+
+/** Returned by a stage whose packet leaves at once by its chain's exit, skipping the later stages (see StageResult). */
+export const EXIT: unique symbol = Symbol('tunpipe.exit');
 
 /** A running stage. */
 export interface StageInstance {
@@ -58,6 +64,12 @@ export interface PortInfo {
   /** pcap link type of its packets: 101 RAW (IPv4/IPv6, a TUN device), 1 Ethernet (a TAP device). */
   readonly linkType: number;
   readonly kind: 'device' | 'file' | 'stdio';
+  /**
+   * A device's addresses as CIDR text (`198.18.0.1/24`), as far as they are known before it opens: those
+   * `--addr` (or `openTun({ addresses })`) gives it. Undefined for files and where nobody said; a
+   * persistent device's own addresses are not in it. `neighbor` answers for the rest of these subnets.
+   */
+  readonly addresses?: readonly string[];
 }
 
 /** What a stage instance may call back into. */

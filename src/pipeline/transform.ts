@@ -5,7 +5,7 @@
  * stage instance with its own counters (`lastStats`).
  */
 import { asPacket, Packet } from '../packet/packet.js';
-import { HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
+import { EXIT, HELD, StageStats, type StageArgs, type StageContext, type StageDefinition, type PrimitiveStageDefinition, type StageResult } from './stage.js';
 import { allRecordChanges, isCompound } from './stage.js';
 import { ENGINE_DROP } from './drop-reasons.js';
 import { RunClock } from '../packet/clock.js';
@@ -40,6 +40,9 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
   return out;
 }
 
+/** Packets a stage sent to the exit (EXIT): the later it-pipe transforms of a chain pass them untouched. */
+const exiting = new WeakSet<Packet>();
+
 /** Runs one stage instance over an async source, as an it-pipe transform. */
 async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>, changesRecorded: boolean): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
@@ -64,6 +67,10 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
   const inst = s.def.create(s.args, ctx);
   try {
     for await (const p of source) {
+      if (exiting.has(p)) {
+        yield p;
+        continue;
+      }
       stats.packetsIn++;
       let r: StageResult | PromiseLike<StageResult>;
       try {
@@ -80,6 +87,10 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
       if (r instanceof Packet) {
         stats.packetsOut++;
         yield r;
+      } else if (r === EXIT) {
+        stats.packetsOut++;
+        exiting.add(p);
+        yield p;
       } else if (typeof r === 'string') stats.drop(r);
       else if (r === HELD) stats.held++;
       else stats.drop(ENGINE_DROP.filtered);

@@ -14,6 +14,7 @@ import type { Findings } from './findings.js';
 import { countersProblem, driveEngine } from './engines.js';
 import { EchoModel, ipv4Header, isFragment, judgeOutputs, looksLikeReplyTo, ReassemblyModel, type Expectation } from './oracle.js';
 import { readPcapFile, writePcapFile } from './pcapfile.js';
+import { ethernetHeaderFor } from './generate.js';
 import { chain6, ReassemblyModel6 } from './oracle6.js';
 import type { Round } from './stage-drivers.js';
 
@@ -134,7 +135,7 @@ export async function fuzzOffline(r: Round, echo: ResolvedStage[], ethernet: boo
   const { findings, caseId, rng, dir } = r;
   const cases = r.batch;
   const where = `offline runPipeline (${ethernet ? 'Ethernet' : 'RAW'} pcap)`;
-  const used = ethernet ? cases.map((c) => (c.l3 === 14 ? c.data : Buffer.concat([rng.bytes(14), c.data]))) : cases.filter((c) => c.l3 === 0).map((c) => c.data);
+  const used = ethernet ? cases.map((c) => (c.l3 === 14 ? c.data : Buffer.concat([ethernetHeaderFor(rng, c.data), c.data]))) : cases.filter((c) => c.l3 === 0).map((c) => c.data);
   const input = join(dir, 'offline-in.pcap');
   const output = join(dir, 'offline-out.pcap');
   writePcapFile(input, used, ethernet ? 1 : 101);

@@ -25,6 +25,20 @@ interface IpFields {
   options: Buffer;
 }
 
+/**
+ * An Ethernet II header for an IP packet: random MAC addresses and the EtherType its version nibble names
+ * (IPv4 0x0800, IPv6 0x86dd), as a TAP device gives it; anything else gets a random EtherType, which parse
+ * on Ethernet never takes for IP.
+ */
+export function ethernetHeaderFor(rng: Rng, ip: Buffer): Buffer {
+  const h = rng.bytes(14);
+  const v = ip.length > 0 ? ip[0] >> 4 : 0;
+  if (v === 4) h.writeUInt16BE(0x0800, 12);
+  else if (v === 6) h.writeUInt16BE(0x86dd, 12);
+  else if (h.readUInt16BE(12) === 0x0800 || h.readUInt16BE(12) === 0x86dd) h.writeUInt16BE(0x88b5, 12);
+  return h;
+}
+
 function writeAddr(b: Buffer, at: number, a: number): void {
   b.writeUInt32BE(a >>> 0, at);
 }
@@ -507,7 +521,7 @@ export function generateCases(rng: Rng, n: number): FuzzCase[] {
     const made = m[2](rng);
     const cases = Array.isArray(made) ? made : [{ kind: m[0], data: made, l3: 0 }];
     const framed = rng.chance(0.08);
-    for (const c of cases) out.push(framed ? { kind: c.kind, data: Buffer.concat([rng.bytes(14), c.data]), l3: 14 } : c);
+    for (const c of cases) out.push(framed ? { kind: c.kind, data: Buffer.concat([ethernetHeaderFor(rng, c.data), c.data]), l3: 14 } : c);
   }
   return out;
 }

@@ -39,7 +39,12 @@ function assertReplies(reqs: Buffer[], replies: Buffer[], l3 = 0): void {
     assert.equal(referenceChecksum(ip.subarray(0, 20)), 0);
     assert.equal(referenceChecksum(ip.subarray(20)), 0);
     assert.deepEqual(ip.subarray(24), q.subarray(24));
-    assert.deepEqual(r.subarray(0, l3), reqs[i].subarray(0, l3), 'link header kept');
+    if (l3 >= 14) {
+      // Ethernet: the reply goes back to the sender, from the address the request was sent to.
+      assert.deepEqual(r.subarray(0, 6), reqs[i].subarray(6, 12), 'MACs swapped');
+      assert.deepEqual(r.subarray(6, 12), reqs[i].subarray(0, 6), 'MACs swapped');
+      assert.deepEqual(r.subarray(12, l3), reqs[i].subarray(12, l3), 'EtherType kept');
+    } else assert.deepEqual(r.subarray(0, l3), reqs[i].subarray(0, l3), 'link header kept');
   });
 }
 
