@@ -243,7 +243,7 @@ const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const neighborStage = defineStage({
   name: 'neighbor',
   keepsPackets: false,
-  turnsAround: true,
+  answersDirectly: true,
   recordsChanges: true,
   summary: "answer ARP requests and IPv6 neighbour solicitations for the device's peers (TAP)",
   help: [

@@ -77,7 +77,7 @@ export function rereadWarnings(program: ResolvedProgram, routing: Routing, ports
   const out: string[] = [];
   for (const i of routing.writesBack) {
     const pl = program.pipelines[i];
-    const turns = (b: ResolvedBranch): boolean => b.elements.some((e) => e.kind === 'stage' && e.stage.def.turnsAround === true);
+    const turns = (b: ResolvedBranch): boolean => b.elements.some((e) => e.kind === 'stage' && (e.stage.def.turnsAround === true || e.stage.def.answersDirectly === true));
     if (turns(pl)) continue;
     const dev = ports[routing.defaultSink[i]];
     const which = program.pipelines.length > 1 ? `pipeline ${i + 1} ` : '';

@@ -178,6 +178,12 @@ interface StageDefinitionBase {
    */
   turnsAround?: boolean;
   /**
+   * True when the stage answers some packets itself, straight to the pipeline's exit (EXIT: neighbor's ARP
+   * and NDP answers), and passes the rest on untouched: the pipeline does write back on purpose, but the
+   * stages after it still see packets travelling in, so it does not turn them around.
+   */
+  answersDirectly?: boolean;
+  /**
    * True when every change the stage makes to a packet's bytes is either recorded for the `checksum` stage
    * (Packet.setIpWord/setL4Word, or a `dirty` flag saying what to recompute) or leaves the checksums valid
    * (swapped addresses, a copy). `checksum` in auto mode trusts the recorded changes only when every stage
