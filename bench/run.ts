@@ -38,6 +38,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
 import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
@@ -118,7 +120,7 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter, impair (default:
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter, impair, ipv6 (default:
                  all of these; filter when the time budget allows), and tunpipe-poll (the worker without
                  io_uring, only when named); filter alone: --only filter (bench/lib/filter.ts);
                  without ref there are no paired ratios, only absolute numbers
@@ -378,6 +380,11 @@ async function main(): Promise<number> {
     }
   }
   if (impair) console.log(`\n${formatAccuracyTable(impair)}`);
+  // The ping -6 -f row (bench/ipv6.ts, a bench of its own with namespaces of its own), after this one's.
+  if (!stopped && (opts.only === null || opts.only.has('ipv6'))) {
+    console.log('');
+    spawnSync(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), 'ipv6.js'), '--blocks', opts.quick ? '4' : '12', '--cli', opts.cli], { stdio: 'inherit' });
+  }
   if (filter) {
     writeFilterJson(filter);
     console.log(formatFilterReport(filter));
