@@ -190,3 +190,43 @@ export function putU32LE(b: Buffer, o: number, v: number): void {
   b[o + 2] = (v >>> 16) & 0xff;
   b[o + 3] = (v >>> 24) & 0xff;
 }
+
+/**
+ * What both capture writers (classic pcap, pcapng) do the same way, through their CaptureFile: flush,
+ * rename (rotation), counts, close. Each writer adds its own header and record format.
+ */
+export abstract class CaptureFileWriter {
+  protected abstract readonly file: CaptureFile;
+  abstract target: string;
+
+  /** Writes what is buffered. On failure cuts the file back to whole records and throws a TunpipeError. */
+  flush(): void {
+    this.file.flush();
+  }
+
+  rename(to: string): void {
+    this.file.rename(to);
+    this.target = to;
+  }
+
+  get packets(): number {
+    return this.file.packets;
+  }
+
+  get buffered(): number {
+    return this.file.used;
+  }
+
+  get size(): number {
+    return this.file.size;
+  }
+
+  get broken(): boolean {
+    return this.file.broken;
+  }
+
+  /** Flushes and closes the file (not stdout). */
+  close(): void {
+    this.file.close();
+  }
+}

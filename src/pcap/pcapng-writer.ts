@@ -9,7 +9,7 @@
  * Blocks are little-endian (byte-order magic 0x1A2B3C4D as written here); readers of either order read them.
  */
 import { fstatSync } from 'node:fs';
-import { CaptureFile, putU32LE, type UnitFormat } from './capture-file.js';
+import { CaptureFile, CaptureFileWriter, putU32LE, type UnitFormat } from './capture-file.js';
 import { repairPcapng } from './append.js';
 import { DEFAULT_SNAPLEN, LINKTYPE_RAW } from './format.js';
 import {
@@ -106,8 +106,8 @@ function interfaceBlocks(ifaces: PcapngInterface[], nanos: boolean, snaplen: num
   return Buffer.concat(parts);
 }
 
-export class PcapngWriter implements CaptureWriter {
-  private readonly file: CaptureFile;
+export class PcapngWriter extends CaptureFileWriter implements CaptureWriter {
+  protected readonly file: CaptureFile;
   private readonly nanos: boolean;
   /** File interface id of each interface given (appending may find them in the file already). */
   private readonly ifaceIds: number[];
@@ -119,6 +119,7 @@ export class PcapngWriter implements CaptureWriter {
     public target: string,
     options: PcapngWriterOptions = {},
   ) {
+    super();
     this.nanos = options.nanos ?? false;
     this.snaplen = options.snaplen ?? DEFAULT_SNAPLEN;
     const ifaces = options.interfaces?.length ? options.interfaces : [{ name: 'tunpipe', linkType: LINKTYPE_RAW }];
@@ -221,32 +222,4 @@ export class PcapngWriter implements CaptureWriter {
     this.file.commit(len, true);
   }
 
-  flush(): void {
-    this.file.flush();
-  }
-
-  rename(to: string): void {
-    this.file.rename(to);
-    this.target = to;
-  }
-
-  get packets(): number {
-    return this.file.packets;
-  }
-
-  get buffered(): number {
-    return this.file.used;
-  }
-
-  get size(): number {
-    return this.file.size;
-  }
-
-  get broken(): boolean {
-    return this.file.broken;
-  }
-
-  close(): void {
-    this.file.close();
-  }
 }

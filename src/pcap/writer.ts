@@ -11,7 +11,7 @@
  * cut short (a killed writer) first cuts it back to its last whole record (./append.ts).
  */
 import { fstatSync } from 'node:fs';
-import { CaptureFile, putU32LE, type UnitFormat } from './capture-file.js';
+import { CaptureFile, CaptureFileWriter, putU32LE, type UnitFormat } from './capture-file.js';
 import { repairClassic } from './append.js';
 import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, RECORD_HEADER_SIZE } from './format.js';
 
@@ -64,8 +64,8 @@ const classicUnits: UnitFormat = {
   isPacket: (_b, _pos, fileOffset) => fileOffset !== 0,
 };
 
-export class PcapWriter implements CaptureWriter {
-  private readonly file: CaptureFile;
+export class PcapWriter extends CaptureFileWriter implements CaptureWriter {
+  protected readonly file: CaptureFile;
   private readonly nanos: boolean;
   readonly snaplen: number;
   readonly repaired: string | null = null;
@@ -75,6 +75,7 @@ export class PcapWriter implements CaptureWriter {
     public target: string,
     options: PcapWriterOptions = {},
   ) {
+    super();
     this.nanos = options.nanos ?? false;
     this.snaplen = options.snaplen ?? DEFAULT_SNAPLEN;
     const append = (options.append ?? false) && target !== '-';
@@ -123,34 +124,4 @@ export class PcapWriter implements CaptureWriter {
     this.file.commit(RECORD_HEADER_SIZE + caplen, true);
   }
 
-  /** Writes what is buffered. On failure cuts the file back to whole records and throws a TunpipeError. */
-  flush(): void {
-    this.file.flush();
-  }
-
-  rename(to: string): void {
-    this.file.rename(to);
-    this.target = to;
-  }
-
-  get packets(): number {
-    return this.file.packets;
-  }
-
-  get buffered(): number {
-    return this.file.used;
-  }
-
-  get size(): number {
-    return this.file.size;
-  }
-
-  get broken(): boolean {
-    return this.file.broken;
-  }
-
-  /** Flushes and closes the file (not stdout). */
-  close(): void {
-    this.file.close();
-  }
 }
