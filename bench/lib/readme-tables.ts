@@ -30,6 +30,9 @@ export interface ResultsFile {
   soak: SoakResult | null;
   offline: OfflineResult | null;
   forward?: ForwardResult | null;
+  forwardOffload?: ForwardResult | null;
+  filter?: { ok: boolean; perPacket?: { expression: string; libpcapNs: number[]; tunpipeNs: number[]; ratio: number; valid: boolean }[]; wholeCommand?: { expression: string; runs: { tool: string; ok: boolean; wallS: number; digest?: string }[] }[]; bigPackets?: number } | null;
+  impair?: { what: string; configured: string; measured: string; error: string; bar: string; pass: boolean | null }[] | null;
 }
 
 export interface LoadedResults {
@@ -203,11 +206,38 @@ function ownRows(files: LoadedResults[]): string[] {
     rows.push(`| offline packets/s past start-up | | ${fmtInt(steady)} | | | |`);
   }
   for (const f of files) {
-    const fw = f.data.forward;
-    if (!fw || fw.turns.length === 0) continue;
-    const io = [...new Set(fw.turns.filter((t) => t.label === 'tunpipe').map((t) => ioLabel(t.io)))].join(', ');
-    const p = pool(fw.ratios.tcp.map((v) => (Number.isFinite(v) ? v : null)), 11);
-    rows.push(`| forwarding, iperf3 TCP Gbit/s ratio [${io}] (${f.name}) | | | ${ratioText(p, 2)} | | ${p.failed} of ${p.n} pairs failed |`);
+    for (const [what, fw] of [['wire', f.data.forward], ['wire with --offload', f.data.forwardOffload]] as const) {
+      if (!fw || fw.turns.length === 0) continue;
+      const io = [...new Set(fw.turns.filter((t) => t.label === 'tunpipe').map((t) => ioLabel(t.io)))].join(', ');
+      const abs = (label: 'ref' | 'tunpipe', k: 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket', digits: number) => {
+        const xs = fw.turns.filter((t) => t.label === label && Number.isFinite(t[k])).map((t) => t[k]);
+        return xs.length ? fmtNum(median(xs), digits) : '—';
+      };
+      const metrics: [string, number[], 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket', number][] = [
+        ['iperf3 TCP Gbit/s', fw.ratios.tcp, 'tcpGbit', 2],
+        ['ping -f round trips/s', fw.ratios.ping, 'pingPerS', 0],
+        ['CPU ns per packet under TCP', fw.ratios.cpu, 'cpuNsPerPacket', 0],
+      ];
+      for (const [name, ratios, k, digits] of metrics) {
+        const p = pool(ratios.map((v) => (Number.isFinite(v) ? v : null)), 11);
+        rows.push(`| ${what}, ${name} [${io}] (${f.name}) | ${abs('ref', k, digits)} | ${abs('tunpipe', k, digits)} | ${ratioText(p, 2)} | | ${p.failed} of ${p.n} pairs failed |`);
+      }
+    }
+    const fl = f.data.filter;
+    if (fl && fl.perPacket && fl.perPacket.length) {
+      const ratios = fl.perPacket.map((e) => e.ratio);
+      const ns = (xs: number[]) => fmtNum(median(xs), 1);
+      rows.push(`| filter, ns per packet, ${fl.perPacket.length} expressions, ratio range (${f.name}) | ${ns(fl.perPacket.flatMap((e) => e.libpcapNs))} (bpf_filter) | ${ns(fl.perPacket.flatMap((e) => e.tunpipeNs))} | ${fmtNum(Math.min(...ratios), 2)}..${fmtNum(Math.max(...ratios), 2)} | | faster on ${ratios.filter((r) => r < 1).length} of ${ratios.length} |`);
+    }
+    for (const w of fl?.wholeCommand ?? []) {
+      const wall = (tool: string) => median(w.runs.filter((r) => r.tool === tool && r.ok).map((r) => r.wallS));
+      const same = new Set(w.runs.map((r) => r.digest)).size === 1;
+      rows.push(`| filter '${w.expression}', whole command on ${fmtInt(fl?.bigPackets ?? NaN)} packets, s (tcpdump as ref) (${f.name}) | ${fmtNum(wall('tcpdump'), 2)} | ${fmtNum(wall('tunpipe'), 2)} | ${fmtNum(wall('tunpipe') / wall('tcpdump'), 2)} | | outputs identical: ${same ? 'yes' : 'no'} |`);
+    }
+    for (const a of f.data.impair ?? []) {
+      const cell = (t: string) => t.replace(/\|/g, '\\|');
+      rows.push(`| ${cell(a.what)} (${f.name}) | ${cell(a.configured)} | ${cell(a.measured)} | ${cell(a.error)} | | ${cell(a.bar)}${a.pass === null ? '' : a.pass ? ': met' : ': not met'} |`);
+    }
   }
   return rows;
 }
