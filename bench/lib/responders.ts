@@ -68,6 +68,14 @@ export function responderTable(cli: string): ResponderSpec[] {
       bars: { minRepliesRatio: 0.85 },
     },
     {
+      // A filter in front of the echo (issue 10): it must keep the echo's bars.
+      label: 'tunpipe+filter',
+      argv: () => tunpipe("parse | filter icmp | icmp-echo | checksum"),
+      assignsAddress: true,
+      usesCli: true,
+      bars: { minRepliesRatio: 0.95 },
+    },
+    {
       // The worker's fallback without io_uring: poll(), then read() and write() per packet.
       label: 'tunpipe-poll',
       argv: () => ['env', 'TUNPIPE_IO=poll', ...tunpipe('parse | icmp-echo | checksum')],

@@ -4,6 +4,10 @@
  * matches its requests, and answers none (each counted as "filtered out") when it does not.
  */
 import { test } from 'node:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readPcapRecords } from '../helpers/packets.js';
 import assert from 'node:assert/strict';
 import { deviceTestSkipReason, withNetns } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
@@ -50,4 +54,31 @@ test('a filter that matches none of them: no replies, each request counted as fi
 test('the same on the event loop (TUNPIPE_THREAD=main)', { skip }, async () => {
   const r = await echoBehind('icmp', 10, { TUNPIPE_THREAD: 'main' });
   assert.equal(r.ping.received, 10, r.ping.output);
+});
+
+test('a tee capture by filter while the echo answers: the capture holds only what matches, every ping answered', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tunpipe-teefilter-'));
+  try {
+    await withNetns(async (ns) => {
+      const cap = join(dir, 'udp.pcap');
+      const before = ns.nstat();
+      const tp = startTunpipeWith(ns, ['--dev', 'tpf1', '--addr', '198.18.0.1/24', `parse | tee { filter 'udp port 9' | pcap ${cap} } | icmp-echo | checksum`]);
+      try {
+        await tp.waitFor(/reading/);
+        for (let i = 0; i < 3; i++) ns.run(process.execPath, ['-e', "const s=require('dgram').createSocket('udp4');s.send('x',9,'198.18.0.2',()=>s.close())"]);
+        const ping = pingIn(ns, ['-c', '10', '-i', '0.01', '-w', '5', '198.18.0.2']);
+        assert.equal(ping.received, 10, ping.output);
+        const after = ns.nstat();
+        assert.ok(after.IcmpInEchoReps - before.IcmpInEchoReps >= 10);
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+      const records = readPcapRecords(readFileSync(cap)).packets;
+      assert.equal(records.length, 3, 'the three datagrams to port 9, and nothing else');
+      assert.ok(records.every((r) => r[9] === 17 && r.readUInt16BE(22) === 9));
+    }, 'tpteefilter');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
