@@ -111,8 +111,9 @@ export class Driver {
     if (this.timers) {
       if (!Number.isNaN(this.wakeFor)) {
         const late = this.engine.clock.now() - (this.wakeFor - this.early);
-        // Lateness beyond a few milliseconds is the machine being busy, not the timer: not learned.
-        if (late >= 0 && late < 2) this.early += (late - this.early) / 8;
+        // The mean lateness, tail included (a delayed packet's mean is what users measure), but not a stall of
+        // the whole machine, which says nothing about the next wake.
+        if (late >= 0 && late < 5) this.early += (late - this.early) / 16;
         this.wakeFor = NaN;
       }
       this.tick();
