@@ -198,11 +198,14 @@ async function iperf(a: Netns, b: Netns, args: string[], seconds: number): Promi
     let lastErr: unknown;
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
-        return JSON.parse(a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', String(seconds), ...args], (seconds + 10) * 1000)) as Iperf;
+        const got = JSON.parse(a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', String(seconds), ...args], (seconds + 10) * 1000)) as Iperf & { error?: string };
+        // iperf3 may report "Connection refused" in its JSON and still exit 0: the server is not listening yet.
+        if (got.error === undefined) return got;
+        lastErr = new Error(`iperf3: ${got.error}`);
       } catch (err) {
         lastErr = err; // the server is not listening yet
-        await new Promise((r) => setTimeout(r, 100));
       }
+      await new Promise((r) => setTimeout(r, 100));
     }
     throw lastErr;
   } finally {
