@@ -27,7 +27,7 @@ import { defineStage, HELD, type StageContext, type StageInstance, type StageRes
 import type { Packet } from '../src/packet/packet.js';
 import { SeededRandom, SEED_ARG, seedOf } from '../src/impair/random.js';
 import { DISTRIBUTIONS, JitterSource, type Distribution } from '../src/impair/distributions.js';
-import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
+import { arrivalOf, copyPacket, heldBytes, HoldingStage } from '../src/impair/held.js';
 
 export const DELAY_DROP = { full: 'delay queue full (limit)' } as const;
 
@@ -45,25 +45,23 @@ export interface DelayOptions {
   seed: number;
 }
 
-export class DelayStage implements StageInstance {
-  readonly queue = new HeldQueue();
-
-  /** Packets held now (`--stats` shows them). */
-  queued(): number {
-    return this.queue.length;
-  }
+export class DelayStage extends HoldingStage implements StageInstance {
   private readonly jitter: JitterSource | null;
   /** Release time of the last packet let through or queued: the floor for the next one when order is kept. */
   private lastDue = -Infinity;
 
-  constructor(readonly options: DelayOptions, private readonly ctx: StageContext) {
+  constructor(
+    readonly options: DelayOptions,
+    ctx: StageContext,
+  ) {
+    super(ctx);
     this.jitter = options.jitter > 0 ? new JitterSource(options.dist, options.correlation, new SeededRandom(options.seed, 'delay')) : null;
   }
 
   process(p: Packet): StageResult {
     const ctx = this.ctx;
     const now = ctx.now();
-    if (this.queue.length > 0 && this.queue.nextDue() <= now) this.release(now);
+    if (this.queue.length > 0 && this.queue.nextDue() <= now) this.tick(now);
     const arrival = arrivalOf(ctx, p);
     let due = arrival + this.options.time;
     if (this.jitter !== null) due += this.options.jitter * this.jitter.next();
@@ -82,17 +80,6 @@ export class DelayStage implements StageInstance {
     return HELD;
   }
 
-  nextDue(): number {
-    return this.queue.nextDue();
-  }
-
-  tick(now: number): void {
-    this.release(now);
-  }
-
-  private release(now: number): void {
-    this.queue.releaseDue(now, this.ctx);
-  }
 
   report(): string {
     const seed = this.jitter !== null ? `, seed=${this.options.seed}` : '';

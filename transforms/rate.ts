@@ -19,7 +19,7 @@
  */
 import { defineStage, HELD, type StageContext, type StageInstance, type StageResult } from '../src/pipeline/stage.js';
 import type { Packet } from '../src/packet/packet.js';
-import { arrivalOf, copyPacket, heldBytes, HeldQueue } from '../src/impair/held.js';
+import { arrivalOf, copyPacket, heldBytes, HoldingStage } from '../src/impair/held.js';
 import { describeLimit, parseQueueLimit, queueLimit, type QueueLimit } from '../src/impair/limit.js';
 
 export const RATE_DROP = { full: 'rate queue full (limit)', tooLong: 'longer than the bucket (raise burst=)' } as const;
@@ -40,13 +40,7 @@ export function ipBytes(p: Packet): number {
   return p.end - p.l3;
 }
 
-export class RateStage implements StageInstance {
-  readonly queue = new HeldQueue();
-
-  /** Packets held now (`--stats` shows them). */
-  queued(): number {
-    return this.queue.length;
-  }
+export class RateStage extends HoldingStage implements StageInstance {
   private readonly bytesPerMs: number;
   /** Tokens (bytes) in the bucket at `tokensAt`, the departure time of the last packet. */
   private tokens: number;
@@ -54,7 +48,11 @@ export class RateStage implements StageInstance {
   /** Bytes sent, for the report. */
   bytesOut = 0;
 
-  constructor(readonly options: RateOptions, private readonly ctx: StageContext) {
+  constructor(
+    readonly options: RateOptions,
+    ctx: StageContext,
+  ) {
+    super(ctx);
     this.bytesPerMs = options.rate / 8 / 1000;
     this.tokens = options.burst;
   }
@@ -62,7 +60,7 @@ export class RateStage implements StageInstance {
   process(p: Packet): StageResult {
     const ctx = this.ctx;
     const now = ctx.now();
-    if (this.queue.length > 0 && this.queue.nextDue() <= now) this.release(now);
+    if (this.queue.length > 0 && this.queue.nextDue() <= now) this.tick(now);
     const len = ipBytes(p);
     const burst = this.options.burst;
     if (len > burst) return RATE_DROP.tooLong;
@@ -87,17 +85,6 @@ export class RateStage implements StageInstance {
     return HELD;
   }
 
-  nextDue(): number {
-    return this.queue.nextDue();
-  }
-
-  tick(now: number): void {
-    this.release(now);
-  }
-
-  private release(now: number): void {
-    this.queue.releaseDue(now, this.ctx);
-  }
 
   report(): string {
     return `${this.bytesOut} IP bytes let through; held ${this.queue.length} packets (${this.queue.bytes} bytes), at most ${this.queue.peakBytes} bytes; limit ${describeLimit(this.options.limit)}`;

@@ -112,3 +112,26 @@ function before(a: Entry, b: Entry): boolean {
 export function arrivalOf(ctx: { now(): number; timeOf(p: Packet): number }, p: Packet): number {
   return p.sec === 0 && p.nsec === 0 ? ctx.now() : ctx.timeOf(p);
 }
+
+/**
+ * What a stage that holds packets in a HeldQueue until their release time (delay, rate) answers the
+ * driver with: when it next wants a tick, the release of what is due, and how much it holds (--stats).
+ */
+export abstract class HoldingStage {
+  readonly queue = new HeldQueue();
+
+  constructor(protected readonly ctx: StageContext) {}
+
+  nextDue(): number {
+    return this.queue.nextDue();
+  }
+
+  tick(now: number): void {
+    this.queue.releaseDue(now, this.ctx);
+  }
+
+  /** Packets held now (`--stats` shows them). */
+  queued(): number {
+    return this.queue.length;
+  }
+}

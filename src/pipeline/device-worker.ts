@@ -20,6 +20,7 @@ import { DeviceRing } from '../device/uring.js';
 import { MAX_PACKET } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Engine } from './engine.js';
+import { portsOfPipeline } from './routing.js';
 import { PipelineSyntaxError } from './language.js';
 import { reviveProgram, type ProgramSpec } from './resolve.js';
 import { StageStats, type PortInfo } from './stage.js';
@@ -298,12 +299,10 @@ async function workerMain(input: WorkerInput): Promise<void> {
     const program = await reviveProgram(input.program);
     engine = new Engine(program, {
       sink: discard,
+      // A pipeline without a sink of its own writes to its default: its device, or nowhere.
+      defaultSinkFor: (i) => (routing.defaultSink[i] >= 0 ? sendTo(routing.defaultSink[i]) : discard),
       sinkFor: (port) => sendTo(indexOf.get(port)!),
-      portsOf: (i) => {
-        const source = routing.pipelineOf.indexOf(i);
-        const out = routing.defaultSink[i];
-        return { linkType: source >= 0 ? routing.ports[source].linkType : 101, input: routing.ports[source], output: out >= 0 ? routing.ports[out] : undefined };
-      },
+      portsOf: (i) => portsOfPipeline(routing, routing.ports, i),
       queueLength: input.queueLength,
       warn: (m) => {
         try {
@@ -313,11 +312,6 @@ async function workerMain(input: WorkerInput): Promise<void> {
         }
       },
       onFail: (err) => driver?.stopWith('error', err),
-    });
-    // A pipeline without a sink of its own writes to its default: its device, or nowhere.
-    const defaults = routing.defaultSink.map((d) => (d >= 0 ? sendTo(d) : discard));
-    engine.pipelines.forEach((chain, i) => {
-      if (chain.exit === discard) chain.exit = defaults[i];
     });
     driver = new Driver(engine, input.count < 0 ? Infinity : input.count);
   } catch (err) {

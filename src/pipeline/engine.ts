@@ -33,6 +33,8 @@ export type SinkFunction = (p: Packet) => void;
 export interface EngineOptions {
   /** Where packets leaving a pipeline with no sink of its own go (`default`), and the only sink of a straight line. */
   sink: SinkFunction;
+  /** Per pipeline, where a pipeline with no sink of its own writes (default: `sink`). */
+  defaultSinkFor?: (pipeline: number) => SinkFunction;
   /** Where `to NAME` sends packets (required when a pipeline names one). */
   sinkFor?: (port: string, pipeline: number) => SinkFunction;
   /** Packets allowed to wait in front of an asynchronous stage. Default 1024. */
@@ -56,6 +58,23 @@ export interface EngineOptions {
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
   return typeof x === 'object' && x !== null && typeof (x as PromiseLike<unknown>).then === 'function';
+}
+
+/** What building one pipeline's chains shares: its ports, its number, the options, and what was built. */
+interface ChainBuild {
+  ports: { linkType: number; input?: PortInfo; output?: PortInfo };
+  pipeline: number;
+  options: EngineOptions;
+  /** Branches built so far (a compound's parts share one else branch). */
+  built: Map<ResolvedBranch, Chain>;
+  /** Every stage, in the order created. */
+  all: ResolvedStage[];
+}
+
+/** What a chain inherits from the path before it: a stage turned packets around; all recorded changes. */
+interface PathState {
+  turned: boolean;
+  recorded: boolean;
 }
 
 /** A sequence of stages and the exit its packets leave by. */
@@ -184,7 +203,7 @@ export class Engine {
       program.pipelines.forEach((pl, index) => {
         const ports = options.portsOf?.(index) ?? { linkType: options.linkType ?? 101, input: options.input, output: options.output };
         const exit = this.exitFor(pl.sink, pl.label, index, options);
-        this.pipelines.push(this.buildChain(pl, exit, ports, index, options, built, all, false));
+        this.pipelines.push(this.buildChain(pl, exit, { ports, pipeline: index, options, built, all }, { turned: false, recorded: true }));
       });
     } catch (err) {
       // Release what the stages created so far opened (capture files), then report.
@@ -204,7 +223,7 @@ export class Engine {
   }
 
   private exitFor(sink: SinkSpec, label: string, pipeline: number, options: EngineOptions): SinkFunction {
-    if (sink.kind === 'default') return options.sink;
+    if (sink.kind === 'default') return options.defaultSinkFor?.(pipeline) ?? options.sink;
     if (sink.kind === 'to') {
       if (!options.sinkFor) throw new Error(`no output for 'to ${sink.port}'`);
       return options.sinkFor(sink.port, pipeline);
@@ -217,53 +236,34 @@ export class Engine {
     };
   }
 
-  private buildChain(
-    branch: ResolvedBranch,
-    exit: SinkFunction,
-    ports: { linkType: number; input?: PortInfo; output?: PortInfo },
-    pipeline: number,
-    options: EngineOptions,
-    built: Map<ResolvedBranch, Chain>,
-    all: ResolvedStage[],
-    turned: boolean,
-    recorded = true,
-  ): Chain {
+  private buildChain(branch: ResolvedBranch, exit: SinkFunction, b: ChainBuild, path: PathState): Chain {
     const chain: Chain = { slots: [], exit };
-    let turnedAround = turned;
+    let turnedAround = path.turned;
     // True while every stage on the path so far records its changes (StageContext.changesRecorded).
-    let changesRecorded = recorded;
+    let changesRecorded = path.recorded;
     for (const el of branch.elements) {
       if (el.kind === 'tee') {
-        const sub = this.buildBranch(el.branch, ports, pipeline, options, built, all, turnedAround, changesRecorded);
-        chain.slots.push(this.teeSlot(el, chain, sub, all));
+        const sub = this.buildBranch(el.branch, b, { turned: turnedAround, recorded: changesRecorded });
+        chain.slots.push(this.teeSlot(el, chain, sub));
         continue;
       }
-      const slot = this.stageSlot(el, chain, ports, turnedAround, changesRecorded);
+      const slot = this.stageSlot(el, chain, b.ports, turnedAround, changesRecorded);
       chain.slots.push(slot);
-      all.push(el.stage);
+      b.all.push(el.stage);
       if (el.stage.def.turnsAround === true) turnedAround = true;
       if (el.stage.def.recordsChanges !== true) changesRecorded = false;
-      if (el.orElse) slot.orElse = this.buildBranch(el.orElse, ports, pipeline, options, built, all, turnedAround, changesRecorded);
+      if (el.orElse) slot.orElse = this.buildBranch(el.orElse, b, { turned: turnedAround, recorded: changesRecorded });
     }
     return chain;
   }
 
-  private buildBranch(
-    branch: ResolvedBranch,
-    ports: { linkType: number; input?: PortInfo; output?: PortInfo },
-    pipeline: number,
-    options: EngineOptions,
-    built: Map<ResolvedBranch, Chain>,
-    all: ResolvedStage[],
-    turned: boolean,
-    recorded: boolean,
-  ): Chain {
+  private buildBranch(branch: ResolvedBranch, b: ChainBuild, path: PathState): Chain {
     // A compound stage's parts share one else branch: build it once.
-    const known = built.get(branch);
+    const known = b.built.get(branch);
     if (known) return known;
-    const chain = this.buildChain(branch, () => {}, ports, pipeline, options, built, all, turned, recorded);
-    chain.exit = this.exitFor(branch.sink, branch.label, pipeline, options);
-    built.set(branch, chain);
+    const chain = this.buildChain(branch, () => {}, b, path);
+    chain.exit = this.exitFor(branch.sink, branch.label, b.pipeline, b.options);
+    b.built.set(branch, chain);
     return chain;
   }
 
@@ -331,9 +331,8 @@ export class Engine {
     return slot;
   }
 
-  private teeSlot(el: Extract<ResolvedElement, { kind: 'tee' }>, chain: Chain, branch: Chain, all: ResolvedStage[]): Slot {
+  private teeSlot(el: Extract<ResolvedElement, { kind: 'tee' }>, chain: Chain, branch: Chain): Slot {
     const slot = this.newSlot(el.label, chain);
-    void all;
     // When nothing in the branch keeps packets, one copy (Packet and Buffer) serves every packet.
     let reuse: { packet: Packet | null; scratch: Buffer | null } | null = null;
     slot.instance = {

@@ -12,6 +12,7 @@
  */
 import { PipelineSyntaxError } from './language.js';
 import type { ResolvedProgram, ResolvedBranch } from './program.js';
+import type { PortInfo } from './stage.js';
 
 export interface Routing {
   /** Per port: the pipeline that reads it, or -1. */
@@ -84,4 +85,11 @@ export function rereadWarnings(program: ResolvedProgram, routing: Routing, ports
     out.push(`${which}names no sink, so what leaves it is written back to ${dev}, and no stage in it turns packets around: end it with 'drop' to only look (capture, count), or with 'to ${dev}' to say that this is meant`);
   }
   return out;
+}
+
+/** What the stages of pipeline `i` see of its ports: the link type and the ports it reads and writes. */
+export function portsOfPipeline(routing: Pick<Routing, 'pipelineOf' | 'defaultSink'>, ports: readonly PortInfo[], i: number): { linkType: number; input?: PortInfo; output?: PortInfo } {
+  const source = routing.pipelineOf.indexOf(i);
+  const out = routing.defaultSink[i];
+  return { linkType: source >= 0 ? ports[source].linkType : 101, input: ports[source], output: out >= 0 ? ports[out] : undefined };
 }

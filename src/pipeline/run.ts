@@ -16,7 +16,7 @@ import { TunpipeError } from '../errors.js';
 import { Engine, type SinkFunction } from './engine.js';
 import { checkStageArgs, isStraightLine, programSpec, programStages, resolveProgram, type ResolvedProgram, type ResolvedStage } from './resolve.js';
 import { noStageKeepsPackets, type PortInfo } from './stage.js';
-import { routeProgram } from './routing.js';
+import { portsOfPipeline, routeProgram } from './routing.js';
 import { Driver } from './driver.js';
 import type { StopReason } from './result.js';
 import type { PacketTransform } from './transform.js';
@@ -142,18 +142,13 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
   const discard: SinkFunction = () => {};
   const engine = new Engine(program, {
     sink: discard,
+    // A pipeline without a sink of its own writes back to its device (routing.ts), or nowhere.
+    defaultSinkFor: (i) => (routing.defaultSink[i] >= 0 ? sendTo(routing.defaultSink[i]) : discard),
     sinkFor: (port) => sendTo(ports.findIndex((p) => p.name === port)),
-    portsOf: (i) => {
-      const source = routing.pipelineOf.indexOf(i);
-      const out = routing.defaultSink[i];
-      return { linkType: source >= 0 ? ports[source].linkType : LINKTYPE_RAW, input: ports[source], output: out >= 0 ? ports[out] : undefined };
-    },
+    portsOf: (i) => portsOfPipeline(routing, ports, i),
     queueLength: options.queueLength,
     warn: options.warn,
     onFail: (err) => driver?.stopWith('error', err),
-  });
-  engine.pipelines.forEach((chain, i) => {
-    if (chain.exit === discard && routing.defaultSink[i] >= 0) chain.exit = sendTo(routing.defaultSink[i]);
   });
   driver = new Driver(engine, options.count ?? Infinity, { onStop: () => wakeStop() });
   const d = driver;
