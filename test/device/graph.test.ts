@@ -97,6 +97,10 @@ test('pipeline errors that involve devices are refused with a caret, exit 2, bef
       [['--dev', 'tpe0', '--dev', 'tpe1'], 'from tpe0 | drop; from tpe0 | to tpe1', /device 'tpe0' is read by pipeline 1 already/],
       [['--dev', 'tpe0'], 'from tpe0 | tee { from tpe0 | drop }', /'from' cannot start a branch/],
       [['--dev', 'tpe0', '--dev', 'tpe0'], 'parse', /--dev tpe0 is given twice/],
+      // Device options refused before anything opens (in this namespace, so a bug could not make a device in the host's).
+      [['--dev', 'tpe0', '--mtu', '0x500'], 'parse', /--mtu takes a whole number/],
+      [['--dev', ''], 'parse', /--dev needs a name/],
+      [['--dev', 'tpe0', '--mac', '02:00:00:00:00:01'], 'parse', /--mac is for TAP devices/],
     ];
     for (const [devs, text, re] of cases) {
       const r = await runTunpipeIn(ns, [...devs, text]);
