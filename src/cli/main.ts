@@ -128,7 +128,7 @@ function parser(argv: string[]) {
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
     .option('quiet', { type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' })
     .option('stats', { type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' })
-    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file (every --stats INTERVAL, default 1s)', group: 'Run:' })
+    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file, - for stdout (every --stats INTERVAL, default 1s)', group: 'Run:' })
     .option('list', { type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' })
     .option('help', { type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' })
     .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
@@ -141,11 +141,18 @@ function parser(argv: string[]) {
     .exitProcess(false);
 }
 
-/** yargs takes a lone '-' for a positional argument: `--write -` becomes `--write=-` (same for --read). */
+/**
+ * yargs takes a lone '-' for a positional argument, so `--write -` would lose its value: an option that
+ * takes one gets it bound (`--write=-`), whichever option it is (stdin and stdout for files, an error
+ * that names the option for the others).
+ */
 function bindDashValues(argv: string[]): string[] {
+  // yargs has getOptions() at run time; its types leave it out.
+  const declared = (parser([]) as unknown as { getOptions(): { string: string[]; number: string[] } }).getOptions();
+  const takesValue = new Set([...declared.string, ...declared.number].map((name) => `--${name}`));
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if ((argv[i] === '--write' || argv[i] === '--read') && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
+    if (takesValue.has(argv[i]) && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
     else out.push(argv[i]);
   }
   return out;
@@ -379,7 +386,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         if (d >= 0) checkStageArgs(pipelineStages(pl), program.text, checked.devices[d].mode === 'tap' ? 1 : 101);
       });
     }
-    checkOutputs(program, { read: checked.read, write: checked.write });
+    checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
     if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
@@ -541,6 +548,7 @@ async function runDevices(
 }
 
 function openStatsFile(path: string): number {
+  if (path === '-') return 1;
   try {
     return openSync(path, 'w', 0o600);
   } catch (err) {
@@ -572,6 +580,6 @@ function startStats(c: Checked, worker: { liveCounters(): Promise<import('../pip
   }, c.statsMs);
   return () => {
     clearInterval(timer);
-    if (file !== null) closeSync(file);
+    if (file !== null && file !== 1) closeSync(file);
   };
 }
