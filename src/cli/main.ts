@@ -43,7 +43,7 @@ const EPILOG = `Pipeline language:
     ;  or a line break        separates pipelines (a line ending in '|' goes on)
   A branch that names no sink discards what reaches its end (counted).
 
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap, --mac and --kernel-filter apply to
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --queues, --tap, --mac and --kernel-filter apply to
 the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
@@ -103,7 +103,7 @@ function version(): string {
 const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
 
 Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--queues N] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
   tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
   tunpipe --list [STAGE]`;
 
@@ -117,6 +117,7 @@ function parser(argv: string[]) {
     .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device (options apply to the --dev before them):' })
     .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device (options apply to the --dev before them):' })
     .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
+    .option('queues', { type: 'number', describe: 'open the device N times with IFF_MULTI_QUEUE, a worker thread per queue (1..64)', group: 'Device (options apply to the --dev before them):' })
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
