@@ -174,9 +174,9 @@ export function mergeQueued(perWorker: readonly Map<string, number>[]): Map<stri
   return out;
 }
 
-/** How the workers move packets: one word when they agree, else each queue's. */
-export function mergeIo(perWorker: readonly string[], queues: number): string {
+/** How the workers move packets (one word when they agree, else each queue's), and how many there are: a device of one queue is in every worker too. */
+export function mergeIo(perWorker: readonly string[], workers: number): string {
   const distinct = new Set(perWorker);
   const how = distinct.size === 1 ? perWorker[0] : perWorker.map((io, k) => `queue ${k}: ${io}`).join(', ');
-  return `${how}, ${queues} queues`;
+  return `${how}, ${workers} workers`;
 }

@@ -133,8 +133,8 @@ test('stage counters add up by label, in the first worker\'s order; reasons too;
   const reports = mergeReports([new Map([['loss', 'seed 7'], ['x', 'a']]), new Map([['loss', 'seed 7'], ['x', 'b']])]);
   assert.equal(reports.get('loss'), 'seed 7');
   assert.equal(reports.get('x'), 'queue 0: a; queue 1: b');
-  assert.equal(mergeIo(['io_uring', 'io_uring'], 2), 'io_uring, 2 queues');
-  assert.equal(mergeIo(['io_uring', 'poll'], 2), 'queue 0: io_uring, queue 1: poll, 2 queues');
+  assert.equal(mergeIo(['io_uring', 'io_uring'], 2), 'io_uring, 2 workers');
+  assert.equal(mergeIo(['io_uring', 'poll'], 2), 'queue 0: io_uring, queue 1: poll, 2 workers');
 });
 
 test('--count over queues: exactly N packets enter, whichever driver takes them, and every driver stops', async () => {
