@@ -5,7 +5,8 @@
  * both queues, queue k of one device forwards to queue k of the other (the exit report per queue), and the
  * totals are the sums of the queues. The echo on 2 queues answers pings from many peers; `--count` over
  * queues lets exactly N in. Usage errors: a single-queue persistent device asked for queues (the kernel's
- * EINVAL, explained), stages refused on several queues, --queues with --read, TUNPIPE_THREAD=main.
+ * EINVAL, explained), stages refused on several queues, --queues with --read, TUNPIPE_THREAD=main. A device
+ * deleted under two workers stops both; a wire of 2 queues to 1 keeps the single-queue side's capture whole.
  */
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
