@@ -154,3 +154,15 @@ test('--count over queues: exactly N packets enter, whichever driver takes them,
   assert.ok(drivers.every((d) => d.stoppedBy === 'count'));
   assert.ok(new SharedCountDriver(new Engine(program, { sink: () => {} }), new SharedArrayBuffer(4), 0).stopped, '--count 0 stops at once');
 });
+
+test('--stats with queues: each device has its queues in the JSON line and a row per queue in the table', async () => {
+  const { LiveStats } = await import('../../src/cli/stats.js');
+  const live = new LiveStats(() => ['tpa0', 'tpb0']);
+  const pq = [[counters(3, 4), counters(5, 6)], [counters(7, 8)]];
+  const { json, table } = live.next({ stages: [stats('1:drop', 8, 0)], counters: deviceTotals(pq), queued: new Map(), queueCounters: pq });
+  const line = JSON.parse(json);
+  assert.equal(line.devices[0].read, 8);
+  assert.deepEqual(line.devices[0].queues.map((q: { queue: number; read: number; written: number }) => [q.queue, q.read, q.written]), [[0, 3, 4], [1, 5, 6]]);
+  assert.equal(line.devices[1].queues, undefined, 'a device of one queue has no queue list');
+  assert.match(table, /^device tpa0\s+8 .*\n {2}queue 0\s+3\s+-\s+4 .*\n {2}queue 1\s+5\s+-\s+6 .*\ndevice tpb0\s+7 /m);
+});
