@@ -10,13 +10,15 @@
  */
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, withNetns, type Netns } from '../helpers/netns.js';
 import { pingIn, runTunpipeIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
+import { REPO_ROOT } from '../helpers/cli.js';
 
 const skip = deviceTestSkipReason();
 const WIRE = 'from tpa0 | to tpb0; from tpb0 | to tpa0';
@@ -269,4 +271,48 @@ test('a wire of 2 queues to 1: the single-queue side keeps its capture (created 
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('the library: openTun({ queues: 2 }) runs a worker per queue with thread: worker, and is refused on the event loop', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tunpipe-queues-lib-'));
+  const tunpipe = pathToFileURL(join(REPO_ROOT, 'dist', 'src', 'index.js')).href;
+  const file = join(dir, 'queues.mjs');
+  writeFileSync(
+    file,
+    `import { openTun, runPipeline } from '${tunpipe}';
+const tun = openTun({ name: 'tplq0', addresses: ['198.18.0.1/24'], queues: 2 });
+try {
+  await runPipeline({ device: tun, pipeline: 'parse | icmp-echo | checksum' });
+  process.stderr.write('event loop: ran\\n');
+} catch (err) {
+  process.stderr.write('event loop: ' + err.message + '\\n');
+}
+const controller = new AbortController();
+process.once('SIGINT', () => controller.abort());
+const result = await runPipeline({ device: tun, pipeline: 'parse | icmp-echo | checksum', thread: 'worker', signal: controller.signal, onReady: () => process.stderr.write('answering on ' + tun.queueFds.length + ' queues\\n') });
+tun.closeFd();
+process.stdout.write(JSON.stringify({ in: result.packetsIn, out: result.packetsOut, io: result.io, counters: tun.counters, queues: tun.queueCounters }));
+`,
+  );
+  try {
+    await withNetns(async (ns) => {
+      const p = watchProcess(spawnInNetns(ns, [process.execPath, file]));
+      try {
+        await p.waitFor(/answering on 2 queues/);
+        assert.match(p.stderr(), /event loop: tplq0 has 2 queues: run it with thread: 'worker'/);
+        assert.equal(pingPeers(ns, 16, 2), 32);
+        assert.equal(await p.stop('SIGINT', 3000), 0, p.stderr());
+      } finally {
+        await p.stop('SIGKILL', 1000);
+      }
+      const r = JSON.parse(p.stdout());
+      assert.equal(r.out, 32);
+      assert.match(r.io, /2 workers/);
+      assert.equal(r.queues.length, 2);
+      assert.ok(r.queues.every((q: { rxPackets: number }) => q.rxPackets > 0), JSON.stringify(r.queues));
+      assert.equal(r.queues[0].txPackets + r.queues[1].txPackets, r.counters.txPackets);
+    }, 'tpql');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
