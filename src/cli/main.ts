@@ -27,6 +27,7 @@ import { attachKernelFilter, compileKernelFilters, kernelDropsNote, kernelFilter
 import { readRunOptions, type RunSettings } from './run-options.js';
 import { parseDuration } from '../pipeline/units.js';
 import { LiveStats } from './stats.js';
+import { checkQueuedProgram, MAX_SHARED_COUNT } from '../pipeline/queues.js';
 
 const EPILOG = `Pipeline language:
   Stages separated by '|', read left to right. A stage is a name followed by positional and key=value
@@ -42,7 +43,7 @@ const EPILOG = `Pipeline language:
     ;  or a line break        separates pipelines (a line ending in '|' goes on)
   A branch that names no sink discards what reaches its end (counted).
 
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap, --mac and --kernel-filter apply to
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --queues, --tap, --mac and --kernel-filter apply to
 the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
@@ -102,7 +103,7 @@ function version(): string {
 const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
 
 Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--queues N] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
   tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
   tunpipe --list [STAGE]`;
 
@@ -116,6 +117,7 @@ function parser(argv: string[]) {
     .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device (options apply to the --dev before them):' })
     .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device (options apply to the --dev before them):' })
     .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
+    .option('queues', { type: 'number', describe: 'open the device N times with IFF_MULTI_QUEUE, a worker thread per queue (1..64)', group: 'Device (options apply to the --dev before them):' })
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
@@ -225,6 +227,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
   if (!Number.isInteger(queue) || queue < 1) throw new UsageError('--queue takes a whole number of packets, at least 1');
   if (read !== undefined) {
     if (read === '') throw new UsageError("--read needs a file name ('-' for stdin)");
+    if (devices.some((d) => d.queues !== undefined)) throw new UsageError('--queues is for devices (a worker per queue of a multi-queue device); offline, one reader takes the file in order: leave out --queues');
     if (devices.length) throw new UsageError('--read is offline, with no device: leave out --dev and the device options, or --read');
     if (user !== undefined || group !== undefined) throw new UsageError('--user/--group drop root after devices are open; offline there is none: run tunpipe as that user instead');
   }
@@ -241,6 +244,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
     if (statsJson === '') throw new UsageError('--stats-json needs a file name');
     statsMs = ms;
   }
+  if (count !== undefined && count > MAX_SHARED_COUNT && devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError(`--count with --queues: at most ${MAX_SHARED_COUNT} packets (the queues share one 32-bit counter)`);
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
   return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined, offload: args.offload === true };
 }
@@ -289,7 +293,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', off
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload, queues: s.queues });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -326,7 +330,8 @@ function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
     : others.length
       ? ` with ${others.join(', ')} (already there)`
       : ' (no address: configure it yourself, or use --addr)';
-  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}`;
+  const queues = dev.queueFds.length > 1 ? `, ${dev.queueFds.length} queues` : '';
+  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}${queues}`;
 }
 
 function stopReason(result: RunResult, c: Checked): string {
@@ -372,6 +377,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (checked.read === undefined) await checkAddresses(checked.devices);
     if (checked.read === undefined) await compileKernelFilters(checked.devices);
     if (checked.statsMs > 0 && settings.thread === 'main') throw new UsageError('--stats needs the worker thread (leave out TUNPIPE_THREAD=main)');
+    if (settings.thread === 'main' && checked.devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError('--queues runs a worker thread per queue: leave out TUNPIPE_THREAD=main (the event loop reads one queue)');
     // Check the whole program before touching any device, so a typo changes nothing on the system. In a
     // worker, users' modules are imported there, once.
     const inWorker = checked.read === undefined && settings.thread === 'worker';
@@ -386,6 +392,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         if (d >= 0) checkStageArgs(pipelineStages(pl), program.text, checked.devices[d].mode === 'tap' ? 1 : 101);
       });
     }
+    if (names !== null) checkQueuedProgram(program, routing.pipelineOf, checked.devices.map((d) => d.queues ?? 1), names);
     checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
     if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
@@ -444,6 +451,7 @@ async function run(c: Checked, settings: RunSettings, program: ResolvedProgram):
         const kernel = await kernelDropsNote(c.devices[i], d);
         sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors}${kernel} (${result.io})
 `);
+        if (d.queueCounters.length > 1) sayRaw(`${queueLine(d)}\n`);
         if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)
 `);
       }
@@ -506,18 +514,15 @@ async function runDevices(
       },
     });
   }
-  const { PipelineWorker } = await import('../pipeline/device-worker.js');
-  const { programSpec } = await import('../pipeline/resolve.js');
   const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses }));
   const routing = routeProgram(program, ports.map((p) => p.name));
-  const worker = await PipelineWorker.start({
-    program: programSpec(program),
-    routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink },
-    count: c.count,
-    queueLength: c.queue,
-    io: settings.io,
-    ioBuffers: settings.ioBuffers,
-  });
+  const queues = c.devices.map((d) => d.queues ?? 1);
+  const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };
+  const workerOptions = { routing: workerRouting, count: c.count, queueLength: c.queue, io: settings.io, ioBuffers: settings.ioBuffers };
+  // Several queues: a worker per queue (../pipeline/queue-workers.ts); one queue: the one worker, as always.
+  const worker = queues.some((n) => n > 1)
+    ? await (await import('../pipeline/queue-workers.js')).QueueWorkers.start({ ...workerOptions, program, queues })
+    : await (await import('../pipeline/device-worker.js')).PipelineWorker.start({ ...workerOptions, program: (await import('../pipeline/resolve.js')).programSpec(program) });
   const stop = () => worker.stop();
   signal.addEventListener('abort', stop, { once: true });
   try {
@@ -541,10 +546,17 @@ async function runDevices(
     const result = await worker.finished();
     stopStats();
     result.counters.forEach((k, i) => Object.assign(devices[i].counters, k));
+    const perQueue = (result as { queueCounters?: TunDevice['queueCounters'][] }).queueCounters;
+    perQueue?.forEach((qs, i) => (devices[i].queueCounters = qs));
     return result;
   } finally {
     signal.removeEventListener('abort', stop);
   }
+}
+
+/** A device's counters per queue, for the exit report: how the kernel spread the flows. */
+function queueLine(d: TunDevice): string {
+  return `device ${d.name} per queue: ${d.queueCounters.map((q, k) => `${k}: read ${q.rxPackets}, written ${q.txPackets}`).join('; ')}`;
 }
 
 function openStatsFile(path: string): number {
