@@ -256,6 +256,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
 const pcapStage = defineStage({
   name: 'pcap',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'tee packets into a pcap or pcapng file for tcpdump/Wireshark (- for stdout), with rotation',

@@ -94,6 +94,7 @@ export class RateStage extends HoldingStage implements StageInstance {
 const rateStage = defineStage({
   name: 'rate',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'limit the rate with a token bucket (IP bytes), queue bounded in bytes or time',

@@ -9,7 +9,10 @@ import { countWrite, readError } from '../device/tun.js';
 import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
+import { adoptOffloadFrame, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
 import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
+
+const EMPTY = Buffer.alloc(0);
 
 export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   const { fds, engine, counters, driver, pipelineOf } = ctx;
@@ -27,18 +30,40 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   // identities is cheaper than asking a Buffer for its ArrayBuffer and offset, and koffi has no Buffer to
   // unwrap).
   let lastView: Buffer | null = null;
+  /** The address of lastView's first byte (past the virtio_net_hdr when its device has offloads). */
+  let lastAddr = scratchAddr;
+  /** Views past the header, by length read, for devices with offloads. */
+  const offloadViews: (Buffer | undefined)[] = [];
+  const { offload } = ctx;
+  /**
+   * To a device with offloads: the virtio_net_hdr from the packet's fields, written into its header room
+   * when it has some (the read buffer, a segment, a copy made with room), else in front of a copy.
+   */
+  const writeOffload = (p: Packet, fd: number): number => {
+    const h = p.head;
+    const d = p.data;
+    if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
+      writeVnetHeader(h, p.headAt, p);
+      return libc.writeAt(fd, h === scratch ? scratchAddr : libc.addressOf(h) + p.headAt, d.length + VNET_HDR_SIZE);
+    }
+    const frame = offloadFrame(p);
+    return libc.write(fd, frame, frame.length);
+  };
   ctx.send = (p: Packet, device: number) => {
     driver.packetsOut++;
     const d = p.data;
     const fd = fds[device];
-    countWrite(counters[device], d === lastView ? libc.writeAt(fd, scratchAddr, d.length) : libc.write(fd, d, d.length));
+    if (offload[device]) countWrite(counters[device], writeOffload(p, fd));
+    else countWrite(counters[device], d === lastView ? libc.writeAt(fd, lastAddr, d.length) : libc.write(fd, d, d.length));
   };
 
-  /** The next packet of device `fd`, null when none waits, or an errno value. */
-  const readPacket = (fd: number): Packet | null | number => {
+  /** The next packet of device `d`, null when none waits, or an errno value. */
+  const readPacket = (d: number): Packet | null | number => {
+    const fd = fds[d];
     if (!reuse) {
       const got = reader.read(fd);
-      return got === null || typeof got === 'number' ? got : new Packet(got);
+      if (got === null || typeof got === 'number') return got;
+      return offload[d] ? adoptOffloadFrame(new Packet(got), got) : new Packet(got);
     }
     const len = libc.readAt(fd, scratchAddr, MAX_PACKET);
     if (len < 0) {
@@ -46,17 +71,27 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
       return e === libc.E.EAGAIN || e === libc.E.EINTR ? null : e;
     }
     if (len === 0) return null;
-    lastView = views[len] ?? (views[len] = scratch.subarray(0, len));
+    if (offload[d] && len >= VNET_HDR_SIZE) {
+      // The packet starts past its virtio_net_hdr, whose fields go into the Packet; the header's room stays.
+      lastView = offloadViews[len] ?? (offloadViews[len] = scratch.subarray(VNET_HDR_SIZE, len));
+      lastAddr = scratchAddr + VNET_HDR_SIZE;
+      reused.reset(lastView);
+      readVnetHeader(scratch, 0, reused);
+      reused.head = scratch;
+      return reused;
+    }
+    // A frame shorter than the header (the kernel never gives one) is an empty packet.
+    lastView = offload[d] ? EMPTY : (views[len] ?? (views[len] = scratch.subarray(0, len)));
+    lastAddr = scratchAddr;
     reused.reset(lastView);
     return reused;
   };
   /** Reads device `d` until it is empty or the budget is spent; returns the budget left. */
   const drain = (d: number, budget: number): number => {
-    const fd = fds[d];
     const pipeline = pipelineOf[d];
     const c = counters[d];
     for (; budget > 0 && !driver.stopped; budget--) {
-      const p = readPacket(fd);
+      const p = readPacket(d);
       if (p === null) break;
       if (typeof p === 'number') {
         driver.stopWith('error', readError(ctx.names[d], p));
