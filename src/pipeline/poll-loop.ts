@@ -2,7 +2,8 @@
  * The worker's device loop without io_uring: a blocking poll() on the devices and the wake eventfd, then a
  * drain of each readable device with read() until EAGAIN (at most DRAIN_BUDGET packets a wake), each
  * packet written with write(). Two system calls per packet; the fallback where io_uring cannot be had
- * (./uring-loop.ts), and TUNPIPE_IO=poll.
+ * (./uring-loop.ts), and TUNPIPE_IO=poll. A device with offloads: as in ./uring-loop.ts, the virtio_net_hdr
+ * is read into the Packet and written back in front of it, in place where it has room.
  */
 import * as libc from '../device/libc.js';
 import { countWrite, readError } from '../device/tun.js';

@@ -11,6 +11,11 @@
  * the kernel when its write completes. Otherwise each packet is copied out (into a slab, as the poll loop
  * reads) and its buffer goes back at once. Packets the pipeline makes (fragments, reassembled datagrams)
  * are written from their own Buffers, kept referenced until their write completes.
+ *
+ * On a device with offloads every packet starts with a virtio_net_hdr: the engine gets a view past it (cached
+ * like the others) with the header's fields in the Packet, and a packet written to such a device gets its
+ * header written back into the 10 bytes before it when they are its own (a receive buffer, a segment), so
+ * that it goes out from there, with no copy.
  */
 import * as libc from '../device/libc.js';
 import { countWrite, countWriteResult, readError } from '../device/tun.js';
