@@ -338,3 +338,38 @@ test('the segment stage: segments emitted ahead of the last, plain packets pass 
   assert.equal(stage.process(plain), plain);
   assert.equal(plain.vnetFlags, 0);
 });
+
+test('random virtio fields and header bytes on super-packets: no throw, each passes as plain packets or is dropped with a reason', () => {
+  let x = 12345;
+  const rand = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const sent: Packet[] = [];
+  const engine = new Engine([{ def: segmentStage, args: {}, label: 'segment' }], { sink: (p) => void sent.push(p) });
+  let inputs = 0;
+  for (let round = 0; round < 3000; round++) {
+    const kind = rand(4);
+    const built = kind === 0 ? tcpSuperPacket(4, 1 + rand(9000), 1448) : kind === 1 ? tcpSuperPacket(6, 1 + rand(9000), 1448) : udpSuperPacket(kind === 2 ? 4 : 6, 1 + rand(9000), 1200);
+    const p = built.packet;
+    const field = rand(8);
+    if (field === 0) p.gsoType = rand(256);
+    if (field === 1) p.gsoSize = rand(3) === 0 ? rand(4) : rand(0x10000);
+    if (field === 2) p.hdrLen = rand(0x10000);
+    if (field === 3) p.csumStart = rand(0x10000);
+    if (field === 4) p.csumOffset = rand(0x10000);
+    if (field === 5) p.vnetFlags = rand(256);
+    // A few header bytes changed at random (lengths, IHL, data offset, next header, ...).
+    for (let k = rand(4); k > 0; k--) p.data[rand(Math.min(p.data.length, 80))] = rand(256);
+    if (rand(4) === 0) p.data = p.data.subarray(0, rand(p.data.length + 1));
+    const before = sent.length;
+    engine.push(p);
+    inputs++;
+    for (const s of sent.slice(before)) {
+      assert.equal(s.gsoType, 0);
+      assert.ok(s.data.length <= 65535);
+    }
+  }
+  const [stats] = engine.stats;
+  assert.equal(stats.packetsIn, inputs);
+  assert.equal(stats.packetsIn, stats.packetsOut + stats.dropped, 'every packet passed or was dropped with a reason');
+  assert.ok(stats.dropped > 0 && stats.packetsOut > 0, `${stats.dropped} dropped, ${stats.packetsOut} passed`);
+  assert.ok(![...stats.reasons.keys()].some((r) => /threw|Error|RangeError/i.test(r)), `no stage error: ${[...stats.reasons.keys()].join('; ')}`);
+});
