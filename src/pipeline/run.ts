@@ -171,7 +171,7 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
     clearTimeout(timer);
     if (d.stopped) return;
     const ms = d.waitMs(engine.busy);
-    if (ms >= 0) timer = setTimeout(() => (d.idle(engine.busy), schedule()), Math.ceil(ms));
+    if (ms >= 0) timer = setTimeout(() => (d.woke(), d.idle(engine.busy), schedule()), Math.ceil(ms));
   };
   devices.forEach((dev, i) => {
     dev.once('error', (err: Error) => d.stopWith('error', err));

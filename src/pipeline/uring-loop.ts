@@ -260,6 +260,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     const want = ring.completionsWaiting + writesQueued + 1;
     writesQueued = 0;
     const e = ring.enter(want, driver.waitMs(busy));
+    driver.woke();
     if (e === DeviceRing.ETIME) driver.idle(busy);
     else if (e !== 0 && e !== libc.E.EINTR) {
       driver.stopWith('error', new TunpipeError(`waiting for ${ctx.names.join(', ')} failed: ${libc.errnoName(e)}`));
@@ -271,9 +272,10 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       // One time for the whole batch, when a stage reads it (a capture).
       driver.beginBatch();
       ring.drainCompletions(take, DRAIN_BUDGET);
-      // The packets go out now rather than with the next wait: the batch's end (stages writing what they
-      // buffered) is then not part of their round trip.
-      if (writesQueued > 0) submit();
+      // When the batch's end has something to write (a capture's records), the packets go out first, so that
+      // it is not part of their round trip. Otherwise they go out with the next wait, in the same
+      // io_uring_enter: one system call a wake, where read() and write() take two a packet.
+      if (writesQueued > 0 && engine.pendingOutput) submit();
       driver.endBatch(true);
     }
     if (busy || engine.busy) await settleAsyncStages(engine);
