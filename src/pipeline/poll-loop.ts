@@ -31,8 +31,9 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   // identities is cheaper than asking a Buffer for its ArrayBuffer and offset, and koffi has no Buffer to
   // unwrap).
   let lastView: Buffer | null = null;
-  /** The address of lastView's first byte (past the virtio_net_hdr when its device has offloads). */
-  let lastAddr = scratchAddr;
+  /** lastView starts past the virtio_net_hdr (its device has offloads): at this address. */
+  const scratchPastHeader = scratchAddr + VNET_HDR_SIZE;
+  let lastPastHeader = false;
   /** Views past the header, by length read, for devices with offloads. */
   const offloadViews: (Buffer | undefined)[] = [];
   const { offload } = ctx;
@@ -43,6 +44,11 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   const writeOffload = (p: Packet, fd: number): number => {
     const h = p.head;
     const d = p.data;
+    if (d === lastView && lastPastHeader) {
+      // Where it was read, behind its header's room (compared by identity: cheaper than by ArrayBuffer).
+      writeVnetHeader(scratch, 0, p);
+      return libc.writeAt(fd, scratchAddr, d.length + VNET_HDR_SIZE);
+    }
     if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
       writeVnetHeader(h, p.headAt, p);
       return libc.writeAt(fd, h === scratch ? scratchAddr : libc.addressOf(h) + p.headAt, d.length + VNET_HDR_SIZE);
@@ -55,7 +61,7 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     const d = p.data;
     const fd = fds[device];
     if (offload[device]) countWrite(counters[device], writeOffload(p, fd));
-    else countWrite(counters[device], d === lastView ? libc.writeAt(fd, lastAddr, d.length) : libc.write(fd, d, d.length));
+    else countWrite(counters[device], d === lastView ? libc.writeAt(fd, lastPastHeader ? scratchPastHeader : scratchAddr, d.length) : libc.write(fd, d, d.length));
   };
 
   /** The next packet of device `d`, null when none waits, or an errno value. */
@@ -75,7 +81,7 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     if (offload[d] && len >= VNET_HDR_SIZE) {
       // The packet starts past its virtio_net_hdr, whose fields go into the Packet; the header's room stays.
       lastView = offloadViews[len] ?? (offloadViews[len] = scratch.subarray(VNET_HDR_SIZE, len));
-      lastAddr = scratchAddr + VNET_HDR_SIZE;
+      lastPastHeader = true;
       reused.reset(lastView);
       readVnetHeader(scratch, 0, reused);
       reused.head = scratch;
@@ -83,7 +89,7 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     }
     // A frame shorter than the header (the kernel never gives one) is an empty packet.
     lastView = offload[d] ? EMPTY : (views[len] ?? (views[len] = scratch.subarray(0, len)));
-    lastAddr = scratchAddr;
+    lastPastHeader = false;
     reused.reset(lastView);
     return reused;
   };

@@ -59,8 +59,8 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   // The packet being processed, in receive buffer `current` through `currentView` (reuse only).
   let current = -1;
   let currentView: Buffer | null = null;
-  /** The address of currentView's first byte. */
-  let currentAddr = 0;
+  /** Where currentView starts in its receive buffer: past the virtio_net_hdr on a device with offloads. */
+  let currentAt = 0;
   /** Per device: its multishot read is armed; only devices that a pipeline reads are read. */
   const readArmed = new Array<boolean>(devices).fill(false);
   const reads = [...Array(devices).keys()].filter((d) => pipelineOf[d] >= 0);
@@ -98,15 +98,24 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
    */
   const sendOffload = (p: Packet, device: number) => {
     const d = p.data;
-    const h = p.head;
     const len = d.length + VNET_HDR_SIZE;
+    if (d === currentView && currentAt === VNET_HDR_SIZE) {
+      // Where the packet was read, behind its header's room at the start of the buffer (compared by
+      // identity: asking a Buffer for its ArrayBuffer costs more).
+      writeVnetHeader(heads[current]!, 0, p);
+      writesFrom[current]++;
+      ring.queueWrite(ring.bufferAddress(current), len, writeTag(TAG_WRITE_BUFFER, current, device), device);
+      if (++writesQueued >= SUBMIT_EARLY) submit();
+      return;
+    }
+    const h = p.head;
     if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
       writeVnetHeader(h, p.headAt, p);
-      const start = d.byteOffset - VNET_HDR_SIZE;
       if (d.buffer === ringMemory) {
-        const id = Math.floor(start / bufferSize);
+        // A receive buffer's header room is at its start.
+        const id = Math.floor((d.byteOffset - VNET_HDR_SIZE) / bufferSize);
         writesFrom[id]++;
-        ring.queueWrite(ring.bufferAddress(0) + start, len, writeTag(TAG_WRITE_BUFFER, id, device), device);
+        ring.queueWrite(ring.bufferAddress(id), len, writeTag(TAG_WRITE_BUFFER, id, device), device);
         if (++writesQueued >= SUBMIT_EARLY) submit();
       } else {
         writeOwned(h, libc.addressOf(h) + p.headAt, len, device);
@@ -126,7 +135,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     }
     if (d === currentView) {
       writesFrom[current]++;
-      ring.queueWrite(currentAddr, d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
+      ring.queueWrite(ring.bufferAddress(current) + currentAt, d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }
@@ -155,7 +164,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
         if (v === undefined || v.length !== len - at) v = views[id] = ring.buffers.subarray(base + at, base + len);
         current = id;
         currentView = v;
-        currentAddr = ring.bufferAddress(id) + at;
+        currentAt = at;
         reused.reset(v);
         if (at === VNET_HDR_SIZE) {
           const h = heads[id] ?? (heads[id] = ring.buffers.subarray(base, base + bufferSize));
@@ -172,7 +181,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       if (v === undefined || v.length !== len) v = views[id] = ring.buffers.subarray(base, base + len);
       current = id;
       currentView = v;
-      currentAddr = ring.bufferAddress(id);
+      currentAt = 0;
       reused.reset(v);
       p = reused;
     } else {
