@@ -282,6 +282,32 @@ export default {
   });
 }
 
+test('--offload with segment written before pcap: the capture holds segments no longer than the MTU whose checksums tshark verifies', { skip }, async () => {
+  await withWire(async (a, b, self, dir) => {
+    const cap = join(dir, 'seg.pcap');
+    const before = [a.nstat(), b.nstat()];
+    const tp = startTunpipeWith(self, wireArgs(a, b, `from tpa0 | segment | pcap ${cap} | to tpb0; from tpb0 | to tpa0`));
+    let moved: number;
+    try {
+      await tp.waitFor(/reading/);
+      moved = await transfer(a, b);
+      assertNoChecksumErrors(before, [a.nstat(), b.nstat()]);
+      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+    const tshark = (filter: string) =>
+      execFileSync('tshark', ['-r', cap, '-o', 'tcp.check_checksum:TRUE', '-o', 'ip.check_checksum:TRUE', '-T', 'fields', '-e', 'frame.number', '-Y', filter], { encoding: 'utf8', maxBuffer: 1 << 28, timeout: 120_000 })
+        .trim()
+        .split('\n')
+        .filter(Boolean).length;
+    const data = tshark('tcp.dstport == 5300 && tcp.len > 0');
+    assert.ok(data > moved / 1500, `${data} TCP segments with data for ${moved} bytes`);
+    assert.equal(tshark('frame.len > 1500'), 0, 'no packet longer than the MTU');
+    assert.equal(tshark('tcp.checksum.status == "Bad" || ip.checksum.status == "Bad"'), 0, 'tshark finds every checksum right');
+  });
+});
+
 test('--offload offline is a usage error', { skip }, async () => {
   await withWire(async (_a, _b, self, dir) => {
     const file = join(dir, 'none.pcap');

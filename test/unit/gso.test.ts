@@ -373,3 +373,26 @@ test('random virtio fields and header bytes on super-packets: no throw, each pas
   assert.ok(stats.dropped > 0 && stats.packetsOut > 0, `${stats.dropped} dropped, ${stats.packetsOut} passed`);
   assert.ok(![...stats.reasons.keys()].some((r) => /threw|Error|RangeError/i.test(r)), `no stage error: ${[...stats.reasons.keys()].join('; ')}`);
 });
+
+test('TAP (Ethernet): every segment carries the frame header, csum_start counts from the frame', () => {
+  const { packet, payload, l4, thl } = tcpSuperPacket(4, 4000, 1448);
+  const eth = Buffer.from('02000000000202000000000108 00'.replace(/ /g, ''), 'hex');
+  const frame = new Packet(Buffer.concat([eth, packet.data]));
+  Object.assign(frame, { gsoType: packet.gsoType, gsoSize: packet.gsoSize, vnetFlags: packet.vnetFlags, hdrLen: packet.hdrLen + 14, csumStart: l4 + 14, csumOffset: 16 });
+  const ctx = standaloneContext({ linkType: 1 });
+  const stage = segmentStage.create({}, ctx);
+  const last = stage.process(frame);
+  assert.ok(last instanceof Packet, String(last));
+  const segs = [...ctx.emitted, last];
+  assert.equal(segs.length, 3);
+  const joined: Buffer[] = [];
+  for (const s of segs) {
+    assert.deepEqual(s.data.subarray(0, 14), eth, 'the Ethernet header on every segment');
+    const ip = s.data.subarray(14);
+    assert.ok(checksumIsValid(ip, 0, 20));
+    const len = ip.length - l4;
+    assert.ok(checksumIsValid(ip, l4, len, pseudo4(ip, 6, len)), 'TCP checksum');
+    joined.push(ip.subarray(l4 + thl));
+  }
+  assert.deepEqual(Buffer.concat(joined), payload);
+});
