@@ -27,6 +27,7 @@ import { attachKernelFilter, compileKernelFilters, kernelDropsNote, kernelFilter
 import { readRunOptions, type RunSettings } from './run-options.js';
 import { parseDuration } from '../pipeline/units.js';
 import { LiveStats } from './stats.js';
+import { checkQueuedProgram, MAX_SHARED_COUNT } from '../pipeline/queues.js';
 
 const EPILOG = `Pipeline language:
   Stages separated by '|', read left to right. A stage is a name followed by positional and key=value
@@ -42,7 +43,7 @@ const EPILOG = `Pipeline language:
     ;  or a line break        separates pipelines (a line ending in '|' goes on)
   A branch that names no sink discards what reaches its end (counted).
 
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap, --mac and --kernel-filter apply to
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --queues, --tap, --mac and --kernel-filter apply to
 the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
@@ -102,7 +103,7 @@ function version(): string {
 const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
 
 Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--queues N] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
   tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
   tunpipe --list [STAGE]`;
 
@@ -116,6 +117,7 @@ function parser(argv: string[]) {
     .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device (options apply to the --dev before them):' })
     .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device (options apply to the --dev before them):' })
     .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
+    .option('queues', { type: 'number', describe: 'open the device N times with IFF_MULTI_QUEUE, a worker thread per queue (1..64)', group: 'Device (options apply to the --dev before them):' })
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
@@ -128,7 +130,7 @@ function parser(argv: string[]) {
     .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
     .option('quiet', { type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' })
     .option('stats', { type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' })
-    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file (every --stats INTERVAL, default 1s)', group: 'Run:' })
+    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file, - for stdout (every --stats INTERVAL, default 1s)', group: 'Run:' })
     .option('list', { type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' })
     .option('help', { type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' })
     .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
@@ -141,11 +143,18 @@ function parser(argv: string[]) {
     .exitProcess(false);
 }
 
-/** yargs takes a lone '-' for a positional argument: `--write -` becomes `--write=-` (same for --read). */
+/**
+ * yargs takes a lone '-' for a positional argument, so `--write -` would lose its value: an option that
+ * takes one gets it bound (`--write=-`), whichever option it is (stdin and stdout for files, an error
+ * that names the option for the others).
+ */
 function bindDashValues(argv: string[]): string[] {
+  // yargs has getOptions() at run time; its types leave it out.
+  const declared = (parser([]) as unknown as { getOptions(): { string: string[]; number: string[] } }).getOptions();
+  const takesValue = new Set([...declared.string, ...declared.number].map((name) => `--${name}`));
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if ((argv[i] === '--write' || argv[i] === '--read') && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
+    if (takesValue.has(argv[i]) && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
     else out.push(argv[i]);
   }
   return out;
@@ -218,6 +227,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
   if (!Number.isInteger(queue) || queue < 1) throw new UsageError('--queue takes a whole number of packets, at least 1');
   if (read !== undefined) {
     if (read === '') throw new UsageError("--read needs a file name ('-' for stdin)");
+    if (devices.some((d) => d.queues !== undefined)) throw new UsageError('--queues is for devices (a worker per queue of a multi-queue device); offline, one reader takes the file in order: leave out --queues');
     if (devices.length) throw new UsageError('--read is offline, with no device: leave out --dev and the device options, or --read');
     if (user !== undefined || group !== undefined) throw new UsageError('--user/--group drop root after devices are open; offline there is none: run tunpipe as that user instead');
   }
@@ -234,6 +244,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
     if (statsJson === '') throw new UsageError('--stats-json needs a file name');
     statsMs = ms;
   }
+  if (count !== undefined && count > MAX_SHARED_COUNT && devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError(`--count with --queues: at most ${MAX_SHARED_COUNT} packets (the queues share one 32-bit counter)`);
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
   return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined, offload: args.offload === true };
 }
@@ -274,7 +285,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', off
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload, queues: s.queues });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -311,7 +322,8 @@ function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
     : others.length
       ? ` with ${others.join(', ')} (already there)`
       : ' (no address: configure it yourself, or use --addr)';
-  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}`;
+  const queues = dev.queueFds.length > 1 ? `, ${dev.queueFds.length} queues` : '';
+  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}${queues}`;
 }
 
 function stopReason(result: RunResult, c: Checked): string {
@@ -357,6 +369,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (checked.read === undefined) await checkAddresses(checked.devices);
     if (checked.read === undefined) await compileKernelFilters(checked.devices);
     if (checked.statsMs > 0 && settings.thread === 'main') throw new UsageError('--stats needs the worker thread (leave out TUNPIPE_THREAD=main)');
+    if (settings.thread === 'main' && checked.devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError('--queues runs a worker thread per queue: leave out TUNPIPE_THREAD=main (the event loop reads one queue)');
     // Check the whole program before touching any device, so a typo changes nothing on the system. In a
     // worker, users' modules are imported there, once.
     const inWorker = checked.read === undefined && settings.thread === 'worker';
@@ -371,7 +384,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         if (d >= 0) checkStageArgs(pipelineStages(pl), program.text, checked.devices[d].mode === 'tap' ? 1 : 101);
       });
     }
-    checkOutputs(program, { read: checked.read, write: checked.write });
+    if (names !== null) checkQueuedProgram(program, routing.pipelineOf, checked.devices.map((d) => d.queues ?? 1), names);
+    checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
     if (checked.offload) checkOffloadProgram(checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
@@ -429,6 +443,7 @@ async function run(c: Checked, settings: RunSettings, program: ResolvedProgram):
         const kernel = await kernelDropsNote(c.devices[i], d);
         sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors}${kernel} (${result.io})
 `);
+        if (d.queueCounters.length > 1) sayRaw(`${queueLine(d)}\n`);
         if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)
 `);
       }
@@ -491,18 +506,15 @@ async function runDevices(
       },
     });
   }
-  const { PipelineWorker } = await import('../pipeline/device-worker.js');
-  const { programSpec } = await import('../pipeline/resolve.js');
   const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses, offload: c.offload }));
   const routing = routeProgram(program, ports.map((p) => p.name));
-  const worker = await PipelineWorker.start({
-    program: programSpec(program),
-    routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink },
-    count: c.count,
-    queueLength: c.queue,
-    io: settings.io,
-    ioBuffers: settings.ioBuffers,
-  });
+  const queues = c.devices.map((d) => d.queues ?? 1);
+  const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };
+  const workerOptions = { routing: workerRouting, count: c.count, queueLength: c.queue, io: settings.io, ioBuffers: settings.ioBuffers };
+  // Several queues: a worker per queue (../pipeline/queue-workers.ts); one queue: the one worker, as always.
+  const worker = queues.some((n) => n > 1)
+    ? await (await import('../pipeline/queue-workers.js')).QueueWorkers.start({ ...workerOptions, program, queues })
+    : await (await import('../pipeline/device-worker.js')).PipelineWorker.start({ ...workerOptions, program: (await import('../pipeline/resolve.js')).programSpec(program) });
   const stop = () => worker.stop();
   signal.addEventListener('abort', stop, { once: true });
   try {
@@ -526,13 +538,21 @@ async function runDevices(
     const result = await worker.finished();
     stopStats();
     result.counters.forEach((k, i) => Object.assign(devices[i].counters, k));
+    const perQueue = (result as { queueCounters?: TunDevice['queueCounters'][] }).queueCounters;
+    perQueue?.forEach((qs, i) => (devices[i].queueCounters = qs));
     return result;
   } finally {
     signal.removeEventListener('abort', stop);
   }
 }
 
+/** A device's counters per queue, for the exit report: how the kernel spread the flows. */
+function queueLine(d: TunDevice): string {
+  return `device ${d.name} per queue: ${d.queueCounters.map((q, k) => `${k}: read ${q.rxPackets}, written ${q.txPackets}`).join('; ')}`;
+}
+
 function openStatsFile(path: string): number {
+  if (path === '-') return 1;
   try {
     return openSync(path, 'w', 0o600);
   } catch (err) {
@@ -564,6 +584,6 @@ function startStats(c: Checked, worker: { liveCounters(): Promise<import('../pip
   }, c.statsMs);
   return () => {
     clearInterval(timer);
-    if (file !== null) closeSync(file);
+    if (file !== null && file !== 1) closeSync(file);
   };
 }

@@ -249,9 +249,10 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     let drained = false;
     for (const d of reads) {
       if (readArmed[d]) continue;
-      // The read ended: a burst took every buffer. The writes that held them have completed (a TUN write
-      // completes as it is submitted); taking their completions gives the buffers back, and the read is
-      // armed again. Waiting for more first would wait forever: nothing else is armed to complete.
+      // The read ended: a burst took every buffer. The writes that hold them complete as they are submitted
+      // (a TUN write does); taking their completions gives the buffers back, and the read is armed again.
+      // Waiting for more first would wait forever: nothing else is armed to complete.
+      if (writesQueued > 0) submit();
       if (!drained && ring.hasCompletions) {
         ring.drainCompletions(take);
         drained = true;
