@@ -43,7 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
 import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
-import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
+import { FORWARD_STAGES_PIPELINE, formatForward, runForward, type ForwardResult } from './lib/forward.js';
 import { formatQueues, runQueues, type QueuesResult } from './lib/queues.js';
 import { median } from './lib/stats.js';
 import { runImpairAccuracy } from './lib/impair.js';
@@ -331,7 +331,12 @@ async function main(): Promise<number> {
   }
   let forwardOffload: ForwardResult | null = null;
   if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section with offloads', skipped)) {
-    forwardOffload = await runForward({ cli: opts.cli, tmpDir, offload: true, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+    forwardOffload = await runForward({ cli: opts.cli, tmpDir, offload: true, udp: true, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+  }
+  // The same wire with stages that take super-packets whole (issue 13: stages on the offload path).
+  let forwardOffloadStages: ForwardResult | null = null;
+  if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section with offloads and stages', skipped)) {
+    forwardOffloadStages = await runForward({ cli: opts.cli, tmpDir, offload: true, udp: true, pipeline: FORWARD_STAGES_PIPELINE, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
   }
   // 1 queue against 2 (up to min(4, cores)) on the wire, plain and with --offload (bench/lib/queues.ts).
   let queues: QueuesResult | null = null;
@@ -361,6 +366,7 @@ async function main(): Promise<number> {
     offline,
     forward,
     forwardOffload,
+    forwardOffloadStages,
     impair,
     skipped,
     rows,
@@ -386,6 +392,7 @@ async function main(): Promise<number> {
       console.log(`tunpipe --offload TCP / plain C forwarder TCP: ${gain.toFixed(2)} (issue 13 asks for more than 8)`);
     }
   }
+  if (forwardOffloadStages) console.log(`\n${formatForward(forwardOffloadStages, true)}`);
   if (queues) console.log(`\n${formatQueues(queues)}`);
   if (impair) console.log(`\n${formatAccuracyTable(impair)}`);
   // The ping -6 -f row (bench/ipv6.ts, a bench of its own with namespaces of its own), after this one's.

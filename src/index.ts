@@ -16,6 +16,8 @@ export { Packet, asPacket, Dirty } from './packet/packet.js';
 export * as checksum from './packet/checksum.js';
 export * as ipv4 from './packet/ipv4.js';
 export * as ipv6 from './packet/ipv6.js';
+export * as vnet from './packet/vnet.js';
+export { segmentSuperPacket, completeChecksum, SegmentSlabs, GSO_DROP } from './packet/gso.js';
 export { PcapWriter, type PcapWriterOptions } from './pcap/writer.js';
 export { PcapReader, type PcapHeader, type CaptureReader, type CaptureReaderOptions } from './pcap/reader.js';
 export { type CaptureWriter } from './pcap/writer.js';
@@ -29,6 +31,7 @@ export { parsePipeline, parseProgram, PipelineSyntaxError } from './pipeline/lan
 export { resolvePipeline, resolveProgram, type ResolvedProgram } from './pipeline/resolve.js';
 export { Driver } from './pipeline/driver.js';
 export { builtinStages, findStage } from './pipeline/registry.js';
+export { insertSegments } from './pipeline/offload.js';
 export { Engine, type EngineOptions } from './pipeline/engine.js';
 export { transformOf, stageTransform, type PacketTransform } from './pipeline/transform.js';
 export { defineStage, HELD, EXIT, StageStats, type StageDefinition, type StageInstance, type StageContext, type StageResult, type ArgSpec, type PortInfo } from './pipeline/stage.js';

@@ -90,6 +90,7 @@ export class DelayStage extends HoldingStage implements StageInstance {
 const delayStage = defineStage({
   name: 'delay',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'hold each packet for a time, with optional jitter; order kept unless reorder=true',

@@ -39,6 +39,7 @@ export class DuplicateStage implements StageInstance {
 const duplicateStage = defineStage({
   name: 'duplicate',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   summary: 'send some packets twice (each copy has its own buffer)',
   help: [

@@ -40,6 +40,7 @@ function shown(f: PacketFilter, what: string): string {
 const filterStage = defineStage({
   name: 'filter',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: false,
   summary: "pass the packets that match a pcap-filter expression, as tcpdump's ('icmp and src host 198.18.0.2')",

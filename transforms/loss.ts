@@ -106,6 +106,7 @@ export function lossOptions(args: Record<string, unknown>, warn: (message: strin
 const lossStage = defineStage({
   name: 'loss',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   summary: 'drop packets at random (independent, correlated, or Gilbert-Elliott bursts)',
   help: [

@@ -121,6 +121,7 @@ const parse = defineStage({
   summary: 'check the IPv4/IPv6 header (and IPv6 extension headers; on TAP the Ethernet header and VLAN tags first); parse it for later stages',
   help: 'Drops malformed packets, counted by reason. IPv4: header and options checked as Linux does on receipt.\nIPv6: payload length, and the extension-header chain walked with bounds checks (l4/proto name the upper layer).\nEthernet (TAP): Ethernet II and up to two VLAN tags first; the EtherType decides (IPv4, IPv6, ARP pass on;\nany other EtherType is dropped with its reason).',
   recordsChanges: true,
+  superPackets: true,
   args: [],
   create: (_args, ctx) => ({ process: ctx.linkType === LINKTYPE_ETHERNET ? parseFrame : parsePacket }),
 });

@@ -35,6 +35,10 @@
  * with conversions they are expanded at the start of the file's period (time=) or when the file is opened
  * (size= alone); a name already used in the run gets `-N` added. Each file is complete on its own.
  *
+ * On a device with offloads (--offload) a TCP/UDP super-packet is recorded whole, as the kernel handed it
+ * over and as tcpdump on the device itself shows it: one record of up to 64 KiB whose IP length is the
+ * super-packet's, its transport checksum partial. Put `segment` before it to record the segments instead.
+ *
  * The link type is the pipeline's (ctx.linkType: 101 RAW on TUN, 1 Ethernet on TAP, or the --read file's).
  * pcapng: one interface, the port the packets came from (if_name: the device or file name; epb_flags
  * inbound) or, after a stage that turned them around, the port they go to (outbound).
@@ -256,6 +260,7 @@ function createTap(a: PcapArgs, ctx: StageContext) {
 const pcapStage = defineStage({
   name: 'pcap',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'tee packets into a pcap or pcapng file for tcpdump/Wireshark (- for stdout), with rotation',

@@ -93,6 +93,7 @@ const printStage = defineStage({
   name: 'print',
   keepsPackets: false,
   recordsChanges: true,
+  superPackets: true,
   readsTime: true,
   summary: 'print one line per packet, like tcpdump -n (to stdout, or stderr when stdout carries a capture)',
   help: [

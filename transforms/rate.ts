@@ -9,7 +9,9 @@
  *                   time (`limit=50ms`: no packet waits longer); a bare number is bytes. Default 50ms.
  * The bucket counts IP bytes: from the IP header to the end of the datagram (p.end - p.l3), no link header,
  * no framing overhead. It fills at RATE up to `burst`; a packet leaves when the bucket holds its length,
- * which it then takes out. Packets leave in the order they came.
+ * which it then takes out. Packets leave in the order they came. On a device with offloads (--offload) a
+ * TCP/UDP super-packet counts with its whole IP length (one set of headers and the payload of all its
+ * segments) and leaves whole: a burst of up to 64 KiB, within the default burst.
  * In: any packets. Out: the same packets at the times the bucket allows, each timestamp set to its departure
  * (offline, the output file shows the stream spaced as the link would space it). A packet that may leave at
  * once, with nothing queued ahead of it, passes straight through.
@@ -94,6 +96,7 @@ export class RateStage extends HoldingStage implements StageInstance {
 const rateStage = defineStage({
   name: 'rate',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'limit the rate with a token bucket (IP bytes), queue bounded in bytes or time',

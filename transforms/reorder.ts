@@ -111,6 +111,7 @@ export class ReorderStage implements StageInstance {
 const reorderStage = defineStage({
   name: 'reorder',
   recordsChanges: true,
+  superPackets: true,
   keepsPackets: false,
   readsTime: true,
   summary: 'hold some packets back so that the next N overtake them (works without a delay)',

@@ -23,12 +23,22 @@ import { median } from './stats.js';
 import { fmtNum } from './text.js';
 
 export const FORWARD_PIPELINE = 'from tpa0 | to tpb0; from tpb0 | to tpa0';
+/**
+ * The wire with stages on the offload path: every one of them takes super-packets whole (parse, filter, a
+ * delay that copies each packet and releases it at once), so nothing is segmented; against the same C
+ * offload forwarder, this is what the stages cost on a wire of super-packets.
+ */
+export const FORWARD_STAGES_PIPELINE = "from tpa0 | parse | filter 'tcp or udp or icmp' | delay 0ms | to tpb0; from tpb0 | parse | to tpa0";
 const FWD_SOURCE = path.join(REPO_ROOT, 'bench', 'fwd-ref.c');
 
 export interface ForwardOptions {
   cli: string;
   /** Both forwarders with IFF_VNET_HDR and TUNSETOFFLOAD (tunpipe --offload), on devices of their own. */
   offload?: boolean;
+  /** tunpipe's pipeline (default FORWARD_PIPELINE, a plain wire); the C forwarder is always a plain wire. */
+  pipeline?: string;
+  /** Also iperf3 UDP from A to B per turn (1400-byte datagrams at up to UDP_OFFERED_BITS). */
+  udp?: boolean;
   tmpDir: string;
   pairs: number;
   iperfSeconds: number;
@@ -45,6 +55,9 @@ export interface ForwardTurn {
   pingLost: number;
   cpuNsPerPacket: number;
   packets: number;
+  /** iperf3 UDP as received, Gbit/s, and the share of datagrams lost (with `udp`). */
+  udpGbit?: number;
+  udpLost?: number;
   /** How tunpipe moved packets, from its exit line (io_uring, poll). */
   io?: string;
   error?: string;
@@ -53,8 +66,13 @@ export interface ForwardTurn {
 export interface ForwardResult {
   turns: ForwardTurn[];
   /** Per pair, tunpipe / ref. */
-  ratios: { tcp: number[]; ping: number[]; cpu: number[] };
+  ratios: { tcp: number[]; ping: number[]; cpu: number[]; udp?: number[] };
+  /** tunpipe's pipeline in this section. */
+  pipeline?: string;
 }
+
+/** What the UDP load offers: more than either forwarder carries here, so the received rate is the forwarder's. */
+const UDP_OFFERED_BITS = '4G';
 
 function sh(ns: string, args: string[]): string {
   return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -96,7 +114,7 @@ async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; 
   const argv =
     label === 'ref'
       ? [ref, ns.a, 'tpa0', ns.b, 'tpb0', ...(opts.offload ? ['offload'] : [])]
-      : [process.execPath, opts.cli, ...(opts.offload ? ['--offload'] : []), '--dev', 'tpa0', '--netns', ns.a, '--dev', 'tpb0', '--netns', ns.b, FORWARD_PIPELINE];
+      : [process.execPath, opts.cli, ...(opts.offload ? ['--offload'] : []), '--dev', 'tpa0', '--netns', ns.a, '--dev', 'tpb0', '--netns', ns.b, opts.pipeline ?? FORWARD_PIPELINE];
   const fwd = await startForwarder(ns.self, argv, label === 'ref' ? /forwarding/ : /reading/);
   const out: ForwardTurn = { label, pair, tcpGbit: NaN, tcpRetransmits: NaN, pingPerS: NaN, pingLost: NaN, cpuNsPerPacket: NaN, packets: 0 };
   try {
@@ -117,6 +135,13 @@ async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; 
     if (j.error) out.error = `iperf3: ${j.error}`;
     out.tcpGbit = (j.end?.sum_received?.bits_per_second ?? NaN) / 1e9;
     out.tcpRetransmits = j.end?.sum_sent?.retransmits ?? NaN;
+    if (opts.udp) {
+      const u = await runCommand('ip', ['netns', 'exec', ns.a, 'iperf3', '-c', '198.18.0.2', '-J', '-u', '-b', UDP_OFFERED_BITS, '-l', '1400', '-t', String(opts.iperfSeconds)], (opts.iperfSeconds + 15) * 1000);
+      const uj = JSON.parse(u.stdout) as { end?: { sum?: { bits_per_second: number; lost_percent: number } }; error?: string };
+      if (uj.error) out.error = `iperf3 UDP: ${uj.error}`;
+      out.udpGbit = (uj.end?.sum?.bits_per_second ?? NaN) / 1e9;
+      out.udpLost = (uj.end?.sum?.lost_percent ?? NaN) / 100;
+    }
   } catch (err) {
     out.error = (err as Error).message;
   } finally {
@@ -129,7 +154,8 @@ async function turn(label: ForwardTurn['label'], pair: number, ns: { a: string; 
 /** Runs the forwarding section: `pairs` pairs of turns, alternating which forwarder goes first. */
 export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
   const ref = compile(opts.tmpDir);
-  const base = opts.offload ? 103 : 100;
+  // Namespaces of each section's own (the bench removes them all at its end).
+  const base = opts.offload ? (opts.pipeline !== undefined ? 106 : 103) : 100;
   const ns = { a: createNamespace(base), b: createNamespace(base + 1), self: createNamespace(base + 2) };
   const vnet = opts.offload ? ['vnet_hdr'] : [];
   sh(ns.a, ['ip', 'tuntap', 'add', 'dev', 'tpa0', 'mode', 'tun', ...vnet]);
@@ -141,7 +167,7 @@ export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
   const server = spawnTracked('ip', ['netns', 'exec', ns.b, 'iperf3', '-s', '-B', '198.18.0.2'], { stdio: 'ignore' });
   await sleep(300);
   const turns: ForwardTurn[] = [];
-  const ratios = { tcp: [] as number[], ping: [] as number[], cpu: [] as number[] };
+  const ratios = { tcp: [] as number[], ping: [] as number[], cpu: [] as number[], ...(opts.udp ? { udp: [] as number[] } : {}) };
   try {
     for (let pair = 0; pair < opts.pairs; pair++) {
       const order: ForwardTurn['label'][] = pair % 2 === 0 ? ['ref', 'tunpipe'] : ['tunpipe', 'ref'];
@@ -150,7 +176,7 @@ export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
         const t = await turn(label, pair, ns, opts, ref);
         turns.push(t);
         got[label] = t;
-        log(`forward${opts.offload ? ' (offload)' : ''} pair ${pair + 1} ${label}: TCP ${fmtNum(t.tcpGbit, 2)} Gbit/s, ping -f ${fmtNum(t.pingPerS, 0)}/s, ${fmtNum(t.cpuNsPerPacket, 0)} ns CPU/packet${t.io ? ` (${t.io})` : ''}${t.error ? `; ${t.error}` : ''}`);
+        log(`forward${opts.offload ? ' (offload)' : ''}${opts.pipeline ? ` '${opts.pipeline}'` : ''} pair ${pair + 1} ${label}: TCP ${fmtNum(t.tcpGbit, 2)} Gbit/s${opts.udp ? `, UDP ${fmtNum(t.udpGbit ?? NaN, 2)} Gbit/s` : ''}, ping -f ${fmtNum(t.pingPerS, 0)}/s, ${fmtNum(t.cpuNsPerPacket, 0)} ns CPU/packet${t.io ? ` (${t.io})` : ''}${t.error ? `; ${t.error}` : ''}`);
       }
       const r = got.ref!;
       const c = got.tunpipe!;
@@ -158,17 +184,18 @@ export async function runForward(opts: ForwardOptions): Promise<ForwardResult> {
       ratios.tcp.push(c.tcpGbit / r.tcpGbit);
       ratios.ping.push(c.pingPerS / r.pingPerS);
       ratios.cpu.push(c.cpuNsPerPacket / r.cpuNsPerPacket);
+      ratios.udp?.push((c.udpGbit ?? NaN) / (r.udpGbit ?? NaN));
     }
   } finally {
     server.kill('SIGTERM');
     await waitForExit(server, 2000);
   }
-  return { turns, ratios };
+  return { turns, ratios, pipeline: opts.pipeline ?? FORWARD_PIPELINE };
 }
 
 /** The section's table: medians of each forwarder's turns and of the paired ratios (with their range). */
 export function formatForward(res: ForwardResult, offload = false): string {
-  const of = (label: ForwardTurn['label'], k: 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket') => median(res.turns.filter((t) => t.label === label).map((t) => t[k]).filter(Number.isFinite));
+  const of = (label: ForwardTurn['label'], k: 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket' | 'udpGbit') => median(res.turns.filter((t) => t.label === label).map((t) => t[k] ?? NaN).filter(Number.isFinite));
   const range = (xs: number[]) => {
     const ok = xs.filter(Number.isFinite);
     const failed = xs.length - ok.length;
@@ -181,9 +208,10 @@ export function formatForward(res: ForwardResult, offload = false): string {
     ['ping -f round trips/s', fmtNum(of('ref', 'pingPerS'), 0), fmtNum(of('tunpipe', 'pingPerS'), 0), range(res.ratios.ping)],
     ['CPU ns per packet (TCP)', fmtNum(of('ref', 'cpuNsPerPacket'), 0), fmtNum(of('tunpipe', 'cpuNsPerPacket'), 0), range(res.ratios.cpu)],
   ];
+  if (res.ratios.udp) rows.push(['iperf3 UDP received, Gbit/s', fmtNum(of('ref', 'udpGbit'), 2), fmtNum(of('tunpipe', 'udpGbit'), 2), range(res.ratios.udp)]);
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const title = offload
-    ? `forwarding with offloads: tunpipe --offload '${FORWARD_PIPELINE}', against bench/fwd-ref.c offload (IFF_VNET_HDR, TUNSETOFFLOAD; super-packets up to 64 KiB whole)`
+    ? `forwarding with offloads: tunpipe --offload '${res.pipeline ?? FORWARD_PIPELINE}', against bench/fwd-ref.c offload (IFF_VNET_HDR, TUNSETOFFLOAD; super-packets up to 64 KiB whole)`
     : `forwarding: '${FORWARD_PIPELINE}' between two namespaces, against bench/fwd-ref.c (poll, read/write per packet)`;
   return [title, ...rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  '))].join('\n');
 }

@@ -32,6 +32,7 @@ export interface ResultsFile {
   offline: OfflineResult | null;
   forward?: ForwardResult | null;
   forwardOffload?: ForwardResult | null;
+  forwardOffloadStages?: ForwardResult | null;
   queues?: QueuesResult | null;
   filter?: { ok: boolean; perPacket?: { expression: string; libpcapNs: number[]; tunpipeNs: number[]; ratio: number; valid: boolean }[]; wholeCommand?: { expression: string; runs: { tool: string; ok: boolean; wallS: number; digest?: string }[] }[]; bigPackets?: number } | null;
   impair?: { what: string; configured: string; measured: string; error: string; bar: string; pass: boolean | null }[] | null;
@@ -208,7 +209,7 @@ function ownRows(files: LoadedResults[]): string[] {
     rows.push(`| offline packets/s past start-up | | ${fmtInt(steady)} | | | |`);
   }
   for (const f of files) {
-    for (const [what, fw] of [['wire', f.data.forward], ['wire with --offload', f.data.forwardOffload]] as const) {
+    for (const [what, fw] of [['wire', f.data.forward], ['wire with --offload', f.data.forwardOffload], ['wire with --offload and stages', f.data.forwardOffloadStages]] as const) {
       if (!fw || fw.turns.length === 0) continue;
       const io = [...new Set(fw.turns.filter((t) => t.label === 'tunpipe').map((t) => ioLabel(t.io)))].join(', ');
       const abs = (label: 'ref' | 'tunpipe', k: 'tcpGbit' | 'pingPerS' | 'cpuNsPerPacket', digits: number) => {

@@ -396,6 +396,8 @@ export interface Report {
   forward?: ForwardResult | null;
   /** The same with offloads (tunpipe --offload against the C forwarder with IFF_VNET_HDR). */
   forwardOffload?: ForwardResult | null;
+  /** The same with stages on the offload path (FORWARD_STAGES_PIPELINE). */
+  forwardOffloadStages?: ForwardResult | null;
   /** The impairment accuracy section (lib/impair.ts), when asked for. */
   impair?: unknown;
   skipped: string[];

@@ -121,7 +121,7 @@ function parser(argv: string[]) {
     .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
     .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
     .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
-    .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP super-packets up to 64 KiB): for a wire of pipelines without stages', group: 'Device (options apply to the --dev before them):' })
+    .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP/UDP super-packets up to 64 KiB): parse, filter, pcap, print, delay, loss, rate, duplicate and reorder take super-packets whole; before any other stage, and before a device without offloads, they are split into segments (segment stage)', group: 'Device (options apply to the --dev before them):' })
     .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
     .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
     .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
@@ -250,20 +250,12 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
 }
 
 /**
- * With --offload every packet starts with a virtio_net_hdr and may be a TCP super-packet: moved whole
- * between devices it is what the kernel expects, but no stage reads such packets yet, so every pipeline
- * must be a plain wire (`from A | to B`).
+ * With --offload every packet read starts with a virtio_net_hdr and may be a TCP/UDP super-packet: the
+ * stages that take super-packets see them whole, and a `segment` stage is put in front of the others (and
+ * of a device without offloads) by the run (src/pipeline/offload.ts). Offline there are no super-packets.
  */
-function checkOffloadProgram(program: ResolvedProgram, offline: boolean): void {
-  if (offline) throw new UsageError('--offload is for devices; offline there is none');
-  for (const pl of program.pipelines) {
-    const first = pl.elements[0];
-    if (first !== undefined) {
-      const pos = first.pos;
-      throw new PipelineSyntaxError("--offload: stages do not read offload (virtio) headers yet; write each pipeline as a plain wire, 'from A | to B'", program.text, pos);
-    }
-    if (pl.sink.kind !== 'to') throw new PipelineSyntaxError("--offload: each pipeline ends in 'to NAME' (a wire between devices)", program.text, pl.pos);
-  }
+function checkOffloadProgram(offline: boolean): void {
+  if (offline) throw new UsageError('--offload is for devices (it opens them with virtio headers and segmentation offloads); offline there is none: leave it out with --read');
 }
 
 /** Every --addr is checked before anything starts: a typo is a usage error that changes nothing. */
@@ -394,7 +386,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     }
     if (names !== null) checkQueuedProgram(program, routing.pipelineOf, checked.devices.map((d) => d.queues ?? 1), names);
     checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
-    if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
+    if (checked.offload) checkOffloadProgram(checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
     if (err instanceof PipelineSyntaxError) {
@@ -514,7 +506,7 @@ async function runDevices(
       },
     });
   }
-  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses }));
+  const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses, offload: c.offload }));
   const routing = routeProgram(program, ports.map((p) => p.name));
   const queues = c.devices.map((d) => d.queues ?? 1);
   const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };

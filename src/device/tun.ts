@@ -199,6 +199,8 @@ export class TunDevice extends Duplex {
   readonly mode: 'tun' | 'tap';
   /** The addresses this open gave the device (TunOptions.addresses), as written. */
   readonly addresses: readonly string[];
+  /** Opened with offloads (TunOptions.offload): every packet read and written has a virtio_net_hdr in front. Set by openTun. */
+  offload = false;
   readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
   /**
    * Every queue's fd, the first being `fileDescriptor`: one entry unless opened with `queues` (IFF_MULTI_QUEUE).
@@ -446,6 +448,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
     dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text), more);
+    dev.offload = options.offload === true;
     if (!existed) {
       const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
       setIPv6Enabled(actual, ipv6);

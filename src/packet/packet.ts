@@ -63,6 +63,26 @@ export class Packet {
   ipSumAdj = 0;
   /** Unfolded sum of RFC 1624 terms pending for the transport checksum. */
   l4SumAdj = 0;
+  /**
+   * The virtio_net_hdr of a packet from a device opened with offloads (./vnet.ts), 0 otherwise: its flags
+   * (NEEDS_CSUM: the transport checksum is partial; DATA_VALID), its GSO type (0: a plain packet; TCPV4,
+   * TCPV6, UDP_L4: a super-packet of `gsoSize`-byte segments), `hdrLen` (the kernel's hint: bytes of
+   * headers), and where the partial checksum starts (`csumStart`, from the start of `data`) and is stored
+   * (`csumOffset`, from `csumStart`). A device with offloads writes them back in front of the packet.
+   */
+  vnetFlags = 0;
+  gsoType = 0;
+  hdrLen = 0;
+  gsoSize = 0;
+  csumStart = 0;
+  csumOffset = 0;
+  /**
+   * Room for the virtio_net_hdr right before `data`: the bytes [headAt, headAt + 10) of `head`, when `data`
+   * still starts where it was put behind them (see vnet.ts hasHeaderRoom). A device with offloads writes the
+   * header there and the packet from there, without a copy. Null: no room.
+   */
+  head: Buffer | null = null;
+  headAt = 0;
 
   constructor(data: Buffer, sec = 0, nsec = 0) {
     this.data = data;
@@ -85,6 +105,14 @@ export class Packet {
     this.dirty = 0;
     this.ipSumAdj = 0;
     this.l4SumAdj = 0;
+    this.vnetFlags = 0;
+    this.gsoType = 0;
+    this.hdrLen = 0;
+    this.gsoSize = 0;
+    this.csumStart = 0;
+    this.csumOffset = 0;
+    this.head = null;
+    this.headAt = 0;
   }
 
   /** Length of the IP datagram (the whole packet for an unparsed one). */
@@ -128,17 +156,28 @@ export function asPacket(p: Packet | Buffer | Uint8Array): Packet {
   return new Packet(b);
 }
 
+/** Bytes of header room a copy of a packet from a device with offloads keeps in front (the virtio_net_hdr). */
+const COPY_ROOM = 10;
+
 /**
- * A copy of a packet with the same parsed view, timestamps and checksum bookkeeping, and its own bytes:
- * in `scratch` when it is given and large enough (a tee's reused copy), else in a new Buffer. `into`: a
- * Packet object to reuse for the copy.
+ * A copy of a packet with the same parsed view, timestamps, checksum bookkeeping and virtio header fields,
+ * and its own bytes: in `scratch` when it is given and large enough (a tee's reused copy), else in a new
+ * Buffer. `into`: a Packet object to reuse for the copy. A packet that has header room (it came from a
+ * device with offloads) is copied with room of its own, so that it is written out without another copy.
  */
 export function copyPacket(p: Packet, into: Packet | null = null, scratch: Buffer | null = null): Packet {
   const n = p.data.length;
+  const room = p.head !== null ? COPY_ROOM : 0;
   let data: Buffer;
-  if (scratch !== null && n <= scratch.length) {
-    p.data.copy(scratch, 0, 0, n);
-    data = scratch.subarray(0, n);
+  let head: Buffer | null = null;
+  if (scratch !== null && n + room <= scratch.length) {
+    p.data.copy(scratch, room, 0, n);
+    data = scratch.subarray(room, room + n);
+    if (room) head = scratch;
+  } else if (room) {
+    head = Buffer.allocUnsafe(n + room);
+    p.data.copy(head, room);
+    data = head.subarray(room);
   } else {
     data = Buffer.allocUnsafe(n);
     p.data.copy(data);
@@ -155,5 +194,14 @@ export function copyPacket(p: Packet, into: Packet | null = null, scratch: Buffe
   c.dirty = p.dirty;
   c.ipSumAdj = p.ipSumAdj;
   c.l4SumAdj = p.l4SumAdj;
+  c.frag = p.frag;
+  c.vnetFlags = p.vnetFlags;
+  c.gsoType = p.gsoType;
+  c.hdrLen = p.hdrLen;
+  c.gsoSize = p.gsoSize;
+  c.csumStart = p.csumStart;
+  c.csumOffset = p.csumOffset;
+  c.head = head;
+  c.headAt = 0;
   return c;
 }

@@ -23,6 +23,7 @@ import { Engine } from './engine.js';
 import { portsOfPipeline } from './routing.js';
 import { PipelineSyntaxError } from './language.js';
 import { reviveProgram, type ProgramSpec } from './resolve.js';
+import { insertSegments } from './offload.js';
 import { StageStats, type PortInfo } from './stage.js';
 import { Driver } from './driver.js';
 import { SharedCountDriver } from './queue-driver.js';
@@ -327,7 +328,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
   let engine: Engine;
   let driver: Driver;
   try {
-    const program = await reviveProgram(input.program);
+    // Super-packets from a device with offloads are segmented where a stage or a device needs segments.
+    const program = insertSegments(await reviveProgram(input.program), routing, routing.ports);
     engine = new Engine(program, {
       sink: discard,
       // A pipeline without a sink of its own writes to its default: its device, or nowhere.
@@ -368,6 +370,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
     driver,
     engine,
     counters,
+    offload: routing.ports.map((p) => p.offload === true),
     send: () => {},
     report: () => post({ type: 'live', stages: engine.stats.map(statsMessage), reports: [...engine.reports()], counters, queued: [...engine.queueDepths()] }),
   };

@@ -2,14 +2,18 @@
  * The worker's device loop without io_uring: a blocking poll() on the devices and the wake eventfd, then a
  * drain of each readable device with read() until EAGAIN (at most DRAIN_BUDGET packets a wake), each
  * packet written with write(). Two system calls per packet; the fallback where io_uring cannot be had
- * (./uring-loop.ts), and TUNPIPE_IO=poll.
+ * (./uring-loop.ts), and TUNPIPE_IO=poll. A device with offloads: as in ./uring-loop.ts, the virtio_net_hdr
+ * is read into the Packet and written back in front of it, in place where it has room.
  */
 import * as libc from '../device/libc.js';
 import { countWrite, readError } from '../device/tun.js';
 import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
+import { adoptOffloadFrame, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
 import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
+
+const EMPTY = Buffer.alloc(0);
 
 export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   const { fds, engine, counters, driver, pipelineOf } = ctx;
@@ -27,18 +31,46 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   // identities is cheaper than asking a Buffer for its ArrayBuffer and offset, and koffi has no Buffer to
   // unwrap).
   let lastView: Buffer | null = null;
+  /** lastView starts past the virtio_net_hdr (its device has offloads): at this address. */
+  const scratchPastHeader = scratchAddr + VNET_HDR_SIZE;
+  let lastPastHeader = false;
+  /** Views past the header, by length read, for devices with offloads. */
+  const offloadViews: (Buffer | undefined)[] = [];
+  const { offload } = ctx;
+  /**
+   * To a device with offloads: the virtio_net_hdr from the packet's fields, written into its header room
+   * when it has some (the read buffer, a segment, a copy made with room), else in front of a copy.
+   */
+  const writeOffload = (p: Packet, fd: number): number => {
+    const h = p.head;
+    const d = p.data;
+    if (d === lastView && lastPastHeader) {
+      // Where it was read, behind its header's room (compared by identity: cheaper than by ArrayBuffer).
+      writeVnetHeader(scratch, 0, p);
+      return libc.writeAt(fd, scratchAddr, d.length + VNET_HDR_SIZE);
+    }
+    if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
+      writeVnetHeader(h, p.headAt, p);
+      return libc.writeAt(fd, h === scratch ? scratchAddr : libc.addressOf(h) + p.headAt, d.length + VNET_HDR_SIZE);
+    }
+    const frame = offloadFrame(p);
+    return libc.write(fd, frame, frame.length);
+  };
   ctx.send = (p: Packet, device: number) => {
     driver.packetsOut++;
     const d = p.data;
     const fd = fds[device];
-    countWrite(counters[device], d === lastView ? libc.writeAt(fd, scratchAddr, d.length) : libc.write(fd, d, d.length));
+    if (offload[device]) countWrite(counters[device], writeOffload(p, fd));
+    else countWrite(counters[device], d === lastView ? libc.writeAt(fd, lastPastHeader ? scratchPastHeader : scratchAddr, d.length) : libc.write(fd, d, d.length));
   };
 
-  /** The next packet of device `fd`, null when none waits, or an errno value. */
-  const readPacket = (fd: number): Packet | null | number => {
+  /** The next packet of device `d`, null when none waits, or an errno value. */
+  const readPacket = (d: number): Packet | null | number => {
+    const fd = fds[d];
     if (!reuse) {
       const got = reader.read(fd);
-      return got === null || typeof got === 'number' ? got : new Packet(got);
+      if (got === null || typeof got === 'number') return got;
+      return offload[d] ? adoptOffloadFrame(new Packet(got), got) : new Packet(got);
     }
     const len = libc.readAt(fd, scratchAddr, MAX_PACKET);
     if (len < 0) {
@@ -46,17 +78,27 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
       return e === libc.E.EAGAIN || e === libc.E.EINTR ? null : e;
     }
     if (len === 0) return null;
-    lastView = views[len] ?? (views[len] = scratch.subarray(0, len));
+    if (offload[d] && len >= VNET_HDR_SIZE) {
+      // The packet starts past its virtio_net_hdr, whose fields go into the Packet; the header's room stays.
+      lastView = offloadViews[len] ?? (offloadViews[len] = scratch.subarray(VNET_HDR_SIZE, len));
+      lastPastHeader = true;
+      reused.reset(lastView);
+      readVnetHeader(scratch, 0, reused);
+      reused.head = scratch;
+      return reused;
+    }
+    // A frame shorter than the header (the kernel never gives one) is an empty packet.
+    lastView = offload[d] ? EMPTY : (views[len] ?? (views[len] = scratch.subarray(0, len)));
+    lastPastHeader = false;
     reused.reset(lastView);
     return reused;
   };
   /** Reads device `d` until it is empty or the budget is spent; returns the budget left. */
   const drain = (d: number, budget: number): number => {
-    const fd = fds[d];
     const pipeline = pipelineOf[d];
     const c = counters[d];
     for (; budget > 0 && !driver.stopped; budget--) {
-      const p = readPacket(fd);
+      const p = readPacket(d);
       if (p === null) break;
       if (typeof p === 'number') {
         driver.stopWith('error', readError(ctx.names[d], p));

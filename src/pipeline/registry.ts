@@ -18,8 +18,9 @@ import reorder from '../../transforms/reorder.js';
 import corrupt from '../../transforms/corrupt.js';
 import print from '../../transforms/print.js';
 import filter from '../../transforms/filter.js';
+import segment from '../../transforms/segment.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt, neighbor];
+const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt, neighbor, segment];
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

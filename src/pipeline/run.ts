@@ -7,6 +7,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Packet } from '../packet/packet.js';
+import { adoptOffloadFrame, offloadFrame } from '../packet/vnet.js';
 import { RunClock } from '../packet/clock.js';
 import type { CaptureReader } from '../pcap/reader.js';
 import { openCaptureReader } from '../pcap/open-reader.js';
@@ -80,7 +81,7 @@ async function programFor(pipeline: RunOptions['pipeline'], deferModules = false
 }
 
 function devicePort(d: TunDevice): PortInfo {
-  return { name: d.name, linkType: d.mode === 'tap' ? LINKTYPE_ETHERNET : LINKTYPE_RAW, kind: 'device', addresses: d.addresses };
+  return { name: d.name, linkType: d.mode === 'tap' ? LINKTYPE_ETHERNET : LINKTYPE_RAW, kind: 'device', addresses: d.addresses, offload: d.offload };
 }
 
 /** Runs a program; resolves when it has stopped and everything is flushed. Throws on bad setup only. */
@@ -135,14 +136,23 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
   const queued = devices.find((d) => d.queueFds.length > 1);
   // The other queues would be read by nobody, and the kernel would drop the flows it steers there.
   if (queued) throw new TunpipeError(`${queued.name} has ${queued.queueFds.length} queues: run it with thread: 'worker' (a worker per queue)`);
-  const program = await programFor(options.pipeline);
   const ports = devices.map(devicePort);
-  const routing = routeProgram(program, ports.map((p) => p.name));
+  const written = await programFor(options.pipeline);
+  const routing = routeProgram(written, ports.map((p) => p.name));
+  // Super-packets from a device with offloads are segmented where a stage or a device needs segments.
+  const program = devices.some((d) => d.offload) ? (await import('./offload.js')).insertSegments(written, routing, ports) : written;
   let driver: Driver | null = null;
   let wakeStop: () => void = () => {};
   const stopped = new Promise<void>((r) => (wakeStop = r));
   const sendTo = (d: number): SinkFunction => {
     const dev = devices[d];
+    // A device with offloads takes each packet behind a virtio_net_hdr made from the packet's fields.
+    if (dev.offload) {
+      return (p) => {
+        driver!.packetsOut++;
+        dev.send(offloadFrame(p));
+      };
+    }
     return (p) => {
       driver!.packetsOut++;
       dev.send(p.data);
@@ -180,7 +190,7 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
       (buf) => {
         if (d.stopped) return;
         d.beginBatch();
-        d.push(pipeline, new Packet(buf));
+        d.push(pipeline, dev.offload ? adoptOffloadFrame(new Packet(buf), buf) : new Packet(buf));
       },
       () => {
         d.endBatch(false);

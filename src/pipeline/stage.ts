@@ -70,6 +70,11 @@ export interface PortInfo {
    * persistent device's own addresses are not in it. `neighbor` answers for the rest of these subnets.
    */
   readonly addresses?: readonly string[];
+  /**
+   * A device opened with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): its packets may be TCP/UDP super-packets
+   * with partial checksums (Packet.gsoType, vnetFlags), and it takes them back. See superPackets.
+   */
+  readonly offload?: boolean;
 }
 
 /** What a stage instance may call back into. */
@@ -190,6 +195,15 @@ interface StageDefinitionBase {
    * before it makes this promise; after any other stage (a user's stage is taken not to) it recomputes in full.
    */
   recordsChanges?: boolean;
+  /**
+   * True when the stage is correct on a super-packet from a device with offloads as it is: a TCP or UDP
+   * train of up to 64 KiB behind one IP header (Packet.gsoType not 0), its transport checksum partial
+   * (NEEDS_CSUM): a stage that only reads headers, passes, drops, copies or holds packets (parse, filter,
+   * pcap, delay, ...). On a pipeline that reads such a device, tunpipe puts a `segment` stage in front of
+   * the first stage that does not say so (a user's stage never does), which then gets segments with
+   * complete checksums, and in front of a device without offloads.
+   */
+  superPackets?: boolean;
   /**
    * Checks arguments against each other once each has been converted (`files=` needs `size=` or `time=`):
    * a message, reported at the stage's name with its usage like any argument error, or null. Runs before

@@ -11,6 +11,11 @@
  * the kernel when its write completes. Otherwise each packet is copied out (into a slab, as the poll loop
  * reads) and its buffer goes back at once. Packets the pipeline makes (fragments, reassembled datagrams)
  * are written from their own Buffers, kept referenced until their write completes.
+ *
+ * On a device with offloads every packet starts with a virtio_net_hdr: the engine gets a view past it (cached
+ * like the others) with the header's fields in the Packet, and a packet written to such a device gets its
+ * header written back into the 10 bytes before it when they are its own (a receive buffer, a segment), so
+ * that it goes out from there, with no copy.
  */
 import * as libc from '../device/libc.js';
 import { countWrite, countWriteResult, readError } from '../device/tun.js';
@@ -18,9 +23,11 @@ import { DRAIN_BUDGET, SlabReader } from '../device/slab-reader.js';
 import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
+import { adoptOffloadFrame, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
 import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
 const ENOBUFS = 105;
+const EMPTY = Buffer.alloc(0);
 const ECANCELED = 125;
 /** Writes from the pipeline's own Buffers in flight at once; past it they are written with write(). */
 const MAX_OWNED_WRITES = 1024;
@@ -37,8 +44,13 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   const reused = new Packet(Buffer.alloc(0));
   const ringMemory = ring.buffers.buffer;
   const allBuffers = ring.bufferCount * devices;
-  /** The last view made of each receive buffer; made again only when the length changes. */
+  /**
+   * The last view made of each receive buffer (past its virtio_net_hdr on a device with offloads); made
+   * again only when the length changes. With offloads, a view of the whole buffer too: the header's room.
+   */
   const views: (Buffer | undefined)[] = new Array(allBuffers);
+  const heads: (Buffer | undefined)[] = new Array(allBuffers);
+  const { offload } = ctx;
   const writesFrom = new Uint16Array(allBuffers);
   const owned: (Buffer | undefined)[] = [];
   const freeOwned: number[] = [];
@@ -47,6 +59,8 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   // The packet being processed, in receive buffer `current` through `currentView` (reuse only).
   let current = -1;
   let currentView: Buffer | null = null;
+  /** Where currentView starts in its receive buffer: past the virtio_net_hdr on a device with offloads. */
+  let currentAt = 0;
   /** Per device: its multishot read is armed; only devices that a pipeline reads are read. */
   const readArmed = new Array<boolean>(devices).fill(false);
   const reads = [...Array(devices).keys()].filter((d) => pipelineOf[d] >= 0);
@@ -63,13 +77,65 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   const makeRoom = () => {
     if (ring.sqSpace === 0) submit();
   };
+  /** Queues a write of `len` bytes at `addr` in `from`, a Buffer of the pipeline's own, kept until it completes. */
+  const writeOwned = (from: Buffer, addr: number, len: number, device: number) => {
+    if (ownedInFlight >= MAX_OWNED_WRITES) {
+      // Queued writes go first, so packets leave in the order they came.
+      submit();
+      countWrite(counters[device], libc.writeAt(ctx.fds[device], addr, len));
+      return;
+    }
+    const slot = freeOwned.length ? freeOwned.pop()! : owned.length;
+    owned[slot] = from;
+    ownedInFlight++;
+    ring.queueWrite(addr, len, writeTag(TAG_WRITE_OWNED, slot, device), device);
+    if (++writesQueued >= SUBMIT_EARLY) submit();
+  };
+  /**
+   * To a device with offloads: the virtio_net_hdr from the packet's fields in front of its bytes. Written
+   * into the packet's header room when it has some (a receive buffer, a segment, a copy made with room),
+   * else the packet is copied behind a header (a packet a stage made).
+   */
+  const sendOffload = (p: Packet, device: number) => {
+    const d = p.data;
+    const len = d.length + VNET_HDR_SIZE;
+    if (d === currentView && currentAt === VNET_HDR_SIZE) {
+      // Where the packet was read, behind its header's room at the start of the buffer (compared by
+      // identity: asking a Buffer for its ArrayBuffer costs more).
+      writeVnetHeader(heads[current]!, 0, p);
+      writesFrom[current]++;
+      ring.queueWrite(ring.bufferAddress(current), len, writeTag(TAG_WRITE_BUFFER, current, device), device);
+      if (++writesQueued >= SUBMIT_EARLY) submit();
+      return;
+    }
+    const h = p.head;
+    if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
+      writeVnetHeader(h, p.headAt, p);
+      if (d.buffer === ringMemory) {
+        // A receive buffer's header room is at its start.
+        const id = Math.floor((d.byteOffset - VNET_HDR_SIZE) / bufferSize);
+        writesFrom[id]++;
+        ring.queueWrite(ring.bufferAddress(id), len, writeTag(TAG_WRITE_BUFFER, id, device), device);
+        if (++writesQueued >= SUBMIT_EARLY) submit();
+      } else {
+        writeOwned(h, libc.addressOf(h) + p.headAt, len, device);
+      }
+      return;
+    }
+    const frame = offloadFrame(p);
+    writeOwned(frame, libc.addressOf(frame), len, device);
+  };
   ctx.send = (p: Packet, device: number) => {
     driver.packetsOut++;
     const d = p.data;
     makeRoom();
+    if (offload[device]) {
+      sendOffload(p, device);
+      return;
+    }
     if (d === currentView) {
       writesFrom[current]++;
-      ring.queueWrite(ring.bufferAddress(current), d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
+      ring.queueWrite(ring.bufferAddress(current) + currentAt, d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }
@@ -81,17 +147,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       if (++writesQueued >= SUBMIT_EARLY) submit();
       return;
     }
-    if (ownedInFlight >= MAX_OWNED_WRITES) {
-      // Queued writes go first, so packets leave in the order they came.
-      submit();
-      countWrite(counters[device], libc.write(ctx.fds[device], d, d.length));
-      return;
-    }
-    const slot = freeOwned.length ? freeOwned.pop()! : owned.length;
-    owned[slot] = d;
-    ownedInFlight++;
-    ring.queueWrite(libc.addressOf(d), d.length, writeTag(TAG_WRITE_OWNED, slot, device), device);
-    if (++writesQueued >= SUBMIT_EARLY) submit();
+    writeOwned(d, libc.addressOf(d), d.length, device);
   };
 
   const handlePacket = (device: number, id: number, len: number) => {
@@ -100,11 +156,32 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     c.rxBytes += len;
     const base = id * bufferSize;
     let p: Packet;
-    if (reuse) {
+    if (offload[device]) {
+      // The packet starts past its virtio_net_hdr; the header's fields go into the Packet.
+      if (reuse) {
+        const at = len < VNET_HDR_SIZE ? len : VNET_HDR_SIZE;
+        let v = views[id];
+        if (v === undefined || v.length !== len - at) v = views[id] = ring.buffers.subarray(base + at, base + len);
+        current = id;
+        currentView = v;
+        currentAt = at;
+        reused.reset(v);
+        if (at === VNET_HDR_SIZE) {
+          const h = heads[id] ?? (heads[id] = ring.buffers.subarray(base, base + bufferSize));
+          readVnetHeader(h, 0, reused);
+          reused.head = h;
+        }
+        p = reused;
+      } else {
+        p = adoptOffloadFrame(new Packet(EMPTY), reader!.adopt(ring.buffers.subarray(base, base + len), len));
+        ring.recycle(id);
+      }
+    } else if (reuse) {
       let v = views[id];
       if (v === undefined || v.length !== len) v = views[id] = ring.buffers.subarray(base, base + len);
       current = id;
       currentView = v;
+      currentAt = 0;
       reused.reset(v);
       p = reused;
     } else {

@@ -6,6 +6,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
 import { countWrite, type TunCounters } from '../device/tun.js';
 import type { Packet } from '../packet/packet.js';
+import { offloadFrame } from '../packet/vnet.js';
 import type { Engine } from './engine.js';
 import type { Driver } from './driver.js';
 
@@ -22,6 +23,11 @@ export interface DeviceLoopContext {
   readonly engine: Engine;
   /** Per device. */
   readonly counters: TunCounters[];
+  /**
+   * Per device: opened with offloads, so every packet read starts with a virtio_net_hdr (taken into the
+   * Packet's fields, `data` past it) and every packet written gets one in front (from those fields).
+   */
+  readonly offload: readonly boolean[];
   /** Writes a packet leaving a pipeline to device `device`; the engine's sinks call it. */
   send: (p: Packet, device: number) => void;
   /** The main thread asked for the live counters (kill -USR1): post them. */
@@ -42,7 +48,7 @@ export function onWake(ctx: DeviceLoopContext, value: number): void {
 export function directSend(ctx: DeviceLoopContext): (p: Packet, device: number) => void {
   return (p, device) => {
     ctx.driver.packetsOut++;
-    const d = p.data;
+    const d = ctx.offload[device] ? offloadFrame(p) : p.data;
     countWrite(ctx.counters[device], libc.write(ctx.fds[device], d, d.length));
   };
 }
