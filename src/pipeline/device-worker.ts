@@ -336,6 +336,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
       defaultSinkFor: (i) => (routing.defaultSink[i] >= 0 ? sendTo(routing.defaultSink[i]) : discard),
       sinkFor: (port) => sendTo(indexOf.get(port)!),
       portsOf: (i) => portsOfPipeline(routing, routing.ports, i),
+      // io_uring writes a packet when the batch's writes are submitted, after the sink returned.
+      sinksKeepBytes: true,
       queueLength: input.queueLength,
       warn: (m) => {
         try {

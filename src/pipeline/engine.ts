@@ -54,6 +54,11 @@ export interface EngineOptions {
   clock?: RunClock;
   /** How long close() waits for a stage's close() to settle before it goes on without it. Default 2000 ms. */
   closeTimeoutMs?: number;
+  /**
+   * A sink that sends to a port may still read a packet's bytes after it returns (an io_uring write is
+   * submitted later): then a tee whose branch sends gives every copy bytes of its own.
+   */
+  sinksKeepBytes?: boolean;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
@@ -81,6 +86,8 @@ interface PathState {
 export interface Chain {
   readonly slots: Slot[];
   exit: SinkFunction;
+  /** Its end sends packets to a port (`to NAME`, or the default sink), rather than dropping them. */
+  sends: boolean;
 }
 
 /** The queue and worker in front of one asynchronous stage. */
@@ -170,6 +177,7 @@ export class Engine {
   /** One chain per pipeline of the program, in order; `push` feeds the first. */
   readonly pipelines: Chain[] = [];
   private readonly queueLength: number;
+  private readonly sinksKeepBytes: boolean;
   private readonly warnOut: (message: string) => void;
   private readonly onFail: (err: Error) => void;
   /** The clock the stages read (StageContext.now). */
@@ -193,6 +201,7 @@ export class Engine {
   constructor(stages: ResolvedStage[] | ResolvedProgram, options: EngineOptions) {
     const program = Array.isArray(stages) ? straightProgram(stages) : stages;
     this.queueLength = options.queueLength ?? 1024;
+    this.sinksKeepBytes = options.sinksKeepBytes === true;
     this.warnOut = options.warn ?? ((m) => process.stderr.write(`tunpipe: ${m}\n`));
     this.onFail = options.onFail ?? (() => {});
     this.closeTimeoutMs = options.closeTimeoutMs ?? 2000;
@@ -237,7 +246,7 @@ export class Engine {
   }
 
   private buildChain(branch: ResolvedBranch, exit: SinkFunction, b: ChainBuild, path: PathState): Chain {
-    const chain: Chain = { slots: [], exit };
+    const chain: Chain = { slots: [], exit, sends: true };
     let turnedAround = path.turned;
     // True while every stage on the path so far records its changes (StageContext.changesRecorded).
     let changesRecorded = path.recorded;
@@ -263,6 +272,7 @@ export class Engine {
     if (known) return known;
     const chain = this.buildChain(branch, () => {}, b, path);
     chain.exit = this.exitFor(branch.sink, branch.label, b.pipeline, b.options);
+    chain.sends = branch.sink.kind === 'to' || branch.sink.kind === 'default';
     b.built.set(branch, chain);
     return chain;
   }
@@ -338,7 +348,7 @@ export class Engine {
     slot.instance = {
       process: (p: Packet) => {
         if (reuse === null) {
-          const keeps = branchKeepsPackets(branch);
+          const keeps = branchKeepsPackets(branch) || (this.sinksKeepBytes && branchSends(branch));
           reuse = keeps ? { packet: null, scratch: null } : { packet: null, scratch: Buffer.allocUnsafeSlow(MAX_PACKET_COPY) };
         }
         const copy = copyPacket(p, reuse.packet, reuse.scratch);
@@ -641,6 +651,13 @@ export class Engine {
     }
     return errors;
   }
+}
+
+/** True when the chain, or an else branch below it (which gets the same packet), ends by sending to a port. */
+function branchSends(chain: Chain, seen = new Set<Chain>()): boolean {
+  if (seen.has(chain)) return false;
+  seen.add(chain);
+  return chain.sends || chain.slots.some((slot) => slot.orElse !== null && branchSends(slot.orElse, seen));
 }
 
 /** True when a stage of the chain, or of an else branch below it (which gets the same packet), keeps packets. */
