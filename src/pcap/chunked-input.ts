@@ -1,15 +1,21 @@
 /**
- * What both capture readers share: a file (or stdin) read in large chunks, handed out as views. By default
- * each chunk is new memory, so a view stays valid for as long as it is held; a caller that lets go of every
- * packet before the next one is read can have two chunks reused in turn (`reuseChunks`), which spares the
- * kernel from handing out fresh pages for every megabyte of the file (a third of the time of an offline
- * run, measured).
+ * What both capture readers share: a file (or stdin) read in large chunks (one read() per MiB), handed out
+ * as views. By default each chunk is new memory, so a view stays valid for as long as it is held; a caller
+ * that lets go of every packet before the next one is read can have two chunks reused in turn
+ * (`reuseChunks`), which spares the kernel from handing out fresh pages for every megabyte of the file.
+ * Reused chunks also hand packets out without allocating: each packet is copied (copyWithin, no garbage) to
+ * the start of its chunk's memory, in front of the file's bytes, and handed out as a view made once per
+ * packet length, as a device hands out its buffer (a new Buffer view per packet would cost more than the
+ * copy, and the garbage collector more again).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { TunpipeError } from '../errors.js';
 
 const CHUNK = 1 << 20;
+
+/** Room in front of a reused chunk's bytes where packets up to this size are copied to be handed out. */
+const SCRATCH = 1 << 16;
 
 /** An open input and the bytes already read from it (a format sniffed from its first bytes). */
 export interface OpenedInput {
@@ -54,6 +60,11 @@ export class ChunkedInput {
   protected chunkStart = 0;
   private whole: Buffer | null = null;
   private spare: Buffer | null = null;
+  /** Views of the first N bytes of `whole` (and `spare`), by N: what packetAt() hands out. */
+  private views: Buffer[] = [];
+  private spareViews: Buffer[] = [];
+  /** `whole` while `chunk` lies at SCRATCH in it (reused chunks), else null: packetAt() copies only then. */
+  private scratch: Buffer | null = null;
   private readonly reuseChunks: boolean;
   private eof = false;
   private closed = false;
@@ -124,6 +135,7 @@ export class ChunkedInput {
     got.copy(next, rest);
     this.chunkStart += this.pos;
     this.chunk = next;
+    this.scratch = null;
     this.pos = 0;
     this.starved = false;
     return true;
@@ -147,9 +159,13 @@ export class ChunkedInput {
     }
     const rest = this.chunk.length - this.pos;
     const size = Math.max(CHUNK, need + rest);
-    const next = this.spare !== null && this.spare.length >= size ? this.spare : Buffer.allocUnsafeSlow(size);
-    this.chunk.copy(next, 0, this.pos);
-    let len = rest;
+    // A reused chunk keeps SCRATCH bytes in front of the file's for packetAt().
+    const front = this.reuseChunks ? SCRATCH : 0;
+    const reuse = this.spare !== null && this.spare.length >= front + size;
+    const next = reuse ? this.spare! : Buffer.allocUnsafeSlow(front + size);
+    const nextViews = reuse ? this.spareViews : [];
+    this.chunk.copy(next, front, this.pos);
+    let len = front + rest;
     while (len < next.length) {
       const n = readSync(this.fd, next, len, next.length - len, null);
       if (n === 0) {
@@ -158,14 +174,33 @@ export class ChunkedInput {
       }
       len += n;
       // Live input (a pipe, a FIFO): what has arrived is enough once it holds what was asked for.
-      if (len >= need && !this.regular) break;
+      if (len - front >= need && !this.regular) break;
     }
-    if (this.reuseChunks) this.spare = this.whole;
+    if (this.reuseChunks) {
+      this.spare = this.whole;
+      this.spareViews = this.views;
+    }
     this.whole = next;
+    this.views = nextViews;
+    this.scratch = this.reuseChunks ? next : null;
     this.chunkStart += this.pos;
-    this.chunk = next.subarray(0, len);
+    this.chunk = next.subarray(front, len);
     this.pos = 0;
-    return len > rest;
+    return len - front > rest;
+  }
+
+  /**
+   * The packet at [start, end) of `chunk`, as the readers hand it out: with reused chunks a copy at the
+   * front of the chunk's memory, valid until the next packet is read (see the header); else a view.
+   */
+  protected packetAt(start: number, end: number): Buffer {
+    const scratch = this.scratch;
+    const n = end - start;
+    if (scratch === null || n > SCRATCH) return this.chunk.subarray(start, end);
+    scratch.copyWithin(0, SCRATCH + start, SCRATCH + end);
+    let v = this.views[n];
+    if (v === undefined) v = this.views[n] = scratch.subarray(0, n);
+    return v;
   }
 
   /** Set once the header has been read: from then on live input is read only by fillLive(). */
