@@ -207,7 +207,8 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     // Now that the link type is known, before any output is opened (a filter for Ethernet on a RAW file).
     checkStageArgs(stages, program.text, reader.header.linkType);
     const input: PortInfo = { name: options.read!, linkType: reader.header.linkType, kind: options.read === '-' ? 'stdio' : 'file' };
-    if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos });
+    // Records are written a MiB at a time (stdout: each at once, see PcapWriter).
+    if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos, bufferSize: OFFLINE_WRITE_BUFFER });
     const output: PortInfo | undefined = options.write ? { name: options.write, linkType: reader.header.linkType, kind: options.write === '-' ? 'stdio' : 'file' } : undefined;
     const w = writer;
     const sink: SinkFunction = w
@@ -236,9 +237,12 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   if (options.signal?.aborted) d.stopWith('signal');
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
+  // A file read whole needs its output written only when the buffer fills and at the end; live input (a
+  // pipe) has its output written as its packets arrive, batch by batch.
+  const flushEachBatch = reader.live;
   const endBatch = () => {
     d.endBatch(false);
-    if (writer) {
+    if (writer && flushEachBatch) {
       try {
         writer.flush();
       } catch (err) {
@@ -295,6 +299,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   });
   return result;
 }
+
+/** Bytes of records the offline --write gathers before a write(). */
+const OFFLINE_WRITE_BUFFER = 1 << 20;
 
 /** How long a file waits for an asynchronous stage that finishes nothing before it gives up on it. */
 export const ASYNC_STALL_MS = 10_000;
