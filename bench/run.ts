@@ -44,6 +44,7 @@ import { parseArgs } from 'node:util';
 import { isShuttingDown } from './lib/children.js';
 import { FORWARD_BUDGET_S, REPO_ROOT, TIME_BUDGET_S } from './lib/constants.js';
 import { formatForward, runForward, type ForwardResult } from './lib/forward.js';
+import { formatQueues, runQueues, type QueuesResult } from './lib/queues.js';
 import { median } from './lib/stats.js';
 import { runImpairAccuracy } from './lib/impair.js';
 import { formatAccuracyTable, type AccuracyRow } from './lib/impair-analysis.js';
@@ -120,7 +121,7 @@ const HELP = `usage: npm run bench -- [options]     (or: node dist/bench/run.js 
   --quick        2 blocks and smaller counts (flood 30,000, 200 latency pings, 5 s soak, 200,000 offline packets)
   --pairs N      blocks, i.e. paired measurements per candidate (default 12, in sessions of 4); --rounds N: the same
   --count N      flood requests per responder and block (default 100,000, in 2 slices per responder, interleaved)
-  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, filter, impair, ipv6 (default:
+  --only LIST    comma-separated parts to run: ref, tunpipe, tunpipe+pcap, offline, forward, queues, filter, impair, ipv6 (default:
                  all of these; filter when the time budget allows), and tunpipe-poll (the worker without
                  io_uring, only when named); filter alone: --only filter (bench/lib/filter.ts);
                  without ref there are no paired ratios, only absolute numbers
@@ -290,6 +291,7 @@ async function main(): Promise<number> {
   }
   const offlineWanted = opts.only === null || opts.only.has('offline');
   const forwardWanted = opts.only === null || opts.only.has('forward');
+  const queuesWanted = opts.only === null || opts.only.has('queues');
   if ((specs.some((s) => s.usesCli) || offlineWanted) && !fs.existsSync(opts.cli) && !opts.keepGoing) {
     console.error(`bench: ${opts.cli} not found: build the CLI first, or run with --only ref (or --keep-going)`);
     return 1;
@@ -305,7 +307,7 @@ async function main(): Promise<number> {
 
   const skipped: string[] = [];
   const soakSlot = slots.find((s) => s.spec.soak);
-  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? 2 * FORWARD_BUDGET_S : 0);
+  const reserveS = reservedAfterBlocksS(opts, soakSlot !== undefined, offlineWanted) + (forwardWanted ? 2 * FORWARD_BUDGET_S : 0) + (queuesWanted ? FORWARD_BUDGET_S : 0);
   const outcome: SessionsOutcome = slots.length
     ? await runSessions(slots, opts, setup, reserveS, skipped)
     : { blocks: [], lives: [], measurements: [], sessions: 0, stopped: false };
@@ -330,6 +332,11 @@ async function main(): Promise<number> {
   let forwardOffload: ForwardResult | null = null;
   if (!stopped && forwardWanted && fitsBudget(FORWARD_BUDGET_S, 'forwarding section with offloads', skipped)) {
     forwardOffload = await runForward({ cli: opts.cli, tmpDir, offload: true, pairs: opts.quick ? 1 : 3, iperfSeconds: opts.quick ? 2 : 3, pingCount: opts.quick ? 10_000 : 30_000 });
+  }
+  // 1 queue against 2 (up to min(4, cores)) on the wire, plain and with --offload (bench/lib/queues.ts).
+  let queues: QueuesResult | null = null;
+  if (!stopped && queuesWanted && fitsBudget(FORWARD_BUDGET_S, 'queues section', skipped)) {
+    queues = await runQueues({ cli: opts.cli, pairs: opts.quick ? 1 : 2, iperfSeconds: opts.quick ? 2 : 3, flows: 4 });
   }
   const filterOpts = { ...opts.filter, cli: opts.cli };
   const filterWanted = !stopped && (opts.only === null || opts.only.has('filter'));
@@ -361,7 +368,7 @@ async function main(): Promise<number> {
   writeJson(report);
   const resultsFile = writeResults(
     { format: RESULTS_FORMAT, date: new Date().toISOString(), argv: process.argv.slice(2), quick: opts.quick, machine: readMachine(), commit: gitDescribe() },
-    { ...report, machineLine: report.machine, filter },
+    { ...report, machineLine: report.machine, filter, queues },
   );
   const c = opts.counts;
   const loadLine =
@@ -379,6 +386,7 @@ async function main(): Promise<number> {
       console.log(`tunpipe --offload TCP / plain C forwarder TCP: ${gain.toFixed(2)} (issue 13 asks for more than 8)`);
     }
   }
+  if (queues) console.log(`\n${formatQueues(queues)}`);
   if (impair) console.log(`\n${formatAccuracyTable(impair)}`);
   // The ping -6 -f row (bench/ipv6.ts, a bench of its own with namespaces of its own), after this one's.
   if (!stopped && (opts.only === null || opts.only.has('ipv6'))) {

@@ -72,7 +72,8 @@ function compile(tmpDir: string): string {
   return out;
 }
 
-async function startForwarder(self: string, argv: string[], ready: RegExp): Promise<{ pid: number; stop: () => Promise<string> }> {
+/** Starts a forwarder in namespace `self` and waits for its `ready` line on stderr; `stop()` ends it and gives its stderr. */
+export async function startForwarder(self: string, argv: string[], ready: RegExp): Promise<{ pid: number; stop: () => Promise<string> }> {
   const child = spawnTracked('ip', ['netns', 'exec', self, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));

@@ -15,6 +15,7 @@ import type { MachineInfo } from './results.js';
 import type { Measurement, ResponderLife, SoakResult } from './session.js';
 import type { OfflineResult } from './offline.js';
 import type { ForwardResult } from './forward.js';
+import type { QueuesResult } from './queues.js';
 import { median } from './stats.js';
 import { fmtInt, fmtNum, fmtSigned } from './text.js';
 
@@ -31,6 +32,7 @@ export interface ResultsFile {
   offline: OfflineResult | null;
   forward?: ForwardResult | null;
   forwardOffload?: ForwardResult | null;
+  queues?: QueuesResult | null;
   filter?: { ok: boolean; perPacket?: { expression: string; libpcapNs: number[]; tunpipeNs: number[]; ratio: number; valid: boolean }[]; wholeCommand?: { expression: string; runs: { tool: string; ok: boolean; wallS: number; digest?: string }[] }[]; bigPackets?: number } | null;
   impair?: { what: string; configured: string; measured: string; error: string; bar: string; pass: boolean | null }[] | null;
 }
@@ -227,6 +229,21 @@ function ownRows(files: LoadedResults[]): string[] {
       for (const [name, ratios, k, digits] of metrics) {
         const p = pool(ratios.map((v) => (Number.isFinite(v) ? v : null)), 11);
         rows.push(`| ${what}, ${name} [${io}] (${f.name}) | ${abs('ref', k, digits)} | ${abs('tunpipe', k, digits)} | ${ratioText(p, 2)} | | ${p.failed} of ${p.n} pairs failed |`);
+      }
+    }
+    const qs = f.data.queues;
+    for (const r of qs?.ratios ?? []) {
+      const turns = (n: number) => qs!.turns.filter((t) => t.offload === r.offload && t.queues === n && t.nstatValid && !t.error);
+      const med = (n: number, k: 'tcpGbit' | 'cpuNsPerPacket', digits: number) => {
+        const xs = turns(n).map((t) => t[k]).filter(Number.isFinite);
+        return xs.length ? fmtNum(median(xs), digits) : '—';
+      };
+      const io = [...new Set(turns(r.queues).map((t) => ioLabel(t.io)))].join(', ');
+      const what = `wire${r.offload ? ' with --offload' : ''}, ${r.queues} queues against 1, iperf3 TCP -P ${qs!.flows}`;
+      const shared = qs!.cores <= 2 ? `; ${qs!.cores} cores shared with iperf3` : '';
+      for (const [name, ratios, k, digits] of [['Gbit/s', r.tcp, 'tcpGbit', 2], ['CPU ns per packet', r.cpu, 'cpuNsPerPacket', 0]] as const) {
+        const p = pool(ratios.map((v) => (Number.isFinite(v) ? v : null)), 13);
+        rows.push(`| ${what}, ${name} [${io}] (${f.name}, nproc ${qs!.cores}) | ${med(1, k, digits)} | ${med(r.queues, k, digits)} | ${ratioText(p, 2)} | | ${p.failed} of ${p.n} pairs failed${shared} |`);
       }
     }
     const fl = f.data.filter;

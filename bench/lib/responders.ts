@@ -92,7 +92,7 @@ export class UsageError extends Error {}
 /** The responders named by --only (null: all); 'offline' is a known name too, handled by the caller. */
 export function selectResponders(all: ResponderSpec[], only: Set<string> | null): ResponderSpec[] {
   if (only === null) return all.filter((s) => !s.optional);
-  const known = new Set([...all.map((s) => s.label), 'offline', 'forward', 'filter', 'impair', 'ipv6']);
+  const known = new Set([...all.map((s) => s.label), 'offline', 'forward', 'queues', 'filter', 'impair', 'ipv6']);
   const unknown = [...only].filter((l) => !known.has(l));
   if (unknown.length) throw new UsageError(`--only: unknown ${unknown.join(', ')} (known: ${[...known].join(', ')})`);
   return all.filter((s) => only.has(s.label));

@@ -22,6 +22,11 @@ export interface DeviceSpec {
   mac?: string;
   /** TAP only: a pcap-filter expression attached in the kernel (TUNATTACHFILTER): what it rejects never arrives. */
   kernelFilter?: string;
+  /**
+   * --queues N: the device is opened N times with IFF_MULTI_QUEUE and every queue has a worker thread of its
+   * own (absent: one queue, opened as before, without IFF_MULTI_QUEUE).
+   */
+  queues?: number;
 }
 
 /** Options that belong to a device, with whether they take a value. */
@@ -35,6 +40,7 @@ const DEVICE_OPTIONS: Record<string, boolean> = {
   '--tap': false,
   '--mac': true,
   '--kernel-filter': true,
+  '--queues': true,
 };
 
 /** Every device option's name, for --help. */
@@ -44,6 +50,20 @@ function decimal(text: string, what: string, min: number, max: number): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${what} takes a whole number from ${min} to ${max}, got '${text}'`);
   const n = Number(text);
   if (n < min || n > max) throw new UsageError(`${what} takes a whole number from ${min} to ${max}, got ${text}`);
+  return n;
+}
+
+/** The kernel's limit of queues per TUN/TAP device (MAX_TAP_QUEUES in drivers/net/tun.c). */
+export const KERNEL_MAX_QUEUES = 256;
+/** tunpipe's own limit: every queue is a worker thread with its own V8 heap and io_uring ring. */
+export const MAX_QUEUES = 64;
+
+/** Checks the value of --queues: a whole number from 1 to MAX_QUEUES, with why a larger one is refused. */
+export function parseQueues(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`--queues takes a whole number of queues, at least 1, got '${text}'`);
+  const n = Number(text);
+  if (n > KERNEL_MAX_QUEUES) throw new UsageError(`--queues ${text}: the kernel allows at most ${KERNEL_MAX_QUEUES} queues per device (MAX_TAP_QUEUES)`);
+  if (n > MAX_QUEUES) throw new UsageError(`--queues ${text}: tunpipe runs one worker thread per queue and takes at most ${MAX_QUEUES}; more threads than cores only share them`);
   return n;
 }
 
@@ -146,6 +166,10 @@ export function splitDeviceOptions(argv: string[]): { devices: DeviceSpec[]; res
       case '--kernel-filter':
         if (dev.kernelFilter !== undefined) throw new UsageError(`--kernel-filter is given twice for ${dev.name ?? 'the device'}`);
         dev.kernelFilter = value!;
+        break;
+      case '--queues':
+        if (dev.queues !== undefined) throw new UsageError(`--queues is given twice for ${dev.name ?? 'the device'}`);
+        dev.queues = parseQueues(value!);
         break;
     }
   }

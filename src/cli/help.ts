@@ -25,7 +25,7 @@ function epilog(): string {
     ;  or a line break        separates pipelines (a line ending in '|' goes on)
   A branch that names no sink discards what reaches its end (counted).
 
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --tap, --mac and --kernel-filter apply to
+Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --queues, --tap, --mac and --kernel-filter apply to
 the --dev before them (those before the first --dev, to the first device).
 
 Stages (tunpipe --list NAME for details):
@@ -66,7 +66,7 @@ counters of every stage to stderr; kill -USR1 prints them while it runs.`;
 const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
 
 Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
+  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--queues N] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
   tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
   tunpipe --list [STAGE]`;
 

@@ -26,18 +26,24 @@ import type { RunResult } from '../pipeline/run.js';
 import type { StageStats } from '../pipeline/stage.js';
 import { formatCounters } from './format.js';
 import { splitDeviceOptions, type DeviceSpec } from './args.js';
-import { quickParse, type CliArgs } from './options.js';
+import { OPTIONS, quickParse, type CliArgs } from './options.js';
 import { version } from './version.js';
 import { attachKernelFilter, compileKernelFilters, kernelDropsNote, kernelFilterNote } from './kernel-filter.js';
 import { readRunOptions, type RunSettings } from './run-options.js';
 import { parseDuration } from '../pipeline/units.js';
 import { LiveStats } from './stats.js';
+import { checkQueuedProgram, MAX_SHARED_COUNT } from '../pipeline/queues.js';
 
-/** yargs takes a lone '-' for a positional argument: `--write -` becomes `--write=-` (same for --read). */
+/**
+ * yargs takes a lone '-' for a positional argument, so `--write -` would lose its value: an option that
+ * takes one gets it bound (`--write=-`), whichever option it is (stdin and stdout for files, an error
+ * that names the option for the others).
+ */
 function bindDashValues(argv: string[]): string[] {
+  const takesValue = new Set(OPTIONS.filter((o) => o.type !== 'boolean').map((o) => `--${o.name}`));
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if ((argv[i] === '--write' || argv[i] === '--read') && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
+    if (takesValue.has(argv[i]) && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
     else out.push(argv[i]);
   }
   return out;
@@ -113,6 +119,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
   if (!Number.isInteger(queue) || queue < 1) throw new UsageError('--queue takes a whole number of packets, at least 1');
   if (read !== undefined) {
     if (read === '') throw new UsageError("--read needs a file name ('-' for stdin)");
+    if (devices.some((d) => d.queues !== undefined)) throw new UsageError('--queues is for devices (a worker per queue of a multi-queue device); offline, one reader takes the file in order: leave out --queues');
     if (devices.length) throw new UsageError('--read is offline, with no device: leave out --dev and the device options, or --read');
     if (user !== undefined || group !== undefined) throw new UsageError('--user/--group drop root after devices are open; offline there is none: run tunpipe as that user instead');
   }
@@ -129,6 +136,7 @@ function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
     if (statsJson === '') throw new UsageError('--stats-json needs a file name');
     statsMs = ms;
   }
+  if (count !== undefined && count > MAX_SHARED_COUNT && devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError(`--count with --queues: at most ${MAX_SHARED_COUNT} packets (the queues share one 32-bit counter)`);
   if (args._.length !== 1) throw new UsageError(args._.length === 0 ? "give a pipeline, e.g. 'parse | icmp-echo | checksum'" : "give the pipeline as one argument: quote it ('parse | icmp-echo | checksum')");
   return { devices: read === undefined && devices.length === 0 ? [{ mode: 'tun', addresses: [] }] : devices, read, write, count, queue, user, group, quiet: args.quiet === true, text: String(args._[0]), statsMs, statsJson, statsOnStderr: stats !== undefined, offload: args.offload === true };
 }
@@ -177,7 +185,7 @@ async function openDevices(specs: DeviceSpec[], readiness?: 'pipe' | 'poll', off
       // already have addresses of its own).
       let present: string[] = [];
       const open = () => {
-        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload });
+        const d = openTun({ name: s.name, mode: s.mode, addresses: s.addresses, mtu: s.mtu, up: s.up, persist: s.persist, readiness, offload, queues: s.queues });
         try {
           present = listAddresses(d.name).filter((a) => a.scope === 0).map((a) => a.text);
         } catch {
@@ -214,7 +222,8 @@ function deviceLine(spec: DeviceSpec, dev: TunDevice): string {
     : others.length
       ? ` with ${others.join(', ')} (already there)`
       : ' (no address: configure it yourself, or use --addr)';
-  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}`;
+  const queues = dev.queueFds.length > 1 ? `, ${dev.queueFds.length} queues` : '';
+  return `${dev.mode === 'tap' ? 'TAP ' : ''}device ${dev.name}${where} open${addrs}${kernelFilterNote(spec)}${queues}`;
 }
 
 function stopReason(result: RunResult, c: Checked): string {
@@ -258,6 +267,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (checked.read === undefined) await checkAddresses(checked.devices);
     if (checked.read === undefined) await compileKernelFilters(checked.devices);
     if (checked.statsMs > 0 && settings.thread === 'main') throw new UsageError('--stats needs the worker thread (leave out TUNPIPE_THREAD=main)');
+    if (settings.thread === 'main' && checked.devices.some((d) => (d.queues ?? 1) > 1)) throw new UsageError('--queues runs a worker thread per queue: leave out TUNPIPE_THREAD=main (the event loop reads one queue)');
     // Check the whole program before touching any device, so a typo changes nothing on the system. In a
     // worker, users' modules are imported there, once.
     const inWorker = checked.read === undefined && settings.thread === 'worker';
@@ -272,7 +282,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
         if (d >= 0) checkStageArgs(pipelineStages(pl), program.text, checked.devices[d].mode === 'tap' ? 1 : 101);
       });
     }
-    checkOutputs(program, { read: checked.read, write: checked.write });
+    if (names !== null) checkQueuedProgram(program, routing.pipelineOf, checked.devices.map((d) => d.queues ?? 1), names);
+    checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
     if (checked.offload) checkOffloadProgram(program, checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
   } catch (err) {
@@ -330,6 +341,7 @@ async function run(c: Checked, settings: RunSettings, program: ResolvedProgram):
         const kernel = await kernelDropsNote(c.devices[i], d);
         sayRaw(`device ${d.name}: read ${k.rxPackets}, written ${k.txPackets}, write errors ${k.txErrors}${kernel} (${result.io})
 `);
+        if (d.queueCounters.length > 1) sayRaw(`${queueLine(d)}\n`);
         if (k.readsRearmed) sayRaw(`device ${d.name}: every receive buffer taken ${k.readsRearmed} times, the read re-armed each time (TUNPIPE_IO_BUFFERS)
 `);
       }
@@ -392,18 +404,15 @@ async function runDevices(
       },
     });
   }
-  const { PipelineWorker } = await import('../pipeline/device-worker.js');
-  const { programSpec } = await import('../pipeline/resolve.js');
   const ports = c.devices.map((d, i) => ({ name: d.name ?? (c.devices.length === 1 ? '' : `#${i + 1}`), linkType: d.mode === 'tap' ? 1 : 101, kind: 'device' as const, addresses: d.addresses }));
   const routing = routeProgram(program, ports.map((p) => p.name));
-  const worker = await PipelineWorker.start({
-    program: programSpec(program),
-    routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink },
-    count: c.count,
-    queueLength: c.queue,
-    io: settings.io,
-    ioBuffers: settings.ioBuffers,
-  });
+  const queues = c.devices.map((d) => d.queues ?? 1);
+  const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };
+  const workerOptions = { routing: workerRouting, count: c.count, queueLength: c.queue, io: settings.io, ioBuffers: settings.ioBuffers };
+  // Several queues: a worker per queue (../pipeline/queue-workers.ts); one queue: the one worker, as always.
+  const worker = queues.some((n) => n > 1)
+    ? await (await import('../pipeline/queue-workers.js')).QueueWorkers.start({ ...workerOptions, program, queues })
+    : await (await import('../pipeline/device-worker.js')).PipelineWorker.start({ ...workerOptions, program: (await import('../pipeline/resolve.js')).programSpec(program) });
   const stop = () => worker.stop();
   signal.addEventListener('abort', stop, { once: true });
   try {
@@ -427,13 +436,21 @@ async function runDevices(
     const result = await worker.finished();
     stopStats();
     result.counters.forEach((k, i) => Object.assign(devices[i].counters, k));
+    const perQueue = (result as { queueCounters?: TunDevice['queueCounters'][] }).queueCounters;
+    perQueue?.forEach((qs, i) => (devices[i].queueCounters = qs));
     return result;
   } finally {
     signal.removeEventListener('abort', stop);
   }
 }
 
+/** A device's counters per queue, for the exit report: how the kernel spread the flows. */
+function queueLine(d: TunDevice): string {
+  return `device ${d.name} per queue: ${d.queueCounters.map((q, k) => `${k}: read ${q.rxPackets}, written ${q.txPackets}`).join('; ')}`;
+}
+
 function openStatsFile(path: string): number {
+  if (path === '-') return 1;
   try {
     return openSync(path, 'w', 0o600);
   } catch (err) {
@@ -465,6 +482,6 @@ function startStats(c: Checked, worker: { liveCounters(): Promise<import('../pip
   }, c.statsMs);
   return () => {
     clearInterval(timer);
-    if (file !== null) closeSync(file);
+    if (file !== null && file !== 1) closeSync(file);
   };
 }

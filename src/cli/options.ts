@@ -32,6 +32,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'up', type: 'boolean', describe: 'bring the link up even without --addr', group: DEVICE },
   { name: 'persist', type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: DEVICE },
   { name: 'netns', type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: DEVICE },
+  { name: 'queues', type: 'number', describe: 'open the device N times with IFF_MULTI_QUEUE, a worker thread per queue (1..64)', group: DEVICE },
   { name: 'tap', type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: DEVICE },
   { name: 'mac', type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: DEVICE },
   { name: 'kernel-filter', type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: DEVICE },
@@ -44,7 +45,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'queue', type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' },
   { name: 'quiet', type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' },
   { name: 'stats', type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' },
-  { name: 'stats-json', type: 'string', describe: 'write the live counters as JSON lines to this file (every --stats INTERVAL, default 1s)', group: 'Run:' },
+  { name: 'stats-json', type: 'string', describe: 'write the live counters as JSON lines to this file, - for stdout (every --stats INTERVAL, default 1s)', group: 'Run:' },
   { name: 'list', type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' },
   { name: 'help', type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' },
 ];

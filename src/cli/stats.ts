@@ -11,6 +11,8 @@ export interface StatsSnapshot {
   stages: StageStats[];
   counters: TunCounters[];
   queued: Map<string, number>;
+  /** With --queues: per device, each queue's counters (`counters` holds their sums). */
+  queueCounters?: TunCounters[][];
 }
 
 interface Previous {
@@ -55,6 +57,7 @@ export class LiveStats {
     });
     const devices = s.counters.map((c, i) => {
       const p = prev?.devices[i];
+      const qs = s.queueCounters?.[i];
       return {
         name: names[i] ?? `#${i + 1}`,
         read: c.rxPackets,
@@ -66,6 +69,8 @@ export class LiveStats {
         written_per_s: rate(c.txPackets, p?.tx ?? 0, prev ? secs : 0),
         read_bytes_per_s: rate(c.rxBytes, p?.rxBytes ?? 0, prev ? secs : 0),
         written_bytes_per_s: rate(c.txBytes, p?.txBytes ?? 0, prev ? secs : 0),
+        // How the kernel spread the flows over the device's queues (totals since start).
+        ...(qs && qs.length > 1 ? { queues: qs.map((q, k) => ({ queue: k, read: q.rxPackets, read_bytes: q.rxBytes, written: q.txPackets, written_bytes: q.txBytes, write_errors: q.txErrors })) } : {}),
       };
     });
     this.previous = {
@@ -78,7 +83,10 @@ export class LiveStats {
     const num = (n: number, width = 11) => String(n).padStart(width);
     const lines = [`${'stage'.padEnd(w)}${'in'.padStart(11)}${'in/s'.padStart(11)}${'out'.padStart(11)}${'out/s'.padStart(11)}${'dropped'.padStart(11)}${'drop/s'.padStart(11)}${'queued'.padStart(9)}`];
     for (const st of stages) lines.push(`${st.name.padEnd(w)}${num(st.in)}${num(st.in_per_s)}${num(st.out)}${num(st.out_per_s)}${num(st.dropped)}${num(st.dropped_per_s)}${num(st.queued, 9)}`);
-    for (const d of devices) lines.push(`${`device ${d.name}`.padEnd(w)}${num(d.read)}${num(d.read_per_s)}${num(d.written)}${num(d.written_per_s)}${num(d.write_errors)}${'-'.padStart(11)}${''.padStart(9)}`);
+    for (const d of devices) {
+      lines.push(`${`device ${d.name}`.padEnd(w)}${num(d.read)}${num(d.read_per_s)}${num(d.written)}${num(d.written_per_s)}${num(d.write_errors)}${'-'.padStart(11)}${''.padStart(9)}`);
+      for (const q of d.queues ?? []) lines.push(`${`  queue ${q.queue}`.padEnd(w)}${num(q.read)}${'-'.padStart(11)}${num(q.written)}${'-'.padStart(11)}${num(q.write_errors)}${'-'.padStart(11)}${''.padStart(9)}`);
+    }
     return { json, table: lines.join('\n') };
   }
 

@@ -31,6 +31,19 @@ export const PR_SET_TIMERSLACK = 29;
 const pollFn = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
 /** A blocking poll(), for a worker thread that has nothing else to do while it waits. */
 export const pollSync = pollFn as (fds: Buffer, nfds: number, timeout: number) => number;
+const ppollFn = libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)') as (fds: Buffer, nfds: number, timeout: Buffer | null, sigmask: null) => number;
+const ppollTimeout = Buffer.alloc(16);
+/**
+ * A blocking poll() with a timeout to the microsecond (poll() counts whole milliseconds, which would make
+ * a delayed packet late by up to one): `timeoutMs` < 0 waits until something is ready.
+ */
+export function pollSyncPrecise(fds: Buffer, nfds: number, timeoutMs: number): number {
+  if (timeoutMs < 0) return ppollFn(fds, nfds, null, null);
+  const ns = Math.round(timeoutMs * 1e6);
+  ppollTimeout.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), 0);
+  ppollTimeout.writeBigInt64LE(BigInt(ns % 1e9), 8);
+  return ppollFn(fds, nfds, ppollTimeout, null);
+}
 export const pollAsync = (fds: Buffer, nfds: number, timeout: number): Promise<number> =>
   new Promise((resolve, reject) => {
     pollFn.async(fds, nfds, timeout, (err: unknown, res: number) => (err ? reject(err) : resolve(res)));

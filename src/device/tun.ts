@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
-import { TunpipeError } from '../errors.js';
+import { TunpipeError, UsageError } from '../errors.js';
 import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
 
 const TUNSETIFF = 0x400454ca;
@@ -65,6 +65,14 @@ export interface TunOptions {
    * a 10-byte virtio_net_hdr. For a wire that moves packets whole between two such devices.
    */
   offload?: boolean;
+  /**
+   * Queues: the device is opened this many times with IFF_MULTI_QUEUE (one TUNSETIFF per fd, the same
+   * name), and the kernel spreads the packets it hands over across the queues by a hash of their flow. Each
+   * queue is read by a worker of its own (`runPipeline({ thread: 'worker' })`); `queueFds` holds the fds.
+   * Absent or 1: one fd, without IFF_MULTI_QUEUE (given as 1, an existing multi-queue device is opened
+   * with one queue).
+   */
+  queues?: number;
   /** Readiness implementation (tests use it to exercise the fallback). */
   readiness?: 'pipe' | 'poll';
 }
@@ -107,22 +115,29 @@ function existingTunFlags(name: string): number | null {
   }
 }
 
-/** Why TUNSETIFF refused `name` with EINVAL: the name belongs to a device of another kind, or is invalid. */
-export function nameTakenMessage(name: string, mode: 'tun' | 'tap', existed: boolean, flags: number | null): string {
+/**
+ * Why TUNSETIFF refused `name` with EINVAL: the name belongs to a device of another kind, or is invalid, or
+ * its queues are not what was asked for (`queues`: how many were asked for; the kernel opens a multi-queue
+ * device only with IFF_MULTI_QUEUE and a single-queue one only without).
+ */
+export function nameTakenMessage(name: string, mode: 'tun' | 'tap', existed: boolean, flags: number | null, queues = 1): string {
   const wanted = mode === 'tap' ? 'TAP' : 'TUN';
   if (flags !== null) {
     const kind = flags & IFF_TAP ? 'TAP' : 'TUN';
     const mq = (flags & IFF_MULTI_QUEUE) !== 0;
     const what = `${name} already exists as a ${mq ? 'multi-queue ' : ''}${kind} device`;
     if (kind !== wanted) return `cannot open ${name} as a ${wanted} device (EINVAL): ${what}; ${kind === 'TAP' ? 'add --tap' : 'leave out --tap'} to use it, or delete it (ip link del ${name}) or choose another --dev`;
-    if (mq) return `cannot open ${name} (EINVAL): ${what} (IFF_MULTI_QUEUE), which tunpipe does not open; delete it (ip link del ${name}) or choose another --dev`;
+    if (mq && queues === 1) return `cannot open ${name} (EINVAL): ${what} (IFF_MULTI_QUEUE), which the kernel opens only as queues: give it --queues N (a worker per queue), or delete it (ip link del ${name}) or choose another --dev`;
+    if (!mq && queues > 1) {
+      return `cannot open ${name} with --queues ${queues} (EINVAL): ${what} with one queue, and the kernel adds queues only to a device created with IFF_MULTI_QUEUE; leave out --queues, or delete it (ip link del ${name}) and let tunpipe create it (or: ip tuntap add dev ${name} mode ${kind.toLowerCase()} multi_queue)`;
+    }
     return `cannot open ${name} (EINVAL): ${what} with flags 0x${flags.toString(16)} that the kernel refuses to share; choose another --dev`;
   }
   if (existed) return `cannot create ${name} (EINVAL): an interface that is not a TUN/TAP device (a veth, a bridge, ...) has that name; choose another --dev`;
   return `cannot create ${name} (EINVAL): not a valid interface name`;
 }
 
-function openError(e: number, name: string, mode: 'tun' | 'tap' = 'tun', existed = false): TunpipeError {
+function openError(e: number, name: string, mode: 'tun' | 'tap' = 'tun', existed = false, queues = 1): TunpipeError {
   const dev = name || 'a new device';
   const code = libc.errnoName(e);
   switch (e) {
@@ -139,7 +154,13 @@ function openError(e: number, name: string, mode: 'tun' | 'tap' = 'tun', existed
     case libc.E.EBUSY:
       return new TunpipeError(`device ${dev} is in use by another process (EBUSY): stop that process or choose another --dev`, code);
     case libc.E.EINVAL:
-      if (name) return new TunpipeError(nameTakenMessage(name, mode, existed, existed ? existingTunFlags(name) : null), code);
+      if (name) {
+        const flags = existed ? existingTunFlags(name) : null;
+        const msg = nameTakenMessage(name, mode, existed, flags, queues);
+        // Queues asked of a device that cannot have them: a mistake in the command line (exit 2).
+        const queuesWrong = flags !== null && !(flags & IFF_TAP) === (mode === 'tun') && (flags & IFF_MULTI_QUEUE) === 0 && queues > 1;
+        return queuesWrong ? new UsageError(msg, code) : new TunpipeError(msg, code);
+      }
       return new TunpipeError(`cannot create ${dev} (EINVAL): the kernel refused the request`, code);
     default:
       return new TunpipeError(`cannot open ${dev}: ${code} (${libc.strerror(e)})`, code);
@@ -179,6 +200,13 @@ export class TunDevice extends Duplex {
   /** The addresses this open gave the device (TunOptions.addresses), as written. */
   readonly addresses: readonly string[];
   readonly counters: TunCounters = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 };
+  /**
+   * Every queue's fd, the first being `fileDescriptor`: one entry unless opened with `queues` (IFF_MULTI_QUEUE).
+   * The stream and the fast path on the event loop read the first queue only.
+   */
+  readonly queueFds: readonly number[];
+  /** After a run on several queues: each queue's counters (what its worker read from it and wrote through it); `counters` is their sum. */
+  queueCounters: TunCounters[] = [];
   private readonly fd: number;
   private readonly watcher: ReadinessWatcher;
   private readonly reader = new SlabReader();
@@ -195,9 +223,10 @@ export class TunDevice extends Duplex {
   private kernelFilter: Buffer | null = null;
 
   /** Use `openTun()`. */
-  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = []) {
+  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = [], moreQueues: readonly number[] = []) {
     super({ objectMode: true, allowHalfOpen: true, highWaterMark: 1024 });
     this.fd = fd;
+    this.queueFds = [fd, ...moreQueues];
     this.name = name;
     this.mode = mode;
     this.addresses = addresses;
@@ -358,6 +387,7 @@ export class TunDevice extends Duplex {
     this.fdClosed = true;
     this.onPacket = null;
     this.watcher.close();
+    for (let q = 1; q < this.queueFds.length; q++) libc.close(this.queueFds[q]);
   }
 
   /** it-pipe source: the packets read, as an async iterable of Buffers. */
@@ -384,17 +414,29 @@ export function openTun(options: TunOptions = {}): TunDevice {
   // Parse addresses before touching the system, so a typo changes nothing.
   const addresses: InterfaceAddress[] = (options.addresses ?? []).map(parseCidr);
   const existed = name !== '' && interfaceIndex(name) !== 0;
+  const queues = options.queues ?? 1;
+  if (!Number.isInteger(queues) || queues < 1 || queues > MAX_TAP_QUEUES) throw new TunpipeError(`queues: a whole number from 1 to ${MAX_TAP_QUEUES} (the kernel's MAX_TAP_QUEUES), got ${queues}`);
+  // One queue asked for by name on a device that exists with several: opened as one of its queues.
+  const multi = queues > 1 || (options.queues !== undefined && existed && ((existingTunFlags(name) ?? 0) & IFF_MULTI_QUEUE) !== 0);
   const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
   if (fd < 0) throw cloneDeviceError(libc.errno());
   const ifr = Buffer.alloc(40);
   ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
-  ifr.writeUInt16LE((mode === 'tap' ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (options.offload ? IFF_VNET_HDR : 0), 16);
+  const flags = (mode === 'tap' ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (options.offload ? IFF_VNET_HDR : 0) | (multi ? IFF_MULTI_QUEUE : 0);
+  ifr.writeUInt16LE(flags, 16);
   if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
     const e = libc.errno();
     libc.close(fd);
-    throw openError(e, name, mode, existed || interfaceIndex(name) !== 0);
+    throw openError(e, name, mode, existed || interfaceIndex(name) !== 0, queues);
   }
   const actual = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
+  let more: number[];
+  try {
+    more = openMoreQueues(actual, flags, queues - 1);
+  } catch (err) {
+    libc.close(fd);
+    throw err;
+  }
   let dev: TunDevice | undefined;
   try {
     if (options.offload && libc.ioctlInt(fd, TUNSETOFFLOAD, OFFLOADS | OFFLOADS_UDP) < 0 && libc.ioctlInt(fd, TUNSETOFFLOAD, OFFLOADS) < 0) {
@@ -403,7 +445,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     if (options.persist && libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
-    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text));
+    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text), more);
     if (!existed) {
       const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
       setIPv6Enabled(actual, ipv6);
@@ -415,7 +457,40 @@ export function openTun(options: TunOptions = {}): TunDevice {
     return dev;
   } catch (err) {
     if (dev) dev.closeFd();
-    else libc.close(fd);
+    else for (const f of [fd, ...more]) libc.close(f);
     throw err;
   }
+}
+
+/** The kernel's limit of queues per device (MAX_TAP_QUEUES in drivers/net/tun.c). */
+export const MAX_TAP_QUEUES = 256;
+const E2BIG = 7;
+
+/**
+ * Attaches `count` more queues to the multi-queue device `name` just opened with `flags` (the same flags:
+ * the kernel takes IFF_VNET_HDR and the others from every TUNSETIFF, for the whole device). Offloads
+ * (TUNSETOFFLOAD) and persistence belong to the device and are set once, through the first queue.
+ */
+function openMoreQueues(name: string, flags: number, count: number): number[] {
+  const fds: number[] = [];
+  try {
+    for (let q = 1; q <= count; q++) {
+      const fd = libc.open('/dev/net/tun', libc.O_RDWR | libc.O_NONBLOCK | libc.O_CLOEXEC);
+      if (fd < 0) throw cloneDeviceError(libc.errno());
+      const ifr = Buffer.alloc(40);
+      ifr.write(name, 0, IFNAMSIZ - 1, 'latin1');
+      ifr.writeUInt16LE(flags, 16);
+      if (libc.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+        const e = libc.errno();
+        libc.close(fd);
+        if (e === E2BIG) throw new TunpipeError(`cannot open queue ${q + 1} of ${name} (E2BIG): the device has as many queues as the kernel allows (${MAX_TAP_QUEUES}, counting those other processes hold)`, 'E2BIG');
+        throw new TunpipeError(`cannot open queue ${q + 1} of ${name}: ${libc.errnoName(e)} (${libc.strerror(e)})`, libc.errnoName(e));
+      }
+      fds.push(fd);
+    }
+  } catch (err) {
+    for (const f of fds) libc.close(f);
+    throw err;
+  }
+  return fds;
 }

@@ -25,6 +25,7 @@ import { PipelineSyntaxError } from './language.js';
 import { reviveProgram, type ProgramSpec } from './resolve.js';
 import { StageStats, type PortInfo } from './stage.js';
 import { Driver } from './driver.js';
+import { SharedCountDriver } from './queue-driver.js';
 import { runPollLoop } from './poll-loop.js';
 import { runUringLoop } from './uring-loop.js';
 import { directSend, WAKE_REPORT, WAKE_STOP, type DeviceLoopContext } from './worker-loop.js';
@@ -51,6 +52,15 @@ interface WorkerInput {
   queueLength?: number;
   io: IoMode;
   ioBuffers: number;
+  queue?: QueueSlot;
+}
+
+/** One queue's worker among several (./queues.ts): which devices it reads, and the count they share. */
+export interface QueueSlot {
+  /** Per device: whether this worker reads it (the device has a queue for it); the others it only writes. */
+  reads: boolean[];
+  /** `--count` over all queues: an Int32 that every worker adds its packets to (./queues.ts SharedCountDriver). */
+  sharedCount?: SharedArrayBuffer;
 }
 
 interface AttachMessage {
@@ -156,7 +166,7 @@ export class PipelineWorker {
   }
 
   /** Starts a worker and has it create every stage of the program; rejects with the first setup error. */
-  static start(options: { program: ProgramSpec; routing: WorkerRouting; count?: number; queueLength?: number; io?: IoMode; ioBuffers?: number }): Promise<PipelineWorker> {
+  static start(options: { program: ProgramSpec; routing: WorkerRouting; count?: number; queueLength?: number; io?: IoMode; ioBuffers?: number; queue?: QueueSlot }): Promise<PipelineWorker> {
     const input: WorkerInput = {
       kind: 'tunpipe-device-worker',
       program: options.program,
@@ -165,6 +175,7 @@ export class PipelineWorker {
       queueLength: options.queueLength,
       io: options.io ?? 'auto',
       ioBuffers: options.ioBuffers ?? RING_BUFFERS,
+      queue: options.queue,
     };
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL(import.meta.url), { workerData: input });
@@ -313,7 +324,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
       },
       onFail: (err) => driver?.stopWith('error', err),
     });
-    driver = new Driver(engine, input.count < 0 ? Infinity : input.count);
+    const shared = input.queue?.sharedCount;
+    driver = shared !== undefined && input.count >= 0 ? new SharedCountDriver(engine, shared, input.count) : new Driver(engine, input.count < 0 ? Infinity : input.count);
   } catch (err) {
     // A stage that cannot start (a capture file that cannot be created): the same one-line error as without
     // a worker. The main thread throws it.
@@ -330,7 +342,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
   ctx = {
     fds: attach.fds,
     names: attach.names,
-    pipelineOf: routing.pipelineOf,
+    // A queue's worker reads only the devices that have a queue for it; the engine still sees every port.
+    pipelineOf: input.queue ? routing.pipelineOf.map((pl, d) => (input.queue!.reads[d] ? pl : -1)) : routing.pipelineOf,
     wake: attach.wake,
     driver,
     engine,

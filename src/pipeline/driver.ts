@@ -16,6 +16,15 @@ export type { StopReason };
 
 /** Milliseconds without packets after which buffered capture records are written. */
 export const PAUSE_MS = 20;
+/**
+ * The share of time the driver may spend spinning before releases, and the most it saves up: waiting out
+ * the last part of a wait on the clock costs a core while it lasts, so a busy stream of releases (a `rate`
+ * stage under load) falls back to plain waits, late by a wake-up, rather than spinning all the time.
+ */
+const SPIN_SHARE = 0.05;
+const SPIN_MAX_MS = 5;
+/** The most a wait ends early (and a spin lasts): a lateness past it is a loaded machine, not the timer. */
+const LEAD_MAX_MS = 1;
 
 export class Driver {
   /** Packets that entered a pipeline, and packets written to a sink. */
@@ -30,14 +39,19 @@ export class Driver {
   private readonly timers: boolean;
   private readonly onStop: (by: StopReason) => void;
   /**
-   * How late a timed wake comes, learned (milliseconds, a moving average): the kernel wakes a sleeping
-   * thread some tens or hundreds of microseconds after the time asked for, so time-holding stages are
-   * ticked that much early, and a delayed packet leaves on time on average rather than always late.
+   * How late a timed wake comes, learned (milliseconds, moving averages of the lateness and of its spread):
+   * the kernel wakes a sleeping thread some tens or hundreds of microseconds after the time asked for. A
+   * wait for a release asks to end `lead()` early, and the rest is waited out on the clock (spun), so that a
+   * delayed packet leaves at its time, never before it and, as long as the wake came in time, not after.
    * Devices only: offline, time is the file's.
    */
-  private early = 0;
-  /** The release time a wait was cut short for (NaN: the wait was not for a timer). */
-  private wakeFor = NaN;
+  private lateMean = 0;
+  private lateSpread = 0;
+  /** When the last wait, if it was for a release (NaN otherwise), was asked to end, on the clock's scale. */
+  private wakeAt = NaN;
+  /** Milliseconds of spinning still allowed: it grows by SPIN_SHARE of the time that passes, up to SPIN_MAX_MS. */
+  private spinAllowance = SPIN_MAX_MS;
+  private lastWoke = 0;
   private readonly fileTime: boolean;
 
   /**
@@ -106,42 +120,73 @@ export class Driver {
     this.engine.endBatch(lazy);
   }
 
+  /**
+   * A wait ended, for whatever reason. If it was a wait for a release and it lasted its whole time, how late
+   * it ended is learned, whatever way it ended (io_uring reports completions rather than ETIME when some
+   * arrived meanwhile, such as the writes submitted with the wait), and what is left until the release is
+   * waited out on the clock, if the spin allowance covers it.
+   */
+  woke(): void {
+    const clock = this.engine.clock;
+    let now = clock.now();
+    if (!this.fileTime) {
+      this.spinAllowance = Math.min(SPIN_MAX_MS, this.spinAllowance + (now - this.lastWoke) * SPIN_SHARE);
+      this.lastWoke = now;
+    }
+    if (Number.isNaN(this.wakeAt)) return;
+    const late = now - this.wakeAt;
+    this.wakeAt = NaN;
+    if (late < 0) return; // cut short by a packet: says nothing about timers
+    // Means with the tail (a delayed packet's mean is what users measure), but not a stall of the whole
+    // machine, which says nothing about the next wake.
+    if (late < 5) {
+      this.lateMean += (late - this.lateMean) / 16;
+      this.lateSpread += (Math.abs(late - this.lateMean) - this.lateSpread) / 16;
+    }
+    const left = this.engine.nextDue() - now;
+    if (left > 0 && left <= this.spinAllowance) {
+      const until = now + left;
+      while (now < until) now = clock.now();
+      this.spinAllowance -= left;
+    }
+  }
+
+  /** How early a wait for a release asks to end: most wakes come within it. */
+  private lead(): number {
+    return Math.min(LEAD_MAX_MS, this.lateMean + 2 * this.lateSpread);
+  }
+
   /** A wait ended with nothing read: captures write what they kept, due packets leave. */
   idle(busy: boolean): void {
-    if (this.timers) {
-      if (!Number.isNaN(this.wakeFor)) {
-        const late = this.engine.clock.now() - (this.wakeFor - this.early);
-        // The mean lateness, tail included (a delayed packet's mean is what users measure), but not a stall of
-        // the whole machine, which says nothing about the next wake.
-        if (late >= 0 && late < 5) this.early += (late - this.early) / 16;
-        this.wakeFor = NaN;
-      }
-      this.tick();
-    }
+    if (this.timers) this.tick();
     this.engine.endBatch(busy);
   }
 
   private tick(): void {
-    const now = this.engine.clock.now() + (this.fileTime ? 0 : this.early);
+    const now = this.engine.clock.now();
     if (this.engine.nextDue() <= now) this.engine.tick(now);
   }
 
   /**
    * How long a device loop may wait in the kernel (-1: until something arrives): 1 ms while an asynchronous
    * stage has packets in hand, until the next release of a time-holding stage, PAUSE_MS while a stage
-   * holds output that a pause in traffic should write out.
+   * holds output that a pause in traffic should write out. The loop calls woke() when the wait ends.
    */
   waitMs(busy: boolean): number {
-    this.wakeFor = NaN;
+    this.wakeAt = NaN;
     if (busy) return 1;
     let ms = this.engine.pendingOutput ? PAUSE_MS : -1;
     if (this.timers) {
       const due = this.engine.nextDue();
       if (due !== Infinity) {
-        const left = Math.max(0, due - this.early - this.engine.clock.now());
+        const now = this.engine.clock.now();
+        // Early by the lead only when the allowance can spin the rest; otherwise until the release itself.
+        const lead = this.fileTime ? 0 : this.lead();
+        const left = Math.max(0, due - now - (lead <= this.spinAllowance ? lead : 0));
         if (ms < 0 || left < ms) {
           ms = left;
-          this.wakeFor = due;
+          // A wait of no time teaches nothing about wake-ups.
+          if (left > 0) this.wakeAt = now + left;
         }
       }
     }

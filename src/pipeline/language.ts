@@ -204,8 +204,12 @@ function withSeparators(tokens: Token[]): Token[] {
 
 const KEYWORDS = new Set(['from', 'to', 'drop', 'tee', 'else']);
 
+/** How deep braces may nest: far past any pipeline a person writes, far short of the parser's stack. */
+export const MAX_BRANCH_DEPTH = 32;
+
 class Parser {
   private k = 0;
+  private depth = 0;
   constructor(
     private readonly text: string,
     private readonly tokens: Token[],
@@ -279,11 +283,14 @@ class Parser {
   private braced(keyword: Token): PipelineNode {
     const open = this.peek();
     if (open === undefined || open.kind !== 'open') this.error(`'${keyword.value}' needs a branch in braces: ${keyword.value} { pcap x.pcap }`, open?.pos ?? keyword.pos + keyword.value.length);
+    if (this.depth >= MAX_BRANCH_DEPTH) this.error(`branches nest too deep: at most ${MAX_BRANCH_DEPTH} levels of braces`, open.pos);
     this.k++;
     const first = this.peek();
     if (first === undefined) this.error("unclosed '{': add '}' to end the branch", open.pos);
     if (first.kind === 'close') this.error('empty branch: nothing between the braces', first.pos);
+    this.depth++;
     const branch = this.pipeline(true);
+    this.depth--;
     const close = this.peek();
     if (close === undefined) this.error("unclosed '{': add '}' to end the branch", open.pos);
     if (close.kind === 'semi') this.error(`a branch is one pipeline: '${close.value === ';' ? ';' : 'a line break'}' cannot stand inside braces`, close.pos);

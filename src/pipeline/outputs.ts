@@ -1,6 +1,6 @@
 /**
- * Files a run writes, checked before anything is opened: two outputs on one file (a capture and --write,
- * two captures, through a symlink or a hard link), stdout written twice, or an output that would overwrite
+ * Files a run writes, checked before anything is opened: two outputs on one file (a capture, --write and
+ * --stats-json, two captures, through a symlink or a hard link), stdout written twice, or an output that would overwrite
  * the file being read, each end in a corrupt or lost file, so tunpipe refuses them.
  */
 import { realpathSync, statSync } from 'node:fs';
@@ -35,9 +35,10 @@ function identity(path: string): string {
 }
 
 /** Throws a UsageError (or a PipelineSyntaxError at the argument) for outputs that collide. */
-export function checkOutputs(program: ResolvedProgram, files: { read?: string; write?: string }): void {
+export function checkOutputs(program: ResolvedProgram, files: { read?: string; write?: string; statsJson?: string }): void {
   const outputs: Output[] = [];
   if (files.write !== undefined) outputs.push({ name: files.write, where: '--write' });
+  if (files.statsJson !== undefined) outputs.push({ name: files.statsJson, where: '--stats-json' });
   for (const s of programStages(program)) {
     for (const spec of s.def.args) {
       const v = s.args[spec.name];

@@ -84,7 +84,8 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     for (let i = 0; i <= polled.length; i++) fdset.writeInt16LE(0, 8 * i + 6);
     const busy = engine.busy;
     const wait = driver.waitMs(busy);
-    const rc = libc.pollSync(fdset, polled.length + 1, wait < 0 ? -1 : Math.ceil(wait));
+    const rc = libc.pollSyncPrecise(fdset, polled.length + 1, wait);
+    driver.woke();
     if (rc === 0) driver.idle(busy);
     if (rc < 0) {
       const e = libc.errno();

@@ -97,7 +97,12 @@ async function runInWorker(options: RunOptions, devices: TunDevice[]): Promise<R
   const program = await programFor(options.pipeline, true);
   const ports = devices.map(devicePort);
   const routing = routeProgram(program, ports.map((p) => p.name));
-  const worker = await PipelineWorker.start({ program: programSpec(program), routing: { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink }, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers });
+  const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };
+  const queues = devices.map((d) => d.queueFds.length);
+  // Devices opened with several queues: a worker per queue (./queue-workers.ts).
+  const worker = queues.some((n) => n > 1)
+    ? await (await import('./queue-workers.js')).QueueWorkers.start({ program, routing: workerRouting, queues, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers })
+    : await PipelineWorker.start({ program: programSpec(program), routing: workerRouting, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers });
   const stop = () => worker.stop();
   if (options.signal?.aborted) stop();
   options.signal?.addEventListener('abort', stop, { once: true });
@@ -106,6 +111,7 @@ async function runInWorker(options: RunOptions, devices: TunDevice[]): Promise<R
     options.onReady?.();
     const result = await worker.finished();
     result.counters.forEach((c, i) => Object.assign(devices[i].counters, c));
+    (result as { queueCounters?: TunDevice['queueCounters'][] }).queueCounters?.forEach((qs, i) => (devices[i].queueCounters = qs));
     return result;
   } finally {
     options.signal?.removeEventListener('abort', stop);
@@ -126,6 +132,9 @@ async function finish(engine: Engine, driver: Driver, more: () => Error[], io?: 
 }
 
 async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promise<RunResult> {
+  const queued = devices.find((d) => d.queueFds.length > 1);
+  // The other queues would be read by nobody, and the kernel would drop the flows it steers there.
+  if (queued) throw new TunpipeError(`${queued.name} has ${queued.queueFds.length} queues: run it with thread: 'worker' (a worker per queue)`);
   const program = await programFor(options.pipeline);
   const ports = devices.map(devicePort);
   const routing = routeProgram(program, ports.map((p) => p.name));
@@ -161,7 +170,7 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
     clearTimeout(timer);
     if (d.stopped) return;
     const ms = d.waitMs(engine.busy);
-    if (ms >= 0) timer = setTimeout(() => (d.idle(engine.busy), schedule()), Math.ceil(ms));
+    if (ms >= 0) timer = setTimeout(() => (d.woke(), d.idle(engine.busy), schedule()), Math.ceil(ms));
   };
   devices.forEach((dev, i) => {
     dev.once('error', (err: Error) => d.stopWith('error', err));

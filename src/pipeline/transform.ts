@@ -21,6 +21,13 @@ export interface PacketTransform {
   readonly stages: ResolvedStage[];
   /** Counters of the most recent it-pipe use, one per stage. */
   readonly lastStats: StageStats[];
+  /** The link type its packets have (101 raw IP unless set: a TUN device, most captures). */
+  readonly linkType: number;
+  /**
+   * The same stages for packets of another link type, e.g. `parseIPv4().withLinkType(1)` for the Ethernet
+   * frames of a TAP device: stages that read link headers (parse, filter, pcap, print, neighbor) need it.
+   */
+  withLinkType(linkType: number): PacketTransform;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
@@ -44,7 +51,7 @@ function withDefaults(def: StageDefinition, args: StageArgs): StageArgs {
 const exiting = new WeakSet<Packet>();
 
 /** Runs one stage instance over an async source, as an it-pipe transform. */
-async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>, changesRecorded: boolean): AsyncGenerator<Packet> {
+async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterable<Packet>, changesRecorded: boolean, linkType: number): AsyncGenerator<Packet> {
   const emitted: Packet[] = [];
   let failure: Error | null = null;
   const errors: StageErrorState = { errorReasons: 0, reportedError: false };
@@ -57,7 +64,7 @@ async function* runOne(s: ResolvedStage, stats: StageStats, source: AsyncIterabl
     },
     warn: (m) => process.stderr.write(`tunpipe: stage '${s.label}': ${m}\n`),
     fail: (err) => void (failure ??= err),
-    linkType: 101,
+    linkType,
     direction: 'in',
     changesRecorded,
     now: () => clock.now(),
@@ -116,7 +123,8 @@ async function* packets(source: PacketSource): AsyncGenerator<Packet> {
 }
 
 /** Builds a PacketTransform from resolved stages. */
-export function transformOf(stages: ResolvedStage[]): PacketTransform {
+export function transformOf(stages: ResolvedStage[], linkType = 101): PacketTransform {
+  if (!Number.isInteger(linkType) || linkType < 0 || linkType > 0xffff) throw new TypeError(`a link type is a whole number 0..65535, got ${linkType}`);
   const lastStats: StageStats[] = [];
   const fn = (source: PacketSource): AsyncGenerator<Packet> => {
     lastStats.length = 0;
@@ -125,11 +133,11 @@ export function transformOf(stages: ResolvedStage[]): PacketTransform {
     stages.forEach((s, i) => {
       const stats = new StageStats(s.label);
       lastStats.push(stats);
-      it = runOne(s, stats, it, i > 0 && allRecordChanges(stages.slice(0, i).map((e) => e.def)));
+      it = runOne(s, stats, it, i > 0 && allRecordChanges(stages.slice(0, i).map((e) => e.def)), linkType);
     });
     return it as AsyncGenerator<Packet>;
   };
-  return Object.assign(fn, { stages, lastStats });
+  return Object.assign(fn, { stages, lastStats, linkType, withLinkType: (t: number) => transformOf(stages, t) });
 }
 
 /**

@@ -172,9 +172,10 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     let drained = false;
     for (const d of reads) {
       if (readArmed[d]) continue;
-      // The read ended: a burst took every buffer. The writes that held them have completed (a TUN write
-      // completes as it is submitted); taking their completions gives the buffers back, and the read is
-      // armed again. Waiting for more first would wait forever: nothing else is armed to complete.
+      // The read ended: a burst took every buffer. The writes that hold them complete as they are submitted
+      // (a TUN write does); taking their completions gives the buffers back, and the read is armed again.
+      // Waiting for more first would wait forever: nothing else is armed to complete.
+      if (writesQueued > 0) submit();
       if (!drained && ring.hasCompletions) {
         ring.drainCompletions(take);
         drained = true;
@@ -192,6 +193,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     const want = ring.completionsWaiting + writesQueued + 1;
     writesQueued = 0;
     const e = ring.enter(want, driver.waitMs(busy));
+    driver.woke();
     if (e === DeviceRing.ETIME) driver.idle(busy);
     else if (e !== 0 && e !== libc.E.EINTR) {
       driver.stopWith('error', new TunpipeError(`waiting for ${ctx.names.join(', ')} failed: ${libc.errnoName(e)}`));
@@ -203,9 +205,10 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       // One time for the whole batch, when a stage reads it (a capture).
       driver.beginBatch();
       ring.drainCompletions(take, DRAIN_BUDGET);
-      // The packets go out now rather than with the next wait: the batch's end (stages writing what they
-      // buffered) is then not part of their round trip.
-      if (writesQueued > 0) submit();
+      // When the batch's end has something to write (a capture's records), the packets go out first, so that
+      // it is not part of their round trip. Otherwise they go out with the next wait, in the same
+      // io_uring_enter: one system call a wake, where read() and write() take two a packet.
+      if (writesQueued > 0 && engine.pendingOutput) submit();
       driver.endBatch(true);
     }
     if (busy || engine.busy) await settleAsyncStages(engine);

@@ -101,6 +101,9 @@ test('pipeline errors that involve devices are refused with a caret, exit 2, bef
       [['--dev', 'tpe0', '--mtu', '0x500'], 'parse', /--mtu takes a whole number/],
       [['--dev', ''], 'parse', /--dev needs a name/],
       [['--dev', 'tpe0', '--mac', '02:00:00:00:00:01'], 'parse', /--mac is for TAP devices/],
+      // Every output is in the collision check, --stats-json too.
+      [['--dev', 'tpe0', '--stats-json', '/tmp/tpe-same.out'], 'parse | pcap /tmp/tpe-same.out', /pcap file '\/tmp\/tpe-same.out' is written by --stats-json already/],
+      [['--dev', 'tpe0', '--stats-json', '-'], 'parse | pcap -', /written by --stats-json already.*stdout/],
     ];
     for (const [devs, text, re] of cases) {
       const r = await runTunpipeIn(ns, [...devs, text]);

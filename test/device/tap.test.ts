@@ -133,7 +133,7 @@ test('an existing device of another kind under the name is named in the error', 
     const cases: [string[], RegExp][] = [
       [['--dev', 'tpx0'], /cannot open tpx0 as a TUN device \(EINVAL\): tpx0 already exists as a TAP device; add --tap/],
       [['--tap', '--dev', 'tpx1'], /cannot open tpx1 as a TAP device \(EINVAL\): tpx1 already exists as a multi-queue TUN device; leave out --tap/],
-      [['--dev', 'tpx1'], /tpx1 already exists as a multi-queue TUN device \(IFF_MULTI_QUEUE\), which tunpipe does not open/],
+      [['--dev', 'tpx1'], /tpx1 already exists as a multi-queue TUN device \(IFF_MULTI_QUEUE\), which the kernel opens only as queues: give it --queues N/],
       [['--dev', 'tpx2'], /cannot create tpx2 \(EINVAL\): an interface that is not a TUN\/TAP device/],
     ];
     for (const [args, re] of cases) {

@@ -154,3 +154,16 @@ test('PipelineSyntaxError is a TunpipeError with reason, text, pos and hint', as
   assert.match(err.reason, /empty stage/);
   assert.equal(err.hint, undefined);
 });
+
+test('braces nest at most MAX_BRANCH_DEPTH deep: deeper is a syntax error at the brace, not a stack overflow', async () => {
+  const { MAX_BRANCH_DEPTH, parseProgram } = await import('../../src/pipeline/language.js');
+  const nest = (n: number) => 'parse | ' + 'tee { '.repeat(n) + 'drop' + ' }'.repeat(n);
+  assert.equal(parseProgram(nest(MAX_BRANCH_DEPTH)).length, 1);
+  const deep = nest(MAX_BRANCH_DEPTH + 1);
+  const err = syntaxError(deep);
+  assert.match(err.reason, /nest too deep/);
+  assert.equal(deep[err.pos], '{');
+  // Far past the stack: still a syntax error.
+  assert.match(syntaxError(nest(100_000)).reason, /nest too deep/);
+  assert.match(syntaxError('parse | ' + 'icmp-echo else { '.repeat(40) + 'drop' + ' }'.repeat(40)).reason, /nest too deep/);
+});

@@ -174,3 +174,35 @@ test('stageTransform checks library-given arguments', () => {
   assert.deepEqual(stageTransform(needsFile, { file: 'x' }).stages[0].args, { file: 'x' });
   assert.deepEqual(toReply().stages[0].args, { ttl: 64 });
 });
+
+test('withLinkType: the same stages on Ethernet frames (a TAP device): parse finds the IP header past the link header', async () => {
+  const { frame } = await import('../helpers/frames.js');
+  const { pcapFilter } = await import('../../src/library/stages.js');
+  const eth = frame(0x0800, echoRequest());
+  const onTap = parseIPv4().withLinkType(1);
+  assert.equal(onTap.linkType, 1);
+  assert.equal(parseIPv4().linkType, 101);
+  const out: Packet[] = await pipe([eth], onTap, async (src) => {
+    const all: Packet[] = [];
+    for await (const p of src) all.push(p);
+    return all;
+  });
+  assert.equal(out.length, 1);
+  assert.equal(out[0].l3, 14);
+  assert.equal(out[0].version, 4);
+  // As raw IP the same bytes are no IPv4 packet: the link type decides.
+  const raw = await pipe([eth], parseIPv4(), async (src) => {
+    let n = 0;
+    for await (const _ of src) n++;
+    return n;
+  });
+  assert.equal(raw, 0);
+  // A filter compiled for Ethernet reads the Ethernet header.
+  const kept = await pipe([frame(0x0800, echoRequest()), frame(0x86dd, Buffer.alloc(40))], pcapFilter('ether proto 0x0800').withLinkType(1), async (src) => {
+    let n = 0;
+    for await (const _ of src) n++;
+    return n;
+  });
+  assert.equal(kept, 1);
+  assert.throws(() => parseIPv4().withLinkType(-1), /link type/);
+});
