@@ -159,7 +159,7 @@ export class PipelineWorker {
         else result = m;
       });
       worker.once('error', fail);
-      worker.once('exit', (code) => (result ? resolve(result) : fail(new Error(`the pipeline worker exited (code ${code}) without a result`))));
+      worker.once('exit', (code) => (result ? resolve(result) : fail(this.endedFor ?? new Error(`the pipeline worker exited (code ${code}) without a result`))));
     });
     // Rejections reach the caller through start(), attach() or finished().
     this.result.catch(() => {});
@@ -204,11 +204,28 @@ export class PipelineWorker {
     });
   }
 
-  /** Asks the worker to stop (as SIGINT does); safe to call at any time, more than once. */
+  /**
+   * Asks the worker to stop (as SIGINT does); safe to call at any time, more than once. A worker that has
+   * not stopped STOP_GRACE_MS later (a stage that never returns keeps its thread) is ended: the run then
+   * fails with an error that says so.
+   */
   stop(): void {
     this.stopped = true;
     this.wakeWith(WAKE_STOP);
+    if (this.graceTimer !== null) return;
+    this.graceTimer = setTimeout(() => {
+      this.endedFor = new TunpipeError(`the pipeline did not stop within ${STOP_GRACE_MS / 1000} s of being asked: a stage that never returns (a loop in a user's stage?) held it; it was ended, its counters are lost, captures keep the records written before`);
+      void this.worker.terminate();
+    }, STOP_GRACE_MS);
+    this.graceTimer.unref();
+    void this.result.then(
+      () => clearTimeout(this.graceTimer!),
+      () => clearTimeout(this.graceTimer!),
+    );
   }
+
+  private graceTimer: NodeJS.Timeout | null = null;
+  private endedFor: Error | null = null;
 
   private wakeWith(value: number): void {
     if (this.wakeClosed) return;
@@ -269,6 +286,9 @@ export class PipelineWorker {
     libc.close(this.wake);
   }
 }
+
+/** How long a worker asked to stop may take (its stages close, captures flush, the last writes complete). */
+export const STOP_GRACE_MS = 5000;
 
 /** Receive buffers of the io_uring loop per device: packets the kernel may read ahead of the pipeline in one wake. */
 export const RING_BUFFERS = 128;

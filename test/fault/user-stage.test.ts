@@ -106,3 +106,27 @@ it('a slow user stage under a flood: bounded queue, "queue full" drops counted, 
     assert.ok(row.out >= answered, `${row.out} passed the slow stage, ${answered} replies`);
   }),
 );
+
+const SPINS = `// Never returns once a packet longer than 200 bytes arrives.
+export default function (packet) {
+  if (packet.length > 200) for (;;) {}
+  return packet;
+}
+`;
+
+it('a user stage that never returns: SIGINT still ends tunpipe within the grace time, with an error that says why', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('userspin', async ({ ns, dir, startEcho }) => {
+    const module = join(dir, 'spins.mjs');
+    writeFileSync(module, SPINS);
+    const tp = await startEcho('tpf9', `parse | ${module} | icmp-echo | checksum`);
+    assert.equal((await ping(ns, ['-c', '2', '-i', '0.2', '-w', '3', PEER])).received, 2, 'answers before the stage hangs');
+    await ping(ns, ['-s', '300', '-c', '1', '-W', '1', PEER]);
+    const t0 = Date.now();
+    const code = await tp.stop('SIGINT', 15_000);
+    const took = Date.now() - t0;
+    assert.equal(code, 1, tp.stderr());
+    assert.ok(took < 12_000, `stopped after ${took} ms`);
+    assert.match(tp.stderr(), /did not stop within 5 s of being asked: a stage that never returns/);
+    assert.deepEqual(stackLines(tp.stderr()), []);
+  }),
+);
