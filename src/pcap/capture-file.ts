@@ -131,7 +131,11 @@ export class CaptureFile {
 
   /** Makes room for `n` more bytes at `used` (writing out the buffer first if it is too full); returns the buffer. */
   room(n: number): Buffer {
-    if (this.failed) throw this.failed;
+    if (this.failed) {
+      // The caller sees it now: settle() need not raise it again.
+      this.unseen = null;
+      throw this.failed;
+    }
     if (this.used + n > this.buf.length) {
       if (!this.writeBehind(0)) this.flush();
       if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
