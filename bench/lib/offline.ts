@@ -3,6 +3,9 @@
  * generated echo requests; `tcpdump -r in.pcap -w out.pcap` on the same file is the cost of pure pcap file I/O
  * next to it. The two alternate (tunpipe first, then tcpdump first, ...) for the same reason the online runs
  * do: each pair sees the same machine state, so the per-pair ratio is steadier than either number alone.
+ *
+ * Start-up on its own: `tunpipe --version` (Node, the CLI's own modules, no stage) against `node -e 0`
+ * (Node alone), alternating, several times each; the difference is what tunpipe adds to every run.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,6 +14,7 @@ import { runCommand, isShuttingDown, type CommandResult } from './children.js';
 import { TIME_BUDGET_S } from './constants.js';
 import { elapsedS, log } from './log.js';
 import { isValidEchoReply, scanPcap, writeEchoRequestPcap } from './pcapfile.js';
+import { median } from './stats.js';
 import { fmtInt, fmtNum, oneLine } from './text.js';
 
 export const OFFLINE_PIPELINE = 'parse | icmp-echo | checksum';
@@ -38,10 +42,22 @@ export interface OfflinePair {
   tunpipeFirst: boolean;
 }
 
+/** Wall times of `node -e 0` and `tunpipe --version`, run in turn (ms; a failed run is left out). */
+export interface StartupResult {
+  nodeMs: number[];
+  versionMs: number[];
+  note?: string;
+}
+
 export interface OfflineResult {
   packets: number;
   pairs: OfflinePair[];
+  /** Absent in results files written before the start-up rows. */
+  startup?: StartupResult;
 }
+
+/** How many times each start-up command runs. */
+export const STARTUP_RUNS = 9;
 
 /** Times one command that turns the input into outFile; counts the output and, if asked, checks each reply. */
 async function timeTool(
@@ -84,7 +100,31 @@ export interface OfflineOptions {
   cli: string;
 }
 
+/** `node -e 0` and `node CLI --version` in turn, `runs` times each: the start-up that tunpipe adds to Node's. */
+export async function timeStartup(cli: string, runs = STARTUP_RUNS): Promise<StartupResult> {
+  const out: StartupResult = { nodeMs: [], versionMs: [] };
+  if (!fs.existsSync(cli)) return { ...out, note: `${cli} not found` };
+  const once = async (args: string[], into: number[]) => {
+    const r = await runCommand(process.execPath, args, 10_000);
+    if (r.code === 0 && !r.timedOut) into.push(r.wallMs);
+    else out.note ??= `${args.join(' ')}: exit ${r.code ?? r.signal}: ${oneLine(r.stderr)}`;
+  };
+  for (let i = 0; i < runs && !isShuttingDown(); i++) {
+    // Alternate which goes first, as the pairs below do.
+    if (i % 2 === 0) {
+      await once(['-e', '0'], out.nodeMs);
+      await once([cli, '--version'], out.versionMs);
+    } else {
+      await once([cli, '--version'], out.versionMs);
+      await once(['-e', '0'], out.nodeMs);
+    }
+  }
+  return out;
+}
+
 export async function runOffline(opts: OfflineOptions, dir: string): Promise<OfflineResult> {
+  const startup = await timeStartup(opts.cli);
+  log(`offline: start-up, median of ${STARTUP_RUNS}: node -e 0 ${fmtNum(median(startup.nodeMs), 1)} ms, tunpipe --version ${fmtNum(median(startup.versionMs), 1)} ms${startup.note ? ` (${startup.note})` : ''}`);
   const input = path.join(dir, 'in.pcap');
   const t0 = performance.now();
   writeEchoRequestPcap(input, opts.packets);
@@ -126,7 +166,7 @@ export async function runOffline(opts: OfflineOptions, dir: string): Promise<Off
   }
   fs.rmSync(input, { force: true });
   fs.rmSync(empty, { force: true });
-  return { packets: opts.packets, pairs };
+  return { packets: opts.packets, pairs, startup };
 }
 
 function describeTool(t: OfflineToolRun): string {

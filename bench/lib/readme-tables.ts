@@ -207,6 +207,12 @@ function ownRows(files: LoadedResults[]): string[] {
     const allValid = pairs.every((p) => p.tunpipe.ok && p.tunpipe.validReplies === offline.find((o) => o.pairs.includes(p))!.packets);
     rows.push(`| offline packets/s, whole command (tcpdump -r -w as ref) | ${fmtInt(td)} | ${fmtInt(tp)} | ${ratioText(r, 2)} | | every record a valid reply: ${allValid ? 'yes' : 'no'} |`);
     rows.push(`| offline packets/s past start-up | | ${fmtInt(steady)} | | | |`);
+    const startups = offline.flatMap((o) => (o.startup ? [o.startup] : []));
+    if (startups.length) {
+      const node = median(startups.flatMap((st) => st.nodeMs));
+      const version = median(startups.flatMap((st) => st.versionMs));
+      rows.push(`| start-up ms, \`tunpipe --version\` (\`node -e 0\` as ref) | ${fmtNum(node, 1)} | ${fmtNum(version, 1)} | +${fmtNum(version - node, 1)} ms | | |`);
+    }
   }
   for (const f of files) {
     for (const [what, fw] of [['wire', f.data.forward], ['wire with --offload', f.data.forwardOffload], ['wire with --offload and stages', f.data.forwardOffloadStages]] as const) {

@@ -1,6 +1,7 @@
 /**
- * The tunpipe command line: device options split off per device (./args.ts), the rest parsed with yargs,
- * the program checked whole before anything is opened, then run, and counters printed on exit. Errors
+ * The tunpipe command line: device options split off per device (./args.ts), the rest parsed from the
+ * option table (./options.ts; yargs, ./help.ts, for --help and unusual command lines), the program checked
+ * whole before anything is opened, then run, and counters printed on exit. Errors
  * meant for the user are one line without a stack trace; pipeline text errors show a caret.
  * Exit codes: 0 after a normal stop (Ctrl-C, --count, end of the input, the reader of stdout gone),
  * 1 when the run failed (device gone, capture not writable), 2 for a usage error (nothing was started).
@@ -9,139 +10,29 @@
  * check the options and the program; create the stages (captures opened, users' modules loaded, in the
  * worker thread that will run them); open the devices (in their namespaces); hand them to the worker;
  * only then drop root (--user/--group).
+ *
+ * Start-up loads only what the run needs: yargs only for --help and what quickParse leaves to it, a stage
+ * module only when the program names it (--list and --help load them all), the device layer (koffi) only
+ * for a device, libpcap only for a filter.
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import yargs from 'yargs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { TunpipeError, UsageError } from '../errors.js';
 import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
 import { checkStageArgs, pipelineStages, resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
-import { builtinStages, findStage } from '../pipeline/registry.js';
 import { routeProgram, rereadWarnings } from '../pipeline/routing.js';
 import { checkOutputs } from '../pipeline/outputs.js';
 import type { RunResult } from '../pipeline/run.js';
 import type { StageStats } from '../pipeline/stage.js';
-import { formatCounters, formatStageHelp, formatStageList } from './format.js';
+import { formatCounters } from './format.js';
 import { splitDeviceOptions, type DeviceSpec } from './args.js';
+import { OPTIONS, quickParse, type CliArgs } from './options.js';
+import { version } from './version.js';
 import { attachKernelFilter, compileKernelFilters, kernelDropsNote, kernelFilterNote } from './kernel-filter.js';
 import { readRunOptions, type RunSettings } from './run-options.js';
 import { parseDuration } from '../pipeline/units.js';
 import { LiveStats } from './stats.js';
 import { checkQueuedProgram, MAX_SHARED_COUNT } from '../pipeline/queues.js';
-
-const EPILOG = `Pipeline language:
-  Stages separated by '|', read left to right. A stage is a name followed by positional and key=value
-  arguments, quoted like a shell: pcap /tmp/in.pcap, pcap - nanos=true. A name that is a path
-  (./drop-big.mjs) loads your own module: see examples/ and the README.
-  Where packets go: packets read from the device (or --read) enter on the left. A pipeline that names no
-  sink writes what leaves it back to the device it read (the echo needs that), offline to --write (or
-  nowhere). End it with 'drop' to discard, or 'to NAME' to send it to another device.
-    tee { PIPELINE }          a copy of every packet goes into the branch; the original goes on
-    STAGE ... else { PIPELINE }  what STAGE would drop goes into the branch (counted as diverted)
-    from NAME | ...           the pipeline reads device NAME (needed with several devices)
-    ... | to NAME             it writes to device NAME;  ... | drop   it discards
-    ;  or a line break        separates pipelines (a line ending in '|' goes on)
-  A branch that names no sink discards what reaches its end (counted).
-
-Devices: --dev NAME may be repeated; --addr, --mtu, --up, --persist, --netns, --queues, --tap, --mac and --kernel-filter apply to
-the --dev before them (those before the first --dev, to the first device).
-
-Stages (tunpipe --list NAME for details):
-${formatStageList(builtinStages())}
-
-Examples:
-  Answer pings on a new device (then, in the same network namespace: ping 198.18.0.2):
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | icmp-echo | checksum'
-  The same, capturing the requests to a file tcpdump and Wireshark open:
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap /tmp/req.pcap | icmp-echo | checksum'
-  Answer pings and capture everything else:
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | filter-icmp-echo else { pcap /tmp/other.pcap } | swap-addrs | to-reply | checksum'
-  Only capture (nothing is written back to the device):
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap /tmp/all.pcap | drop'
-  Join two network namespaces (made with 'ip netns add nsa' and 'ip netns add nsb') through a wire:
-    tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
-      'from tpa0 | to tpb0; from tpb0 | to tpa0'
-  A broken link: 40 ms and 10 Mbit/s one way, 10 ms and 1% loss back, both directions in one capture:
-    tunpipe --dev tpa0 --netns nsa --addr 198.18.0.1/24 --dev tpb0 --netns nsb --addr 198.18.0.2/24 \\
-      'from tpa0 | pcap wire.pcapng | delay 40ms | rate 10mbit | to tpb0;
-       from tpb0 | pcap wire.pcapng | delay 10ms | loss 1% | to tpa0'
-  Capture only DNS while answering pings (filters in tcpdump's language):
-    tunpipe --dev tun0 --addr 198.18.0.1/24 "parse | tee { filter 'udp port 53' | pcap dns.pcap } | icmp-echo | checksum"
-  Watch packets live:
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | print | icmp-echo | checksum'
-    tunpipe --dev tun0 --addr 198.18.0.1/24 'parse | pcap - | icmp-echo | checksum' | tcpdump -n -r -
-  Offline, no root, no device:
-    tunpipe --read in.pcap --write out.pcap 'parse | icmp-echo | checksum'
-  With your own stage:
-    tunpipe --read in.pcap 'parse | ./examples/drop-big.mjs max=512 | pcap small.pcap'
-
-Ping a peer address in the device's subnet (198.18.0.2), not the device's own address (198.18.0.1):
-the kernel answers its own address itself and the pipeline never sees those pings.
-On Ctrl-C (SIGINT) or SIGTERM tunpipe flushes and closes captures, closes the devices and prints the
-counters of every stage to stderr; kill -USR1 prints them while it runs.`;
-
-interface CliArgs {
-  read?: string | string[];
-  write?: string | string[];
-  count?: number | number[];
-  queue?: number | number[];
-  user?: string | string[];
-  group?: string | string[];
-  quiet?: boolean;
-  list?: boolean;
-  stats?: string | string[];
-  'stats-json'?: string | string[];
-  offload?: boolean;
-  _: (string | number)[];
-}
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
-
-const USAGE = `Run packet pipelines on Linux TUN/TAP devices, or offline on pcap files.
-
-Usage:
-  tunpipe [--dev NAME [--addr CIDR]... [--mtu N] [--netns NS] [--queues N] [--tap [--mac MAC] [--kernel-filter EXPR]]]... '<pipelines>'
-  tunpipe --read in.pcap [--write out.pcap] '<pipeline>'
-  tunpipe --list [STAGE]`;
-
-function parser(argv: string[]) {
-  return yargs(argv)
-    .scriptName('tunpipe')
-    .usage(USAGE)
-    .option('dev', { type: 'string', describe: 'TUN device to open, created if missing (default: the kernel picks tunN); repeat for several', group: 'Device (options apply to the --dev before them):' })
-    .option('addr', { type: 'string', describe: 'address to assign, CIDR (198.18.0.1/24, 2001:db8::1/64); repeatable; brings the link up', group: 'Device (options apply to the --dev before them):' })
-    .option('mtu', { type: 'number', describe: 'set the device MTU (68..65535)', group: 'Device (options apply to the --dev before them):' })
-    .option('up', { type: 'boolean', describe: 'bring the link up even without --addr', group: 'Device (options apply to the --dev before them):' })
-    .option('persist', { type: 'boolean', describe: 'make the device persistent (it stays after tunpipe exits)', group: 'Device (options apply to the --dev before them):' })
-    .option('netns', { type: 'string', describe: 'create the device in this network namespace (/run/netns/NS, as ip netns add makes them)', group: 'Device (options apply to the --dev before them):' })
-    .option('queues', { type: 'number', describe: 'open the device N times with IFF_MULTI_QUEUE, a worker thread per queue (1..64)', group: 'Device (options apply to the --dev before them):' })
-    .option('tap', { type: 'boolean', describe: 'a TAP device (Ethernet frames) instead of TUN (IP packets)', group: 'Device (options apply to the --dev before them):' })
-    .option('mac', { type: 'string', describe: "a TAP device's Ethernet address (02:00:00:00:00:01)", group: 'Device (options apply to the --dev before them):' })
-    .option('kernel-filter', { type: 'string', describe: 'TAP: a pcap-filter expression run in the kernel; frames it rejects never arrive (counted as TX drops)', group: 'Device (options apply to the --dev before them):' })
-    .option('offload', { type: 'boolean', describe: 'open every device with offloads (virtio headers, TCP/UDP super-packets up to 64 KiB): parse, filter, pcap, print, delay, loss, rate, duplicate and reorder take super-packets whole; before any other stage, and before a device without offloads, they are split into segments (segment stage)', group: 'Device (options apply to the --dev before them):' })
-    .option('user', { type: 'string', describe: 'drop root to this user once devices and captures are open', group: 'Privileges:' })
-    .option('group', { type: 'string', describe: 'drop root to this group once devices and captures are open', group: 'Privileges:' })
-    .option('read', { type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' })
-    .option('write', { type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' })
-    .option('count', { type: 'number', describe: 'stop after N packets have entered the pipelines', group: 'Run:' })
-    .option('queue', { type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' })
-    .option('quiet', { type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' })
-    .option('stats', { type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' })
-    .option('stats-json', { type: 'string', describe: 'write the live counters as JSON lines to this file, - for stdout (every --stats INTERVAL, default 1s)', group: 'Run:' })
-    .option('list', { type: 'boolean', describe: 'list the stages (or describe one: --list pcap) and exit', group: 'Info:' })
-    .option('help', { type: 'boolean', alias: 'h', describe: 'this text', group: 'Info:' })
-    .epilog(`${EPILOG}\n\nEnvironment: TUNPIPE_IO=uring|poll (how the worker moves packets), TUNPIPE_IO_BUFFERS=N (io_uring receive buffers per device), TUNPIPE_THREAD=main (run on the event loop).`)
-    .version('version', "print tunpipe's version", version())
-    .help(false)
-    .describe('help', 'show this text')
-    .group(['list', 'help', 'version'], 'Info:')
-    .wrap(118)
-    .strictOptions()
-    .exitProcess(false);
-}
 
 /**
  * yargs takes a lone '-' for a positional argument, so `--write -` would lose its value: an option that
@@ -149,9 +40,7 @@ function parser(argv: string[]) {
  * that names the option for the others).
  */
 function bindDashValues(argv: string[]): string[] {
-  // yargs has getOptions() at run time; its types leave it out.
-  const declared = (parser([]) as unknown as { getOptions(): { string: string[]; number: string[] } }).getOptions();
-  const takesValue = new Set([...declared.string, ...declared.number].map((name) => `--${name}`));
+  const takesValue = new Set(OPTIONS.filter((o) => o.type !== 'boolean').map((o) => `--${o.name}`));
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (takesValue.has(argv[i]) && argv[i + 1] === '-') out.push(`${argv[i++]}=-`);
@@ -177,7 +66,10 @@ function sayRaw(text: string): void {
   }
 }
 
-function listStages(name: string | undefined): number {
+/** --list: every stage's declaration is loaded for it (a run loads only the stages it names). */
+async function listStages(name: string | undefined): Promise<number> {
+  const { builtinStages, findStage } = await import('../pipeline/registry.js');
+  const { formatStageHelp, formatStageList } = await import('./format.js');
   if (name === undefined) {
     process.stdout.write(`Stages (tunpipe --list NAME for details):\n${formatStageList(builtinStages())}\n`);
     return 0;
@@ -346,7 +238,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   process.stdout.on('error', () => {});
   argv = bindDashValues(argv);
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${await parser([]).getHelp()}\n`);
+    const { helpText } = await import('./help.js');
+    process.stdout.write(`${await helpText()}\n`);
     return 0;
   }
   if (argv.includes('--version')) {
@@ -358,11 +251,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   let program: ResolvedProgram;
   try {
     const { devices, rest } = splitDeviceOptions(argv);
-    const args = (await parser(rest)
-      .fail((msg, err) => {
-        throw err ?? new UsageError(msg);
-      })
-      .parseAsync()) as unknown as CliArgs;
+    // The common command lines without yargs (./options.ts); yargs reads the rest, with its own errors.
+    const args = quickParse(rest) ?? (await (await import('./help.js')).parseWithYargs(rest));
     if (args.list) return listStages(args._[0] === undefined ? undefined : String(args._[0]));
     checked = checkArgs(args, devices);
     settings = readRunOptions(process.env);

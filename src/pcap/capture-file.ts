@@ -7,8 +7,15 @@
  * A process killed between two flushes leaves a file that ends on a whole unit; killed inside a `write()`
  * of many pages, the kernel may have written part of it, which the readers report as a cut tail and
  * `append=true` cuts back (see ./append.ts).
+ *
+ * Write-behind (`background`, for offline runs on a regular file): a full buffer is written on the
+ * threadpool while the pipeline fills a second one, so the kernel's copy into the page cache runs on
+ * another core. Writes then name their file position (pwrite), so a buffer that fills while the last one
+ * is still being written can be written at once behind it; what it adds is counted only once everything
+ * before it is in the file, and a failure cuts the file back to the last whole unit before it, as above.
+ * `settle()` waits for the write in flight and raises its failure.
  */
-import { closeSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, write, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { claimStdout, releaseStdout } from './stdout-claim.js';
 
@@ -22,6 +29,18 @@ export interface CaptureFileOptions {
   append?: boolean;
   /** Bytes gathered before a write is forced even inside a batch. Default 256 KiB. */
   bufferSize?: number;
+  /** Write full buffers on the threadpool (see the header); honoured for a regular file not appended to. */
+  background?: boolean;
+}
+
+/** A buffer being written on the threadpool: where it goes, what it holds. */
+interface Flight {
+  start: number;
+  buf: Buffer;
+  bytes: number;
+  packets: number;
+  /** Resolves when the write has landed or failed (never rejects). */
+  done: Promise<void>;
 }
 
 /**
@@ -78,6 +97,25 @@ export class CaptureFile {
     this.ownsFd = !this.live;
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
     if (this.live) claimStdout();
+    this.background = options.background === true && !this.live && options.append !== true && isRegularFile(this.fd);
+  }
+
+  /** Write-behind is on (see the header). */
+  private readonly background: boolean;
+  /** The write on the threadpool, if one is. */
+  private flight: Flight | null = null;
+  /** Bytes and packets written (at once) behind the flight: counted when it lands. */
+  private aheadBytes = 0;
+  private aheadPackets = 0;
+  /** A buffer given back by a landed flight, for the next one. */
+  private spare: Buffer | null = null;
+  /** A failure raised by a flight that no caller has seen yet (settle() raises it). */
+  private unseen: TunpipeError | null = null;
+  private closeWhenLanded = false;
+
+  /** Where the next write goes in the file. */
+  private get position(): number {
+    return this.committed + (this.flight !== null ? this.flight.bytes + this.aheadBytes : 0);
   }
 
   /** Gives the open file another name in the same file system (the fd stays valid). Throws the fs error. */
@@ -93,12 +131,78 @@ export class CaptureFile {
 
   /** Makes room for `n` more bytes at `used` (writing out the buffer first if it is too full); returns the buffer. */
   room(n: number): Buffer {
-    if (this.failed) throw this.failed;
+    if (this.failed) {
+      // The caller sees it now: settle() need not raise it again.
+      this.unseen = null;
+      throw this.failed;
+    }
     if (this.used + n > this.buf.length) {
-      this.flush();
+      if (!this.writeBehind(0)) this.flush();
       if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
     }
     return this.buf;
+  }
+
+  /**
+   * Write-behind: starts writing the buffer on the threadpool when it holds at least `atLeast` bytes and no
+   * write is in flight, and goes on in a second buffer. False when it did not (then flush() is the way).
+   */
+  writeBehind(atLeast: number): boolean {
+    if (!this.background || this.flight !== null || this.failed || this.used === 0 || this.used < atLeast) return false;
+    const flight: Flight = { start: this.committed, buf: this.buf, bytes: this.used, packets: this.pending, done: Promise.resolve() };
+    flight.done = this.writeOut(flight);
+    this.flight = flight;
+    this.buf = this.spare !== null && this.spare.length >= this.buf.length ? this.spare : Buffer.allocUnsafe(this.buf.length);
+    this.spare = null;
+    this.used = 0;
+    this.pending = 0;
+    return true;
+  }
+
+  /** Writes a flight's buffer at its position, in as many writes as it takes; settles its accounting. */
+  private async writeOut(f: Flight): Promise<void> {
+    let off = 0;
+    let error: unknown = null;
+    while (off < f.bytes) {
+      try {
+        off += await new Promise<number>((resolve, reject) => write(this.fd, f.buf, off, f.bytes - off, f.start + off, (err, n) => (err ? reject(err) : resolve(n))));
+      } catch (err) {
+        error = err;
+        break;
+      }
+    }
+    this.flight = null;
+    this.spare = f.buf;
+    if (error === null) {
+      this.committed = f.start + f.bytes + this.aheadBytes;
+      this.packets += f.packets + this.aheadPackets;
+    } else {
+      const failure = writeError(error, this.target);
+      if (this.failed === null) this.unseen = failure;
+      this.failed ??= failure;
+      // What was written behind it is cut away with the rest.
+      const whole = this.wholeUnits(f.buf, off, f.start);
+      try {
+        ftruncateSync(this.fd, f.start + whole.bytes);
+      } catch {
+        /* the file is as good as the kernel left it */
+      }
+      this.committed = f.start + whole.bytes;
+      this.packets += whole.packets;
+      this.pending = 0;
+      this.used = 0;
+    }
+    this.aheadBytes = 0;
+    this.aheadPackets = 0;
+    if (this.closeWhenLanded) closeSync(this.fd);
+  }
+
+  /** Waits for the write in flight; raises a failure it met that no write() has raised yet. */
+  async settle(): Promise<void> {
+    if (this.flight !== null) await this.flight.done;
+    const failure = this.unseen;
+    this.unseen = null;
+    if (failure !== null) throw failure;
   }
 
   /** The `n` bytes after `used` form one unit; `packet`: it holds a packet. */
@@ -123,10 +227,13 @@ export class CaptureFile {
     if (this.failed) throw this.failed;
     let off = 0;
     let waited = 0;
+    // With write-behind every write names its position; one written behind a flight counts when it lands.
+    const at = this.background ? this.position : null;
+    const behind = this.flight !== null;
     try {
       while (off < this.used) {
         try {
-          off += writeSync(this.fd, this.buf, off, this.used - off);
+          off += writeSync(this.fd, this.buf, off, this.used - off, at === null ? null : at + off);
         } catch (err) {
           // A non-blocking stdout (another part of the process made it so) whose reader is slow: wait for it
           // rather than drop records, for at most a few seconds.
@@ -137,49 +244,75 @@ export class CaptureFile {
       }
     } catch (err) {
       this.failed = writeError(err, this.live ? 'stdout' : this.target);
-      const whole = this.wholeUnits(off);
-      if (this.ownsFd && off > 0) {
+      const start = at ?? this.committed;
+      const whole = this.wholeUnits(this.buf, off, start);
+      if (this.ownsFd && (off > 0 || behind)) {
         try {
-          ftruncateSync(this.fd, this.committed + whole.bytes);
+          ftruncateSync(this.fd, start + whole.bytes);
         } catch {
           /* the file is as good as the kernel left it */
         }
       }
-      this.committed += whole.bytes;
-      this.packets += whole.packets;
+      if (behind) {
+        this.aheadBytes += whole.bytes;
+        this.aheadPackets += whole.packets;
+      } else {
+        this.committed += whole.bytes;
+        this.packets += whole.packets;
+      }
       this.pending = 0;
       this.used = 0;
       throw this.failed;
     }
-    this.committed += this.used;
-    this.packets += this.pending;
+    if (behind) {
+      this.aheadBytes += this.used;
+      this.aheadPackets += this.pending;
+    } else {
+      this.committed += this.used;
+      this.packets += this.pending;
+    }
     this.pending = 0;
     this.used = 0;
   }
 
-  /** How many of the first `written` buffered bytes form whole units, and how many packets they hold. */
-  private wholeUnits(written: number): { bytes: number; packets: number } {
+  /**
+   * How many of the first `written` bytes of `buf` (which goes at `fileOffset` in the file) form whole
+   * units, and how many packets they hold.
+   */
+  private wholeUnits(buf: Buffer, written: number, fileOffset: number): { bytes: number; packets: number } {
     let pos = 0;
     let packets = 0;
     while (pos < written) {
-      const next = pos + this.format.unitLength(this.buf, pos, this.committed + pos);
+      const next = pos + this.format.unitLength(buf, pos, fileOffset + pos);
       if (next > written) break;
-      if (this.format.isPacket(this.buf, pos, this.committed + pos)) packets++;
+      if (this.format.isPacket(buf, pos, fileOffset + pos)) packets++;
       pos = next;
     }
     return { bytes: pos, packets };
   }
 
-  /** Flushes and closes the file (not stdout). */
+  /**
+   * Flushes and closes the file (not stdout). With a write still in flight (settle() not awaited), the fd is
+   * closed once it lands.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     try {
       if (!this.failed) this.flush();
     } finally {
-      if (this.ownsFd) closeSync(this.fd);
+      if (this.ownsFd && this.flight !== null) this.closeWhenLanded = true;
+      else if (this.ownsFd) closeSync(this.fd);
       else releaseStdout();
     }
+  }
+}
+
+function isRegularFile(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -202,6 +335,16 @@ export abstract class CaptureFileWriter {
   /** Writes what is buffered. On failure cuts the file back to whole records and throws a TunpipeError. */
   flush(): void {
     this.file.flush();
+  }
+
+  /** Write-behind (CaptureFileOptions.background): writes the buffer on the threadpool once it holds `atLeast` bytes. */
+  writeBehind(atLeast: number): boolean {
+    return this.file.writeBehind(atLeast);
+  }
+
+  /** Waits for a write on the threadpool; raises its failure. */
+  settle(): Promise<void> {
+    return this.file.settle();
   }
 
   rename(to: string): void {

@@ -1,15 +1,41 @@
 /**
- * What both capture readers share: a file (or stdin) read in large chunks, handed out as views. By default
- * each chunk is new memory, so a view stays valid for as long as it is held; a caller that lets go of every
- * packet before the next one is read can have two chunks reused in turn (`reuseChunks`), which spares the
- * kernel from handing out fresh pages for every megabyte of the file (a third of the time of an offline
- * run, measured).
+ * What both capture readers share: a file (or stdin) read in large chunks (one read() per MiB), handed out
+ * as views. By default each chunk is new memory, so a view stays valid for as long as it is held; a caller
+ * that lets go of every packet before the next one is read can have two chunks reused in turn
+ * (`reuseChunks`), which spares the kernel from handing out fresh pages for every megabyte of the file.
+ * Reused chunks also hand packets out without allocating: each packet is copied (copyWithin, no garbage) to
+ * the start of its chunk's memory, in front of the file's bytes, and handed out as a view made once per
+ * packet length, as a device hands out its buffer (a new Buffer view per packet would cost more than the
+ * copy, and the garbage collector more again). A regular file read with reused chunks is also read ahead:
+ * the next MiB is read on the threadpool (at its file position) while the pipeline works through this one,
+ * so the kernel's copy runs on another core; a refill that finds it has not landed reads at once instead.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { TunpipeError } from '../errors.js';
 
 const CHUNK = 1 << 20;
+
+/** Room in front of a reused chunk's bytes where packets up to this size are copied to be handed out. */
+const SCRATCH = 1 << 16;
+
+/** Room after the scratch for the unread end of the chunk before (a record cut by the chunk's end). */
+const TAIL = 1 << 16;
+
+/** Where a reused chunk's file bytes start in its memory. */
+const FRONT = SCRATCH + TAIL;
+
+/** The next MiB of the file, being read (or read) on the threadpool into a buffer of its own. */
+interface ReadAhead {
+  buf: Buffer;
+  views: Buffer[];
+  /** File offset it was read from, and how many bytes came. */
+  at: number;
+  len: number;
+  landed: boolean;
+  /** Failed, or overtaken by a read at once: not to be used. */
+  stale: boolean;
+}
 
 /** An open input and the bytes already read from it (a format sniffed from its first bytes). */
 export interface OpenedInput {
@@ -54,6 +80,17 @@ export class ChunkedInput {
   protected chunkStart = 0;
   private whole: Buffer | null = null;
   private spare: Buffer | null = null;
+  /** Views of the first N bytes of `whole` (and `spare`), by N: what packetAt() hands out. */
+  private views: Buffer[] = [];
+  private spareViews: Buffer[] = [];
+  /** `whole` while `chunk` lies in it (reused chunks), else null: packetAt() copies only then. */
+  private scratch: Buffer | null = null;
+  /** Offset of `chunk` in `scratch`. */
+  private chunkBase = 0;
+  private ahead: ReadAhead | null = null;
+  /** Reads on the threadpool not landed yet (one overtaken by a read at once may still be). */
+  private readsInFlight = 0;
+  private closeWhenLanded = false;
   private readonly reuseChunks: boolean;
   private eof = false;
   private closed = false;
@@ -124,6 +161,7 @@ export class ChunkedInput {
     got.copy(next, rest);
     this.chunkStart += this.pos;
     this.chunk = next;
+    this.scratch = null;
     this.pos = 0;
     this.starved = false;
     return true;
@@ -146,26 +184,106 @@ export class ChunkedInput {
       return false;
     }
     const rest = this.chunk.length - this.pos;
+    // The file offset of the next byte not yet read.
+    const from = this.chunkStart + this.chunk.length;
+    const a = this.ahead;
+    if (a !== null && a.landed && !a.stale && a.at === from && rest <= TAIL && rest + a.len >= need) {
+      // The read ahead has landed: the unread end goes just in front of its bytes.
+      this.ahead = null;
+      const at = FRONT - rest;
+      this.chunk.copy(a.buf, at, this.pos);
+      this.use(a.buf, a.views, at, FRONT + a.len);
+      this.readAhead();
+      return a.len > 0;
+    }
+    if (a !== null) {
+      // Not usable: a buffer still being read is left to land on its own.
+      this.ahead = null;
+      a.stale = true;
+      if (a.landed) {
+        this.spare = a.buf;
+        this.spareViews = a.views;
+      }
+    }
     const size = Math.max(CHUNK, need + rest);
-    const next = this.spare !== null && this.spare.length >= size ? this.spare : Buffer.allocUnsafeSlow(size);
-    this.chunk.copy(next, 0, this.pos);
-    let len = rest;
+    // A reused chunk keeps room in front of the file's bytes for packetAt() and a read ahead's tail.
+    const front = this.reuseChunks ? FRONT : 0;
+    const reuse = this.spare !== null && this.spare.length >= front + size;
+    const next = reuse ? this.spare! : Buffer.allocUnsafeSlow(front + size);
+    const nextViews = reuse ? this.spareViews : [];
+    this.spare = null;
+    this.spareViews = [];
+    this.chunk.copy(next, front, this.pos);
+    const positional = this.readsAhead;
+    let len = front + rest;
     while (len < next.length) {
-      const n = readSync(this.fd, next, len, next.length - len, null);
+      const n = readSync(this.fd, next, len, next.length - len, positional ? from + (len - front - rest) : null);
       if (n === 0) {
         this.eof = true;
         break;
       }
       len += n;
       // Live input (a pipe, a FIFO): what has arrived is enough once it holds what was asked for.
-      if (len >= need && !this.regular) break;
+      if (len - front >= need && !this.regular) break;
     }
-    if (this.reuseChunks) this.spare = this.whole;
-    this.whole = next;
+    this.use(next, nextViews, front, len);
+    this.readAhead();
+    return len - front > rest;
+  }
+
+  /** Makes bytes [start, end) of `buf` the chunk (the unread end of the last one already copied there). */
+  private use(buf: Buffer, views: Buffer[], start: number, end: number): void {
+    if (this.reuseChunks) {
+      this.spare = this.whole;
+      this.spareViews = this.views;
+    }
+    this.whole = buf;
+    this.views = views;
+    this.scratch = this.reuseChunks ? buf : null;
+    this.chunkBase = start;
     this.chunkStart += this.pos;
-    this.chunk = next.subarray(0, len);
+    this.chunk = buf.subarray(start, end);
     this.pos = 0;
-    return len > rest;
+  }
+
+  /**
+   * Reused chunks of a regular file are read ahead (see the header), by file position: not stdin, whose
+   * position may not have started at 0.
+   */
+  private get readsAhead(): boolean {
+    return this.reuseChunks && this.fd !== 0 && this.regular;
+  }
+
+  /** Starts reading the next MiB on the threadpool, into the spare chunk. */
+  private readAhead(): void {
+    if (!this.readsAhead || this.eof || this.ahead !== null || this.closed) return;
+    const reuse = this.spare !== null && this.spare.length >= FRONT + CHUNK;
+    const a: ReadAhead = { buf: reuse ? this.spare! : Buffer.allocUnsafeSlow(FRONT + CHUNK), views: reuse ? this.spareViews : [], at: this.chunkStart + this.chunk.length, len: 0, landed: false, stale: false };
+    this.spare = null;
+    this.spareViews = [];
+    this.ahead = a;
+    this.readsInFlight++;
+    read(this.fd, a.buf, FRONT, CHUNK, a.at, (err, n) => {
+      a.landed = true;
+      // A failed read is done again at once by the refill, which reports its error.
+      if (err) a.stale = true;
+      else a.len = n;
+      if (--this.readsInFlight === 0 && this.closeWhenLanded) closeSync(this.fd);
+    });
+  }
+
+  /**
+   * The packet at [start, end) of `chunk`, as the readers hand it out: with reused chunks a copy at the
+   * front of the chunk's memory, valid until the next packet is read (see the header); else a view.
+   */
+  protected packetAt(start: number, end: number): Buffer {
+    const scratch = this.scratch;
+    const n = end - start;
+    if (scratch === null || n > SCRATCH) return this.chunk.subarray(start, end);
+    scratch.copyWithin(0, this.chunkBase + start, this.chunkBase + end);
+    let v = this.views[n];
+    if (v === undefined) v = this.views[n] = scratch.subarray(0, n);
+    return v;
   }
 
   /** Set once the header has been read: from then on live input is read only by fillLive(). */
@@ -202,6 +320,8 @@ export class ChunkedInput {
       this.stream.destroy();
       return;
     }
-    if (this.fd !== 0) closeSync(this.fd);
+    // A read still in flight on the threadpool must not find its fd closed (or reused) under it.
+    if (this.readsInFlight > 0) this.closeWhenLanded = true;
+    else if (this.fd !== 0) closeSync(this.fd);
   }
 }

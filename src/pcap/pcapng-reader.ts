@@ -253,7 +253,7 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
       sec += this.ifOffset[iface];
       const nsec = res.scale !== 0 ? rest * res.scale : Math.floor((rest * 1e9) / units);
       this.pos = o + len;
-      onPacket(c.subarray(o + 28, o + 28 + caplen), sec, nsec);
+      onPacket(this.packetAt(o + 28, o + 28 + caplen), sec, nsec);
       count++;
     }
     return count;
@@ -266,7 +266,7 @@ export class PcapngReader extends ChunkedInput implements CaptureReader {
     const orig = this.u32(this.pos + 8);
     const snap = this.ifSnaplen[0] || Infinity;
     const caplen = Math.min(orig, snap, len - 16);
-    onPacket(this.chunk.subarray(this.pos + 12, this.pos + 12 + caplen), 0, 0);
+    onPacket(this.packetAt(this.pos + 12, this.pos + 12 + caplen), 0, 0);
     return 1;
   }
 }

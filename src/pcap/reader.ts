@@ -38,7 +38,10 @@ export interface CaptureReader {
 }
 
 export interface CaptureReaderOptions {
-  /** Packets handed out are valid only until the next one is read (two chunks serve in turn). */
+  /**
+   * Packets handed out are valid only until the next one is read: their bytes are copied to one place and
+   * handed out there (two chunks of the file serve in turn), with no allocation per packet.
+   */
   reuseChunks?: boolean;
 }
 
@@ -136,7 +139,7 @@ export class PcapReader extends ChunkedInput implements CaptureReader {
         break;
       }
       this.pos = end;
-      onPacket(c.subarray(o + RECORD_HEADER_SIZE, end), secs, frac * fracScale);
+      onPacket(this.packetAt(o + RECORD_HEADER_SIZE, end), secs, frac * fracScale);
       count++;
     }
     return count;

@@ -28,6 +28,8 @@ export interface PcapWriterOptions {
   append?: boolean;
   /** Bytes gathered before a write is forced even inside a batch. Default 256 KiB. */
   bufferSize?: number;
+  /** Write full buffers on the threadpool while the next fills (offline; see ./capture-file.ts). */
+  background?: boolean;
 }
 
 /**
@@ -79,7 +81,7 @@ export class PcapWriter extends CaptureFileWriter implements CaptureWriter {
     this.nanos = options.nanos ?? false;
     this.snaplen = options.snaplen ?? DEFAULT_SNAPLEN;
     const append = (options.append ?? false) && target !== '-';
-    this.file = new CaptureFile(target, classicUnits, { mode: options.mode, append, bufferSize: options.bufferSize });
+    this.file = new CaptureFile(target, classicUnits, { mode: options.mode, append, bufferSize: options.bufferSize, background: options.background });
     const linkType = options.linkType ?? LINKTYPE_RAW;
     try {
       const existing = append ? fstatSync(this.file.fd).size : 0;

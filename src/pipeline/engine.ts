@@ -6,7 +6,7 @@
  * loop turns again; a straight line runs exactly today's loop. A tee is a stage like the others (it runs
  * its branch on a copy, then passes the original on); an `else` branch takes, in place of a drop, what its
  * stage rejects. An asynchronous stage (a user's stage that awaits) gets a bounded it-pushable queue in front
- * of it, joined to the rest by it-pipe; when the queue is full, packets are dropped and counted rather than
+ * of it, which it reads in order; when the queue is full, packets are dropped and counted rather than
  * buffered without limit.
  *
  * Every stage has counters (in, out, dropped by reason, diverted); a stage that throws has the packet
@@ -14,7 +14,6 @@
  * that hold packets until a time (delay, rate) declare `nextDue`; the driver asks `nextDue()` and calls
  * `tick(now)` when it has come.
  */
-import { pipe } from 'it-pipe';
 import { pushable, type Pushable } from 'it-pushable';
 import { copyPacket, Packet } from '../packet/packet.js';
 import { EXIT, HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
@@ -123,21 +122,20 @@ class AsyncGate {
     };
     this.done = (async () => {
       await settle(firstPacket, first);
-      await pipe(this.queue, async (source) => {
-        for await (const p of source) {
-          // After close() gave up waiting, the stage is closed: never call it again.
-          if (engine.abandoned) break;
-          let r: StageResult | PromiseLike<StageResult>;
-          try {
-            r = slot.instance.process(p);
-          } catch (err) {
-            this.pending--;
-            engine.stageError(slot, err);
-            continue;
-          }
-          await settle(p, r);
+      // The queue is read directly (it-pipe would only call this with it, and costs start-up to load).
+      for await (const p of this.queue) {
+        // After close() gave up waiting, the stage is closed: never call it again.
+        if (engine.abandoned) break;
+        let r: StageResult | PromiseLike<StageResult>;
+        try {
+          r = slot.instance.process(p);
+        } catch (err) {
+          this.pending--;
+          engine.stageError(slot, err);
+          continue;
         }
-      });
+        await settle(p, r);
+      }
     })();
   }
 }

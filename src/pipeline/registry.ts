@@ -1,26 +1,11 @@
-/** The built-in stages, one per file in transforms/. `tunpipe --list` prints them from their declarations. */
+/**
+ * The built-in stages, one per file in transforms/, all loaded: what `tunpipe --list`, `--help` and the
+ * library see. A run loads only the stages it names (./stage-modules.ts, which lists them).
+ */
 import type { StageDefinition } from './stage.js';
-import parse from '../../transforms/parse.js';
-import filterIcmpEcho from '../../transforms/filter-icmp-echo.js';
-import swapAddrs from '../../transforms/swap-addrs.js';
-import neighbor from '../../transforms/neighbor.js';
-import toReply from '../../transforms/to-reply.js';
-import icmpEcho from '../../transforms/icmp-echo.js';
-import checksum from '../../transforms/checksum.js';
-import pcap from '../../transforms/pcap.js';
-import reassemble from '../../transforms/reassemble.js';
-import fragment from '../../transforms/fragment.js';
-import delay from '../../transforms/delay.js';
-import loss from '../../transforms/loss.js';
-import rate from '../../transforms/rate.js';
-import duplicate from '../../transforms/duplicate.js';
-import reorder from '../../transforms/reorder.js';
-import corrupt from '../../transforms/corrupt.js';
-import print from '../../transforms/print.js';
-import filter from '../../transforms/filter.js';
-import segment from '../../transforms/segment.js';
+import { BUILTIN_STAGE_MODULES, loadBuiltinStage } from './stage-modules.js';
 
-const BUILTINS: StageDefinition[] = [parse, icmpEcho, reassemble, filterIcmpEcho, swapAddrs, toReply, checksum, fragment, filter, pcap, print, delay, loss, rate, duplicate, reorder, corrupt, neighbor, segment];
+const BUILTINS: StageDefinition[] = await Promise.all(BUILTIN_STAGE_MODULES.map(async (m) => (await loadBuiltinStage(m.name))!));
 
 /** Every built-in stage, in the order `--list` shows them. */
 export function builtinStages(): readonly StageDefinition[] {

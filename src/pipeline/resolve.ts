@@ -1,6 +1,6 @@
 /**
- * Turns parsed pipeline text into stage definitions with checked arguments: built-in names are looked up in
- * the registry, compound stages are flattened, and a name that is a path loads the user's module. Every
+ * Turns parsed pipeline text into stage definitions with checked arguments: built-in names are imported
+ * when named (./stage-modules.ts), compound stages are flattened, and a name that is a path loads the user's module. Every
  * problem is a PipelineSyntaxError pointing at the offending text; nothing is created here.
  */
 import { pathToFileURL } from 'node:url';
@@ -8,7 +8,7 @@ import { basename, resolve as resolvePath } from 'node:path';
 import { existsSync } from 'node:fs';
 import { isKeyword, parseProgram, parsePipeline, PipelineSyntaxError, type ArgNode, type ElementNode, type StageNode } from './language.js';
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
-import { builtinStages, findStage } from './registry.js';
+import { builtinStageNames, loadBuiltinStage } from './stage-modules.js';
 import { loadUserStage } from './user-stage.js';
 import { describeThrown } from '../errors.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
@@ -17,7 +17,7 @@ export type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram
 import { parseDuration, parseProbability, parseRate, parseSize } from './units.js';
 
 function knownStagesHint(): string {
-  const names = builtinStages().map((d) => d.name).sort();
+  const names = builtinStageNames().sort();
   return `known stages: ${names.join(', ')}; or a path to your own module (./my-stage.mjs). See 'tunpipe --list'.`;
 }
 
@@ -126,7 +126,8 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
       throw new PipelineSyntaxError(`cannot load stage module '${node.name}': ${describeThrown(err)}`, text, node.pos);
     }
   }
-  const def = findStage(node.name);
+  // Only the stages a program names are imported.
+  const def = await loadBuiltinStage(node.name);
   if (!def) {
     const hint = isKeyword(node.name) ? `'${node.name}' is a keyword of the language here; see 'tunpipe --help'` : knownStagesHint();
     throw new PipelineSyntaxError(`unknown stage '${node.name}'`, text, node.pos, hint);
@@ -333,13 +334,15 @@ export async function reviveProgram(spec: ProgramSpec): Promise<ResolvedProgram>
       throw new PipelineSyntaxError(`cannot load stage module '${s.module.node.name}': ${describeThrown(err)}`, spec.text, s.module.node.pos);
     }
   }
+  const builtins = new Map<string, StageDefinition | undefined>();
+  for (const s of specs) if (s.builtin !== undefined && !builtins.has(s.builtin)) builtins.set(s.builtin, await loadBuiltinStage(s.builtin));
   const pipelines = mapProgram<StageSpec, ResolvedStage>(spec.pipelines, (s) => {
     if (s.module) {
       const def = modules.get(s.module.url) as PrimitiveStageDefinition;
       const args = bindArgs(def, s.module.node, spec.text);
       return { def, args, label: s.label.replace(/[^/:]*$/, def.name), argPos: positionsOf(s.module.node, def) };
     }
-    const def = findStage(s.builtin!);
+    const def = builtins.get(s.builtin!);
     if (!def || isCompound(def)) throw new Error(`internal: no primitive stage '${s.builtin}'`);
     return { def, args: s.args, label: s.label, argPos: s.argPos };
   });

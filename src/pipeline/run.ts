@@ -226,7 +226,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     // Now that the link type is known, before any output is opened (a filter for Ethernet on a RAW file).
     checkStageArgs(stages, program.text, reader.header.linkType);
     const input: PortInfo = { name: options.read!, linkType: reader.header.linkType, kind: options.read === '-' ? 'stdio' : 'file' };
-    if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos });
+    // Records are written a MiB at a time, on the threadpool while the next MiB fills (write-behind, see
+    // CaptureFile); stdout: each at once, see PcapWriter.
+    if (options.write) writer = new PcapWriter(options.write, { linkType: reader.header.linkType, nanos: reader.header.nanos, bufferSize: OFFLINE_WRITE_BUFFER, background: true });
     const output: PortInfo | undefined = options.write ? { name: options.write, linkType: reader.header.linkType, kind: options.write === '-' ? 'stdio' : 'file' } : undefined;
     const w = writer;
     const sink: SinkFunction = w
@@ -255,14 +257,17 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   if (options.signal?.aborted) d.stopWith('signal');
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
+  // A file read whole needs its output written only when the buffer fills and at the end; live input (a
+  // pipe) has its output written as its packets arrive, batch by batch.
+  const flushEachBatch = reader.live;
   const endBatch = () => {
     d.endBatch(false);
-    if (writer) {
-      try {
-        writer.flush();
-      } catch (err) {
-        d.stopWith('error', err as Error);
-      }
+    if (!writer) return;
+    try {
+      if (flushEachBatch) writer.flush();
+      else writer.writeBehind(OFFLINE_WRITE_BUFFER / 2);
+    } catch (err) {
+      d.stopWith('error', err as Error);
     }
   };
   const r = reader;
@@ -300,10 +305,18 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   } catch (err) {
     d.stopWith('error', err as Error);
   }
+  // The write on the threadpool lands before the file is closed; a failure there is the run's error, also
+  // after the input has ended.
+  let settleError: Error | null = null;
+  try {
+    await writer?.settle();
+  } catch (err) {
+    settleError = err as Error;
+  }
   if (r.truncatedTail) warn(`${r.path}: the last record is cut short (a capture that was interrupted); it was skipped`);
   options.signal?.removeEventListener('abort', onAbort);
   const result = await finish(engine, d, () => {
-    const errors: Error[] = [];
+    const errors: Error[] = settleError !== null ? [settleError] : [];
     try {
       writer?.close();
     } catch (err) {
@@ -314,6 +327,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
   });
   return result;
 }
+
+/** Bytes of records the offline --write gathers before a write(). */
+const OFFLINE_WRITE_BUFFER = 1 << 20;
 
 /** How long a file waits for an asynchronous stage that finishes nothing before it gives up on it. */
 export const ASYNC_STALL_MS = 10_000;

@@ -180,3 +180,31 @@ test('a directory given as the capture to read is reported as such, as a Tunpipe
     },
   );
 });
+
+test('reused chunks, read ahead on the threadpool or at once: every packet as written, small and large, across MiB boundaries', () =>
+  withSeed(async (rng) => {
+    // Sizes that straddle the chunk boundaries: small ones, ones larger than the room kept for a chunk's
+    // unread end (64 KiB) and the scratch a packet is copied to, and some in between.
+    const sizes = Array.from({ length: 900 }, (_, i) => (i % 97 === 0 ? 65_536 + rng.int(70_000) : i % 13 === 0 ? 20_000 + rng.int(40_000) : rng.int(1500)));
+    const packets = sizes.map((n) => rng.bytes(n));
+    const path = join(dir, 'reused.pcap');
+    writePcap(path, packets);
+    // With turns of the event loop between batches, reads ahead land in time; without, each refill reads
+    // at once and the read ahead in flight is passed over.
+    for (const turns of [true, false]) {
+      const r = new PcapReader(path, { reuseChunks: true });
+      let i = 0;
+      for (;;) {
+        // Each packet is valid until the next is read: compare it now.
+        const n = r.readBatch(37, (data) => {
+          assert.deepEqual(data, packets[i], `packet ${i} (turns ${turns})`);
+          i++;
+        });
+        if (n === 0) break;
+        if (turns) await new Promise((resolve) => setImmediate(resolve));
+      }
+      r.close();
+      assert.equal(i, packets.length, `every packet (turns ${turns})`);
+      assert.equal(r.truncatedTail, false);
+    }
+  }));

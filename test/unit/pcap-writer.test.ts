@@ -156,3 +156,69 @@ console.log(JSON.stringify({ msg, again, broken: w.broken }));
   assert.equal(o, f.length, 'the file ends on a whole record');
   assert.ok(n > 5, `${n} records kept`);
 });
+
+test('write-behind: buffers written on the threadpool, also behind a write in flight, give the same file as writes at once', async () =>
+  withSeed(async (rng) => {
+    const packets = Array.from({ length: 3000 }, () => rng.bytes(1 + rng.int(1500)));
+    const plain = join(dir, 'behind-plain.pcap');
+    const behind = join(dir, 'behind.pcap');
+    const a = new PcapWriter(plain, { bufferSize: 1 << 16 });
+    packets.forEach((p, i) => a.write(p, 1_700_000_000 + i, i * 1000));
+    a.close();
+    const b = new PcapWriter(behind, { bufferSize: 1 << 16, background: true });
+    let started = 0;
+    for (let i = 0; i < packets.length; i++) {
+      b.write(packets[i], 1_700_000_000 + i, i * 1000);
+      // Runs without a turn of the event loop fill buffers while one is in flight (written behind it);
+      // the turns in between let flights land.
+      if (i % 700 === 699) await new Promise((r) => setImmediate(r));
+      if (i % 50 === 0 && b.writeBehind(1 << 15)) started++;
+    }
+    await b.settle();
+    b.close();
+    assert.ok(started > 0, 'writes went to the threadpool');
+    assert.deepEqual(readFileSync(behind), readFileSync(plain));
+    assert.equal(b.packets, packets.length);
+  }));
+
+test('write-behind: a failure part way leaves only whole records, in flight or behind it; settle() raises it', () => {
+  const script = join(dir, 'efbig-behind.mjs');
+  const out = join(dir, 'efbig-behind.pcap');
+  const writerUrl = new URL('../../src/pcap/writer.js', import.meta.url).href;
+  writeFileSync(
+    script,
+    `import { PcapWriter } from ${JSON.stringify(writerUrl)};
+const w = new PcapWriter(${JSON.stringify(out)}, { bufferSize: 1 << 16, background: true });
+let msg = '';
+try {
+  for (let n = 0; n < 20000; n++) {
+    w.write(Buffer.alloc(100 + (n % 7), n), 1e12);
+    if (n % 300 === 0) { w.writeBehind(1 << 14); await new Promise((r) => setImmediate(r)); }
+  }
+  await w.settle();
+  w.flush();
+} catch (e) { msg = e.message; }
+try { await w.settle(); } catch (e) { msg ||= e.message; }
+try { w.close(); } catch {}
+console.log(JSON.stringify({ msg, broken: w.broken, packets: w.packets }));
+`,
+  );
+  // 200 KiB: several 64 KiB buffers fit, the next crosses the limit.
+  const result = JSON.parse(execFileSync('bash', ['-c', `ulimit -f 200 && exec "${process.execPath}" "${script}"`], { encoding: 'utf8' }));
+  assert.match(result.msg, /EFBIG|too large/);
+  assert.equal(result.broken, true);
+  const f = readFileSync(out);
+  assert.ok(f.length <= 200 * 1024);
+  let o = 24;
+  let n = 0;
+  while (o < f.length) {
+    assert.ok(o + 16 <= f.length, 'a record header cut short');
+    const cap = f.readUInt32LE(o + 8);
+    assert.equal(cap, 100 + (n % 7));
+    o += 16 + cap;
+    n++;
+  }
+  assert.equal(o, f.length, 'the file ends on a whole record');
+  assert.ok(n > 1000, `${n} records kept`);
+  assert.equal(result.packets, n, 'the count is what the file holds');
+});

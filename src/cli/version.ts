@@ -1,0 +1,7 @@
+/** tunpipe's version, from package.json (read when asked: `--version` and `--help`). */
+import { readFileSync } from 'node:fs';
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
