@@ -125,8 +125,13 @@ export class Driver {
    * it ended is learned, whatever way it ended (io_uring reports completions rather than ETIME when some
    * arrived meanwhile, such as the writes submitted with the wait), and what is left until the release is
    * waited out on the clock, if the spin allowance covers it.
+   *
+   * `sendQueued`: the loop queues writes and sends them when told (io_uring). The packets due are then
+   * released, and go through the rest of their pipelines, before the spin, and sent when it ends: code
+   * that last ran a release ago runs slowly (cold caches), and would otherwise make each packet late by
+   * that much. Without it (writes sent as they are made), the spin comes first and the release after.
    */
-  woke(): void {
+  woke(sendQueued?: () => void): void {
     const clock = this.engine.clock;
     let now = clock.now();
     if (!this.fileTime) {
@@ -143,11 +148,14 @@ export class Driver {
       this.lateMean += (late - this.lateMean) / 16;
       this.lateSpread += (Math.abs(late - this.lateMean) - this.lateSpread) / 16;
     }
-    const left = this.engine.nextDue() - now;
+    const due = this.engine.nextDue();
+    const left = due - now;
     if (left > 0 && left <= this.spinAllowance) {
-      const until = now + left;
-      while (now < until) now = clock.now();
+      // Released at their time (the stages stamp them with it), sent once it has come.
+      if (sendQueued) this.engine.tick(due);
+      while (now < due) now = clock.now();
       this.spinAllowance -= left;
+      sendQueued?.();
     }
   }
 

@@ -74,6 +74,9 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     ring.enter(0);
     writesQueued = 0;
   };
+  const sendQueued = () => {
+    if (writesQueued > 0) submit();
+  };
   const makeRoom = () => {
     if (ring.sqSpace === 0) submit();
   };
@@ -270,7 +273,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     const want = ring.completionsWaiting + writesQueued + 1;
     writesQueued = 0;
     const e = ring.enter(want, driver.waitMs(busy));
-    driver.woke();
+    driver.woke(sendQueued);
     if (e === DeviceRing.ETIME) driver.idle(busy);
     else if (e !== 0 && e !== libc.E.EINTR) {
       driver.stopWith('error', new TunpipeError(`waiting for ${ctx.names.join(', ')} failed: ${libc.errnoName(e)}`));

@@ -81,3 +81,22 @@ test('a wait cut short by a packet, a wait of no time, or one not for a release 
   s.state.due = 110;
   assert.ok(Math.abs(s.driver.waitMs(false) - (110 - 100)) < 0.001);
 });
+
+test('with writes sent when told (io_uring): the due packets go through their pipelines first, and are sent at their time', () => {
+  const s = setup();
+  for (let i = 0; i < 300; i++) waitOnce(s, 10, 0.1);
+  const sends: { at: number; ticks: number }[] = [];
+  for (let i = 0; i < 50; i++) {
+    s.state.ticks.length = 0;
+    s.state.due = s.clock.t + 10;
+    const due = s.state.due;
+    s.clock.t += s.driver.waitMs(false); // woke exactly when asked: the lead is left
+    s.driver.woke(() => sends.push({ at: s.clock.t, ticks: s.state.ticks.length }));
+    assert.equal(s.state.ticks.length, 1, 'released once');
+    assert.equal(s.state.ticks[0].now, due, 'stamped with its own time');
+    s.state.due = Infinity;
+    const sent = sends[sends.length - 1];
+    assert.ok(sent.ticks === 1 && sent.at >= due && sent.at - due < 0.01, `sent at ${sent.at}, due ${due}`);
+  }
+  assert.equal(sends.length, 50);
+});
