@@ -126,10 +126,10 @@ export class Driver {
    * arrived meanwhile, such as the writes submitted with the wait), and what is left until the release is
    * waited out on the clock, if the spin allowance covers it.
    *
-   * `sendQueued`: the loop queues writes and sends them when told (io_uring). The packets due are then
-   * released, and go through the rest of their pipelines, before the spin, and sent when it ends: code
-   * that last ran a release ago runs slowly (cold caches), and would otherwise make each packet late by
-   * that much. Without it (writes sent as they are made), the spin comes first and the release after.
+   * `sendQueued`: the loop holds back what is sent until told. The packets due are then released, and go
+   * through the rest of their pipelines, before the spin, and sent when it ends: code that last ran a
+   * release ago runs slowly (cold caches), and would otherwise make each packet late by that much. Without
+   * it (writes sent as they are made: the event loop's path), the spin comes first and the release after.
    */
   woke(sendQueued?: () => void): void {
     const clock = this.engine.clock;

@@ -56,12 +56,29 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     const frame = offloadFrame(p);
     return libc.write(fd, frame, frame.length);
   };
-  ctx.send = (p: Packet, device: number) => {
+  const write = (p: Packet, device: number) => {
     driver.packetsOut++;
     const d = p.data;
     const fd = fds[device];
     if (offload[device]) countWrite(counters[device], writeOffload(p, fd));
     else countWrite(counters[device], d === lastView ? libc.writeAt(fd, lastPastHeader ? scratchPastHeader : scratchAddr, d.length) : libc.write(fd, d, d.length));
+  };
+  // Packets released ahead of their time while the driver waits it out (Driver.woke), written when it has
+  // come; they are the time-holding stages' own copies (or made from them), which nothing reuses.
+  let holding = false;
+  const heldPackets: Packet[] = [];
+  const heldDevices: number[] = [];
+  const sendHeld = () => {
+    holding = false;
+    for (let i = 0; i < heldPackets.length; i++) write(heldPackets[i], heldDevices[i]);
+    heldPackets.length = 0;
+    heldDevices.length = 0;
+  };
+  ctx.send = (p: Packet, device: number) => {
+    if (holding) {
+      heldPackets.push(p);
+      heldDevices.push(device);
+    } else write(p, device);
   };
 
   /** The next packet of device `d`, null when none waits, or an errno value. */
@@ -127,7 +144,9 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     const busy = engine.busy;
     const wait = driver.waitMs(busy);
     const rc = libc.pollSyncPrecise(fdset, polled.length + 1, wait);
-    driver.woke();
+    holding = true;
+    driver.woke(sendHeld);
+    if (holding) sendHeld();
     if (rc === 0) driver.idle(busy);
     if (rc < 0) {
       const e = libc.errno();
