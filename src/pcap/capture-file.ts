@@ -253,23 +253,20 @@ export class CaptureFile {
           /* the file is as good as the kernel left it */
         }
       }
-      if (behind) {
-        this.aheadBytes += whole.bytes;
-        this.aheadPackets += whole.packets;
-      } else {
-        this.committed += whole.bytes;
-        this.packets += whole.packets;
-      }
-      this.pending = 0;
-      this.used = 0;
+      this.account(whole.bytes, whole.packets, behind);
       throw this.failed;
     }
+    this.account(this.used, this.pending, behind);
+  }
+
+  /** Counts what a write put in the file (behind: still landing on the threadpool) and empties the buffer. */
+  private account(bytes: number, packets: number, behind: boolean): void {
     if (behind) {
-      this.aheadBytes += this.used;
-      this.aheadPackets += this.pending;
+      this.aheadBytes += bytes;
+      this.aheadPackets += packets;
     } else {
-      this.committed += this.used;
-      this.packets += this.pending;
+      this.committed += bytes;
+      this.packets += packets;
     }
     this.pending = 0;
     this.used = 0;

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
-import { pingIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
+import { iperfIn, pingIn, spawnInNetns, startTunpipeWith, waitUntil } from '../helpers/netns-process.js';
 
 const skip = deviceTestSkipReason();
 
@@ -32,16 +32,6 @@ async function withWire(fn: (a: Netns, b: Netns, self: Netns, dir: string) => Pr
 
 function wireArgs(a: Netns, b: Netns, pipeline: string): string[] {
   return ['--offload', '--dev', 'tpa0', '--netns', a.name, '--addr', '198.18.0.1/24', '--dev', 'tpb0', '--netns', b.name, '--addr', '198.18.0.2/24', pipeline];
-}
-
-async function iperf(a: Netns, b: Netns, args: string[]): Promise<{ end: Record<string, any> }> {
-  const server = watchProcess(spawnInNetns(b, ['iperf3', '-s', '-1', '-B', '198.18.0.2', '--forceflush']));
-  try {
-    await waitUntil(() => /listening/i.test(server.stdout()), () => `iperf3 server to listen:\n${server.stdout()}${server.stderr()}`, 5000);
-    return JSON.parse(a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', '2', ...args], 30_000));
-  } finally {
-    await server.stop('SIGTERM', 2000);
-  }
 }
 
 const RECEIVER = `
@@ -176,10 +166,10 @@ for (const { io, env, line } of PATHS) {
       try {
         await tp.waitFor(/reading/);
         assert.equal(pingIn(a, ['-c', '5', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 5);
-        const tcp = await iperf(a, b, []);
+        const tcp = await iperfIn(a, b, []);
         const tcpBytes = tcp.end.sum_received.bytes as number;
         assert.ok(tcpBytes > 1_000_000, `TCP carried ${tcpBytes} bytes`);
-        const udp = await iperf(a, b, ['-u', '-b', '50M', '-l', '1200']);
+        const udp = await iperfIn(a, b, ['-u', '-b', '50M', '-l', '1200']);
         assert.ok((udp.end.sum.packets as number) > 1000);
         assert.ok((udp.end.sum.lost_packets as number) <= (udp.end.sum.packets as number) * 0.2, `UDP lost ${udp.end.sum.lost_packets} of ${udp.end.sum.packets}`);
         const moved = await transfer(a, b);
@@ -232,7 +222,7 @@ export default {
       try {
         await tp.waitFor(/reading/);
         const moved = await transfer(a, b);
-        const tcp = await iperf(a, b, []);
+        const tcp = await iperfIn(a, b, []);
         assert.ok((tcp.end.sum_received.bytes as number) > 1_000_000);
         assertNoChecksumErrors(before, [a.nstat(), b.nstat()]);
         assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());

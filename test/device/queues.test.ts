@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, withNetns, type Netns } from '../helpers/netns.js';
-import { pingIn, runTunpipeIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
+import { iperfIn, pingIn, runTunpipeIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
@@ -53,17 +53,6 @@ function deviceReport(stderr: string, dev: string): { read: number; written: num
 
 const sum = (qs: QueueCount[], k: keyof QueueCount) => qs.reduce((n, q) => n + q[k], 0);
 
-/** iperf3 client in A, server in B, JSON result. */
-async function iperf(a: Netns, b: Netns, args: string[]): Promise<{ end: Record<string, any> }> {
-  const server = watchProcess(spawnInNetns(b, ['iperf3', '-s', '-1', '-B', '198.18.0.2', '--forceflush']));
-  try {
-    await waitUntil(() => /listening/i.test(server.stdout()), () => `iperf3 server to listen:\n${server.stdout()}${server.stderr()}`, 5000);
-    return JSON.parse(a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', '2', ...args], 30_000));
-  } finally {
-    await server.stop('SIGTERM', 2000);
-  }
-}
-
 /** 64 UDP datagrams from A to B, each from a socket of its own (64 source ports: 64 flows for the queue hash). */
 function udpFromManyPorts(a: Netns): void {
   a.run('python3', ['-c', "import socket\nfor i in range(64):\n  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'q' * 100, ('198.18.0.2', 9)); s.close()"]);
@@ -88,7 +77,7 @@ for (const [io, offload] of [['uring', false], ['poll', false], ['uring', true]]
           assert.deepEqual(ns.run('ls', [`/sys/class/net/${dev}/queues`]).split(/\s+/).filter((q) => q.startsWith('rx-')), ['rx-0', 'rx-1']);
         }
         assert.equal(pingIn(a, ['-c', '5', '-i', '0.02', '-w', '5', '198.18.0.2']).received, 5);
-        const tcp = await iperf(a, b, ['-P', '4']);
+        const tcp = await iperfIn(a, b, ['-P', '4']);
         assert.ok((tcp.end.sum_received.bytes as number) > 1_000_000, `TCP carried ${tcp.end.sum_received.bytes} bytes`);
         tcpBytes = tcp.end.sum_received.bytes as number;
         udpFromManyPorts(a);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
-import { pingIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
+import { iperfIn, pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 
 const skip = deviceTestSkipReason();
 
@@ -38,18 +38,6 @@ function wireArgs(a: Netns, b: Netns, extra: string[] = []): string[] {
   return ['--dev', 'tpa0', '--netns', a.name, '--addr', '198.18.0.1/24', '--dev', 'tpb0', '--netns', b.name, '--addr', '198.18.0.2/24', ...extra, WIRE];
 }
 
-/** Runs iperf3 (client in A, server in B) and returns its JSON result. */
-async function iperf(a: Netns, b: Netns, args: string[]): Promise<{ end: Record<string, any> }> {
-  const server = watchProcess(spawnInNetns(b, ['iperf3', '-s', '-1', '-B', '198.18.0.2', '--forceflush']));
-  try {
-    await waitUntil(() => /listening/i.test(server.stdout()), () => `iperf3 server to listen:\n${server.stdout()}${server.stderr()}`, 5000);
-    const out = a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', '2', ...args], 30_000);
-    return JSON.parse(out);
-  } finally {
-    await server.stop('SIGTERM', 2000);
-  }
-}
-
 for (const io of ['uring', 'poll'] as const) {
   test(`a wire between two namespaces (${io}): the far kernel answers, iperf3 TCP and UDP cross, nothing is corrupt`, { skip }, async () => {
     await withWire(async (a, b, self) => {
@@ -69,10 +57,10 @@ for (const io of ['uring', 'poll'] as const) {
         assert.equal(midB.IcmpOutEchoReps - beforeB.IcmpOutEchoReps, 10, "B's kernel answered the pings");
         assert.equal(midA.IcmpInEchoReps - beforeA.IcmpInEchoReps, 10, 'A received the replies');
 
-        const tcp = await iperf(a, b, []);
+        const tcp = await iperfIn(a, b, []);
         const tcpBytes = tcp.end.sum_received.bytes as number;
         assert.ok(tcpBytes > 1_000_000, `TCP carried ${tcpBytes} bytes`);
-        const udp = await iperf(a, b, ['-u', '-b', '50M', '-l', '1200']);
+        const udp = await iperfIn(a, b, ['-u', '-b', '50M', '-l', '1200']);
         const udpPackets = udp.end.sum.packets as number;
         const lost = udp.end.sum.lost_packets as number;
         assert.ok(udpPackets > 1000, `UDP sent ${udpPackets} datagrams`);
@@ -150,9 +138,9 @@ test('--offload: a wire of TCP super-packets (IFF_VNET_HDR, TUNSETOFFLOAD) carri
       await tp.waitFor(/reading/);
       assert.match(a.run('ethtool', ['-k', 'tpa0']), /tcp-segmentation-offload: on/, 'the kernel may hand over super-packets');
       assert.equal(pingIn(a, ['-c', '5', '-i', '0.05', '-w', '5', '198.18.0.2']).received, 5);
-      const tcp = await iperf(a, b, []);
+      const tcp = await iperfIn(a, b, []);
       assert.ok((tcp.end.sum_received.bytes as number) > 1_000_000, `TCP carried ${tcp.end.sum_received.bytes} bytes`);
-      const udp = await iperf(a, b, ['-u', '-b', '50M', '-l', '1200']);
+      const udp = await iperfIn(a, b, ['-u', '-b', '50M', '-l', '1200']);
       assert.ok((udp.end.sum.packets as number) > 1000);
       assert.ok((udp.end.sum.lost_packets as number) <= (udp.end.sum.packets as number) * 0.2);
       const afterA = a.nstat();

@@ -93,3 +93,17 @@ export async function waitUntil(pred: () => boolean, what: () => string, timeout
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * iperf3 from namespace `a` to a one-off server in `b` (198.18.0.2), for 2 s with `args`; its JSON result.
+ * The server is stopped afterwards, also on failure.
+ */
+export async function iperfIn(a: Netns, b: Netns, args: string[]): Promise<{ end: Record<string, any> }> {
+  const server = watchProcess(spawnInNetns(b, ['iperf3', '-s', '-1', '-B', '198.18.0.2', '--forceflush']));
+  try {
+    await waitUntil(() => /listening/i.test(server.stdout()), () => `iperf3 server to listen:\n${server.stdout()}${server.stderr()}`, 5000);
+    return JSON.parse(a.run('iperf3', ['-c', '198.18.0.2', '-J', '-t', '2', ...args], 30_000));
+  } finally {
+    await server.stop('SIGTERM', 2000);
+  }
+}
