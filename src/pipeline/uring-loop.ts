@@ -94,6 +94,12 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
     ring.queueWrite(addr, len, writeTag(TAG_WRITE_OWNED, slot, device), device);
     if (++writesQueued >= SUBMIT_EARLY) submit();
   };
+  /** Queues a write of `len` bytes at `addr` in receive buffer `id`, which waits for it before going back. */
+  const writeFromBuffer = (id: number, addr: number, len: number, device: number) => {
+    writesFrom[id]++;
+    ring.queueWrite(addr, len, writeTag(TAG_WRITE_BUFFER, id, device), device);
+    if (++writesQueued >= SUBMIT_EARLY) submit();
+  };
   /**
    * To a device with offloads: the virtio_net_hdr from the packet's fields in front of its bytes. Written
    * into the packet's header room when it has some (a receive buffer, a segment, a copy made with room),
@@ -106,9 +112,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       // Where the packet was read, behind its header's room at the start of the buffer (compared by
       // identity: asking a Buffer for its ArrayBuffer costs more).
       writeVnetHeader(heads[current]!, 0, p);
-      writesFrom[current]++;
-      ring.queueWrite(ring.bufferAddress(current), len, writeTag(TAG_WRITE_BUFFER, current, device), device);
-      if (++writesQueued >= SUBMIT_EARLY) submit();
+      writeFromBuffer(current, ring.bufferAddress(current), len, device);
       return;
     }
     const h = p.head;
@@ -117,9 +121,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       if (d.buffer === ringMemory) {
         // A receive buffer's header room is at its start.
         const id = Math.floor((d.byteOffset - VNET_HDR_SIZE) / bufferSize);
-        writesFrom[id]++;
-        ring.queueWrite(ring.bufferAddress(id), len, writeTag(TAG_WRITE_BUFFER, id, device), device);
-        if (++writesQueued >= SUBMIT_EARLY) submit();
+        writeFromBuffer(id, ring.bufferAddress(id), len, device);
       } else {
         writeOwned(h, libc.addressOf(h) + p.headAt, len, device);
       }
@@ -137,17 +139,13 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       return;
     }
     if (d === currentView) {
-      writesFrom[current]++;
-      ring.queueWrite(ring.bufferAddress(current) + currentAt, d.length, writeTag(TAG_WRITE_BUFFER, current, device), device);
-      if (++writesQueued >= SUBMIT_EARLY) submit();
+      writeFromBuffer(current, ring.bufferAddress(current) + currentAt, d.length, device);
       return;
     }
     if (d.buffer === ringMemory) {
       // Part of a receive buffer (a stage cut the packet short): that buffer too waits for the write.
       const id = Math.floor(d.byteOffset / bufferSize);
-      writesFrom[id]++;
-      ring.queueWrite(ring.bufferAddress(0) + d.byteOffset, d.length, writeTag(TAG_WRITE_BUFFER, id, device), device);
-      if (++writesQueued >= SUBMIT_EARLY) submit();
+      writeFromBuffer(id, ring.bufferAddress(0) + d.byteOffset, d.length, device);
       return;
     }
     writeOwned(d, libc.addressOf(d), d.length, device);
@@ -255,7 +253,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       // The read ended: a burst took every buffer. The writes that hold them complete as they are submitted
       // (a TUN write does); taking their completions gives the buffers back, and the read is armed again.
       // Waiting for more first would wait forever: nothing else is armed to complete.
-      if (writesQueued > 0) submit();
+      sendQueued();
       if (!drained && ring.hasCompletions) {
         ring.drainCompletions(take);
         drained = true;
