@@ -10,7 +10,7 @@ import { countWrite, readError } from '../device/tun.js';
 import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
-import { adoptOffloadFrame, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
+import { adoptOffloadFrame, hasHeaderRoom, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
 import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -42,14 +42,14 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
    * when it has some (the read buffer, a segment, a copy made with room), else in front of a copy.
    */
   const writeOffload = (p: Packet, fd: number): number => {
-    const h = p.head;
     const d = p.data;
     if (d === lastView && lastPastHeader) {
       // Where it was read, behind its header's room (compared by identity: cheaper than by ArrayBuffer).
       writeVnetHeader(scratch, 0, p);
       return libc.writeAt(fd, scratchAddr, d.length + VNET_HDR_SIZE);
     }
-    if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
+    if (hasHeaderRoom(p)) {
+      const h = p.head!;
       writeVnetHeader(h, p.headAt, p);
       return libc.writeAt(fd, h === scratch ? scratchAddr : libc.addressOf(h) + p.headAt, d.length + VNET_HDR_SIZE);
     }

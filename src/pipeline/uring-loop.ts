@@ -23,7 +23,7 @@ import { DRAIN_BUDGET, SlabReader } from '../device/slab-reader.js';
 import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
-import { adoptOffloadFrame, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
+import { adoptOffloadFrame, hasHeaderRoom, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
 import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
 const ENOBUFS = 105;
@@ -115,8 +115,8 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
       writeFromBuffer(current, ring.bufferAddress(current), len, device);
       return;
     }
-    const h = p.head;
-    if (h !== null && d.buffer === h.buffer && d.byteOffset === h.byteOffset + p.headAt + VNET_HDR_SIZE) {
+    if (hasHeaderRoom(p)) {
+      const h = p.head!;
       writeVnetHeader(h, p.headAt, p);
       if (d.buffer === ringMemory) {
         // A receive buffer's header room is at its start.
