@@ -50,23 +50,8 @@ function tcpSuperPacket(version: 4 | 6, payloadLen: number, mss: number, flags =
   const thl = 32;
   const payload = payloadOf(payloadLen, payloadLen + version);
   const b = Buffer.alloc(ipLen + thl + payloadLen);
-  if (version === 4) {
-    b[0] = 0x45;
-    b.writeUInt16BE(b.length, 2);
-    b.writeUInt16BE(0xfffe, 4); // the identification wraps within the train
-    b.writeUInt16BE(0x4000, 6); // DF
-    b[8] = 64;
-    b[9] = 6;
-    Buffer.from([198, 18, 0, 1, 198, 18, 0, 2]).copy(b, 12);
-    writeChecksumAt(b, 0, 20, 10);
-  } else {
-    b[0] = 0x60;
-    b.writeUInt16BE(b.length - 40, 4);
-    b[6] = 6;
-    b[7] = 64;
-    Buffer.from('20010db8000000000000000000000001', 'hex').copy(b, 8);
-    Buffer.from('20010db8000000000000000000000002', 'hex').copy(b, 24);
-  }
+  // The identification wraps within the train; DF set.
+  writeIpHeader(b, version, 6, 0xfffe, 0x4000);
   const l4 = ipLen;
   b.writeUInt16BE(40000, l4);
   b.writeUInt16BE(5201, l4 + 2);
@@ -91,26 +76,35 @@ function tcpSuperPacket(version: 4 | 6, payloadLen: number, mss: number, flags =
   return { packet: p, payload, l4, thl };
 }
 
-function udpSuperPacket(version: 4 | 6, payloadLen: number, size: number): Built {
-  const ipLen = version === 4 ? 20 : 40;
-  const payload = payloadOf(payloadLen, 7 + version);
-  const b = Buffer.alloc(ipLen + 8 + payloadLen);
+/**
+ * The IP header at the start of `b` (the whole of `b` is the datagram): IPv4 198.18.0.1 > 198.18.0.2 with
+ * `id`, `fragmentWord` and its checksum, or IPv6 2001:db8::1 > 2001:db8::2; TTL or hop limit 64.
+ */
+function writeIpHeader(b: Buffer, version: 4 | 6, proto: number, id: number, fragmentWord: number): void {
   if (version === 4) {
     b[0] = 0x45;
     b.writeUInt16BE(b.length, 2);
-    b.writeUInt16BE(100, 4);
+    b.writeUInt16BE(id, 4);
+    b.writeUInt16BE(fragmentWord, 6);
     b[8] = 64;
-    b[9] = 17;
+    b[9] = proto;
     Buffer.from([198, 18, 0, 1, 198, 18, 0, 2]).copy(b, 12);
     writeChecksumAt(b, 0, 20, 10);
   } else {
     b[0] = 0x60;
     b.writeUInt16BE(b.length - 40, 4);
-    b[6] = 17;
+    b[6] = proto;
     b[7] = 64;
     Buffer.from('20010db8000000000000000000000001', 'hex').copy(b, 8);
     Buffer.from('20010db8000000000000000000000002', 'hex').copy(b, 24);
   }
+}
+
+function udpSuperPacket(version: 4 | 6, payloadLen: number, size: number): Built {
+  const ipLen = version === 4 ? 20 : 40;
+  const payload = payloadOf(payloadLen, 7 + version);
+  const b = Buffer.alloc(ipLen + 8 + payloadLen);
+  writeIpHeader(b, version, 17, 100, 0);
   const l4 = ipLen;
   b.writeUInt16BE(5000, l4);
   b.writeUInt16BE(5201, l4 + 2);
