@@ -101,6 +101,7 @@ export const E = {
   EBADFD: 77,
   ENXIO: 6,
   ENOSYS: 38,
+  ENOBUFS: 105,
 } as const;
 
 /** The symbolic name for an errno value, for messages ("EBUSY"). */

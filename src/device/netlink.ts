@@ -2,7 +2,8 @@
  * Interface addresses through rtnetlink (RFC 3549; linux/rtnetlink.h, linux/if_addr.h), what `ip addr` does
  * underneath: RTM_NEWADDR adds an address beside the ones a device has (SIOCSIFADDR would replace the IPv4
  * one), RTM_GETADDR lists them. A NETLINK_ROUTE socket is opened per call in the calling thread's network
- * namespace, which is the one the device was created in.
+ * namespace, which is the one the device was created in. And link events, as `ip monitor link` sees them
+ * (openLinkWatch).
  */
 import koffi from 'koffi';
 import * as libc from './libc.js';
@@ -27,6 +28,11 @@ const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const SOL_SOCKET = 1;
 const SO_RCVTIMEO = 20;
+
+/** The multicast group of link changes (RTM_NEWLINK, RTM_DELLINK), as a bind()'s nl_groups bit. */
+const RTMGRP_LINK = 1;
+const SOCK_NONBLOCK = 0o4000;
+const MSG_DONTWAIT = 0x40;
 
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
@@ -66,6 +72,46 @@ function kernelAddress(): Buffer {
   const a = Buffer.alloc(12);
   a.writeUInt16LE(AF_NETLINK, 0);
   return a;
+}
+
+/**
+ * A non-blocking NETLINK_ROUTE socket of the calling thread's namespace that becomes readable whenever a
+ * link there changes (RTMGRP_LINK), or -1 when the kernel gives none. A device loop waits on it beside its
+ * devices, because a deleted TUN device does not always wake a reader that waits on it: the kernel wakes
+ * the readers before it detaches their queue (tun_detach_all), so a reader that looks at once finds the
+ * queue attached and empty, and waits again for good. The kernel announces the deletion (RTM_DELLINK)
+ * after the detach, so on that event a loop asks each device whether it is still attached (tun.ts
+ * detachedErrno).
+ */
+export function openLinkWatch(): number {
+  const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return -1;
+  const local = kernelAddress();
+  local.writeUInt32LE(RTMGRP_LINK, 8);
+  if (bind(fd, local, local.length) < 0) {
+    libc.close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+let watchBuffer: Buffer | null = null;
+
+/**
+ * Reads every event waiting on a link watch (openLinkWatch), so that it waits again; what they say is not
+ * needed (the caller asks the devices themselves). An overrun (ENOBUFS: events were lost) is only a sign
+ * that something changed, like an event.
+ */
+export function drainLinkWatch(fd: number): void {
+  const buf = (watchBuffer ??= Buffer.alloc(16 * 1024));
+  for (let i = 0; i < 1024; i++) {
+    const n = recv(fd, buf, buf.length, MSG_DONTWAIT);
+    if (n < 0) {
+      const e = libc.errno();
+      if (e === libc.E.EINTR || e === libc.E.ENOBUFS) continue;
+      return;
+    }
+  }
 }
 
 function withRouteSocket<T>(fn: (fd: number) => T): T {

@@ -14,6 +14,8 @@
  *   and the poll is armed again. `stop()` writes the eventfd so the parked poll returns at once.
  *
  * A watcher is armed by `start()` and disarmed by `stop()`; `close()` disarms it for good and closes the fd.
+ * Beside the device it can watch a second fd, its link watch (netlink.ts openLinkWatch): the same kind of
+ * watch, so the poll fallback still takes one threadpool thread per device.
  */
 import * as libc from './libc.js';
 
@@ -22,9 +24,19 @@ export type WakeHandler = (first: Buffer | null, n: number) => void;
 /** Called when waiting or the first read failed: an errno value. */
 export type WakeErrorHandler = (errno: number) => void;
 
+/** A second fd watched with the device (its link watch): `onEvent` runs whenever it is readable, and must read it. */
+export interface SideWatch {
+  fd: number;
+  onEvent: () => void;
+}
+
 export interface ReadinessWatcher {
   readonly kind: 'pipe' | 'poll';
+  /** Reads the device (and watches the side fd). */
   start(): void;
+  /** Watches the side fd alone, without reading the device; start() then reads it too. */
+  watchSide(): void;
+  /** Stops reading, and watching the side fd. */
   stop(): void;
   /** Disarms the watcher and closes the fd. */
   close(): void;
@@ -67,10 +79,14 @@ const UV_EOF = -4095;
 class PipeWatcher implements ReadinessWatcher {
   readonly kind = 'pipe';
   private readonly handle: PipeHandle;
+  /** The side fd's handle; null when there is none, or once it failed (the device is still watched). */
+  private side: PipeHandle | null = null;
+  /** What libuv reads the side fd's events into: the handle keeps only its address, so this keeps it alive. */
+  private readonly sideBuffer = Buffer.allocUnsafe(4096);
   private running = false;
   private closed = false;
 
-  constructor(fd: number, binding: { pipe: PipeBinding; stream: StreamWrapBinding }, onWake: WakeHandler, onError: WakeErrorHandler) {
+  constructor(fd: number, binding: { pipe: PipeBinding; stream: StreamWrapBinding }, onWake: WakeHandler, onError: WakeErrorHandler, side?: SideWatch) {
     const { Pipe, constants } = binding.pipe;
     const state = binding.stream.streamBaseState;
     const slot = binding.stream.kReadBytesOrError;
@@ -88,26 +104,59 @@ class PipeWatcher implements ReadinessWatcher {
         onError(n === UV_EOF ? libc.E.EBADFD : -n);
       }
     };
+    if (side !== undefined && side.fd >= 0) {
+      const h = new Pipe(constants.SOCKET);
+      if (h.open(side.fd) === 0) {
+        h.useUserBuffer(this.sideBuffer);
+        h.onread = () => {
+          if (state[slot] >= 0) {
+            side.onEvent();
+            return;
+          }
+          // libuv stops reading a stream after a read error (an overrun is one: ENOBUFS): one last look, then
+          // the device is watched alone.
+          if (this.side !== h) return;
+          this.side = null;
+          h.close();
+          side.onEvent();
+        };
+        this.side = h;
+      } else {
+        libc.close(side.fd);
+      }
+    }
   }
+
+  private watching = false;
 
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
     this.handle.readStart();
+    this.watchSide();
+  }
+
+  watchSide(): void {
+    if (this.watching || this.closed) return;
+    this.watching = true;
+    this.side?.readStart();
   }
 
   stop(): void {
-    if (!this.running || this.closed) return;
+    if (this.closed) return;
+    if (this.running) this.handle.readStop();
+    if (this.watching) this.side?.readStop();
     this.running = false;
-    this.handle.readStop();
+    this.watching = false;
   }
 
   close(): void {
     if (this.closed) return;
     this.stop();
     this.closed = true;
-    // The pipe handle owns the fd now: closing it closes the fd.
+    // The pipe handles own the fds now: closing them closes the fds.
     this.handle.close();
+    this.side?.close();
   }
 }
 
@@ -117,41 +166,64 @@ class PollWatcher implements ReadinessWatcher {
   private closed = false;
   private pending = false;
   private readonly wake: number;
-  private readonly fds = Buffer.alloc(16);
+  private readonly fds = Buffer.alloc(24);
   private readonly one = Buffer.alloc(8);
+  /** The side fd, -1 when there is none or once it failed (poll() passes over a negative fd). */
+  private sideFd: number;
 
   constructor(
     private readonly fd: number,
     private readonly onWake: WakeHandler,
     private readonly onError: WakeErrorHandler,
+    private readonly side?: SideWatch,
   ) {
+    this.sideFd = side !== undefined && side.fd >= 0 ? side.fd : -1;
     this.wake = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
     if (this.wake < 0) throw new Error(`eventfd failed: ${libc.errnoName(libc.errno())}`);
     this.one.writeBigUInt64LE(1n);
   }
 
+  /** The side fd is watched (with the device, or alone). */
+  private watching = false;
+
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
-    this.arm();
+    this.watching = true;
+    this.rearm();
+  }
+
+  watchSide(): void {
+    if (this.watching || this.closed) return;
+    this.watching = true;
+    this.rearm();
+  }
+
+  /** Arms the poll, or, when one is parked, makes it return so that it is armed again with what is watched now. */
+  private rearm(): void {
+    if (this.pending) libc.write(this.wake, this.one, 8);
+    else this.arm();
   }
 
   private arm(): void {
-    if (this.pending || !this.running) return;
+    if (this.pending || !(this.running || this.watching)) return;
     this.pending = true;
     const f = this.fds;
     f.writeInt32LE(this.fd, 0);
-    f.writeInt16LE(libc.POLLIN, 4);
+    // Only watching the side: the device is in the set for its errors alone (a deleted device has POLLERR).
+    f.writeInt16LE(this.running ? libc.POLLIN : 0, 4);
     f.writeInt16LE(0, 6);
     f.writeInt32LE(this.wake, 8);
     f.writeInt16LE(libc.POLLIN, 12);
     f.writeInt16LE(0, 14);
-    libc.pollAsync(f, 2, -1).then(
+    f.writeInt32LE(this.sideFd, 16);
+    f.writeInt16LE(libc.POLLIN, 20);
+    f.writeInt16LE(0, 22);
+    libc.pollAsync(f, 3, -1).then(
       (rc) => {
         this.pending = false;
         if (this.closed) {
-          libc.close(this.wake);
-          libc.close(this.fd);
+          this.closeFds();
           return;
         }
         // Swallow the wake-up count so the next poll blocks again.
@@ -159,15 +231,23 @@ class PollWatcher implements ReadinessWatcher {
         const revents = f.readInt16LE(6);
         if (rc < 0 || (revents & ~libc.POLLIN) !== 0) {
           this.running = false;
+          this.watching = false;
           this.onError(rc < 0 ? libc.errno() : libc.E.EBADFD);
           return;
         }
         if (this.running && revents & libc.POLLIN) this.onWake(null, 0);
+        const sideEvents = f.readInt16LE(22);
+        if (sideEvents & libc.POLLIN) {
+          if (this.watching) this.side!.onEvent();
+        } else if (sideEvents !== 0) {
+          this.sideFd = -1;
+        }
         this.arm();
       },
       (err: unknown) => {
         this.pending = false;
         this.running = false;
+        this.watching = false;
         this.onError(libc.E.EIO);
         void err;
       },
@@ -175,8 +255,9 @@ class PollWatcher implements ReadinessWatcher {
   }
 
   stop(): void {
-    if (!this.running) return;
+    if (!this.running && !this.watching) return;
     this.running = false;
+    this.watching = false;
     if (this.pending) libc.write(this.wake, this.one, 8);
   }
 
@@ -184,10 +265,13 @@ class PollWatcher implements ReadinessWatcher {
     if (this.closed) return;
     this.stop();
     this.closed = true;
-    if (!this.pending) {
-      libc.close(this.wake);
-      libc.close(this.fd);
-    }
+    if (!this.pending) this.closeFds();
+  }
+
+  private closeFds(): void {
+    libc.close(this.wake);
+    libc.close(this.fd);
+    if (this.side !== undefined && this.side.fd >= 0) libc.close(this.side.fd);
   }
 }
 
@@ -195,12 +279,12 @@ class PollWatcher implements ReadinessWatcher {
  * Watches `fd` (already non-blocking) for readability. `kind` forces an implementation; by default the pipe
  * handle is used when the binding is there, else poll (the CLI's TUNPIPE_READINESS=poll|pipe chooses).
  */
-export function watchReadable(fd: number, onWake: WakeHandler, onError: WakeErrorHandler, kind?: 'pipe' | 'poll'): ReadinessWatcher {
+export function watchReadable(fd: number, onWake: WakeHandler, onError: WakeErrorHandler, kind?: 'pipe' | 'poll', side?: SideWatch): ReadinessWatcher {
   const want = kind;
   if (want !== 'poll') {
     const binding = loadPipeBinding();
-    if (binding) return new PipeWatcher(fd, binding, onWake, onError);
+    if (binding) return new PipeWatcher(fd, binding, onWake, onError, side);
     if (want === 'pipe') throw new Error('the pipe_wrap binding is not available in this Node.js');
   }
-  return new PollWatcher(fd, onWake, onError);
+  return new PollWatcher(fd, onWake, onError, side);
 }

@@ -18,11 +18,14 @@ import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
 import { watchReadable, type ReadinessWatcher } from './readiness.js';
+import { drainLinkWatch, openLinkWatch } from './netlink.js';
 import { TunpipeError, UsageError } from '../errors.js';
 import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;
+/** _IOR('T', 210, unsigned int): the device's name and flags; refused with EBADFD once the device is gone. */
+const TUNGETIFF = 0x800454d2;
 /** _IOW('T', 213/214, struct sock_fprog): a classic BPF program on what the kernel hands the reader (TAP only). */
 const TUNATTACHFILTER = 0x401054d5;
 const TUNDETACHFILTER = 0x401054d6;
@@ -193,6 +196,17 @@ export function readError(name: string, e: number): TunpipeError {
   return new TunpipeError(msg, libc.errnoName(e));
 }
 
+const ifreqScratch = Buffer.alloc(40);
+
+/**
+ * 0 while the device that `fd` was opened on still exists, else the errno the kernel answers with (EBADFD:
+ * it was deleted, and the fd is attached to nothing). For a loop that a link watch woke (netlink.ts
+ * openLinkWatch).
+ */
+export function detachedErrno(fd: number): number {
+  return libc.ioctlPtr(fd, TUNGETIFF, ifreqScratch) < 0 ? libc.errno() : 0;
+}
+
 export class TunDevice extends Duplex {
   /** The interface name the kernel gave the device. */
   readonly name: string;
@@ -207,6 +221,12 @@ export class TunDevice extends Duplex {
    * The stream and the fast path on the event loop read the first queue only.
    */
   readonly queueFds: readonly number[];
+  /**
+   * Per queue, a link watch of the device's namespace (netlink.ts openLinkWatch), or -1 when the kernel gave
+   * none: a loop that reads the queue waits on it too, and asks the device whether it still exists
+   * (detachedErrno) whenever a link changed. The device closes them.
+   */
+  readonly linkWatchFds: readonly number[];
   /** After a run on several queues: each queue's counters (what its worker read from it and wrote through it); `counters` is their sum. */
   queueCounters: TunCounters[] = [];
   private readonly fd: number;
@@ -225,19 +245,26 @@ export class TunDevice extends Duplex {
   private kernelFilter: Buffer | null = null;
 
   /** Use `openTun()`. */
-  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = [], moreQueues: readonly number[] = []) {
+  constructor(fd: number, name: string, mode: 'tun' | 'tap', readiness?: 'pipe' | 'poll', addresses: readonly string[] = [], moreQueues: readonly number[] = [], linkWatchFds: readonly number[] = []) {
     super({ objectMode: true, allowHalfOpen: true, highWaterMark: 1024 });
     this.fd = fd;
     this.queueFds = [fd, ...moreQueues];
+    this.linkWatchFds = this.queueFds.map((_, q) => linkWatchFds[q] ?? -1);
     this.name = name;
     this.mode = mode;
     this.addresses = addresses;
-    this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness);
+    const linkWatch = this.linkWatchFds[0];
+    this.watcher = watchReadable(fd, (first, n) => this.wake(first, n), (e) => this.fault(e), readiness, { fd: linkWatch, onEvent: () => this.linkChanged(linkWatch) });
   }
 
   /** The device's file descriptor, for a worker thread that reads and writes it (see pipeline/device-worker.ts). */
   get fileDescriptor(): number {
     return this.fd;
+  }
+
+  /** The first queue's link watch (linkWatchFds), for a worker thread that reads the device. */
+  get linkWatch(): number {
+    return this.linkWatchFds[0];
   }
 
   /** Which readiness implementation is in use ('pipe' fast path or 'poll' fallback). */
@@ -258,6 +285,14 @@ export class TunDevice extends Duplex {
     this.onPacket = onPacket;
     this.onBatchEnd = onBatchEnd ?? null;
     this.watcher.start();
+  }
+
+  /**
+   * Without reading the device, watches for its deletion: the device then ends with its error ('error'), as
+   * a read would. For a device that is only written to. stopReading() ends the watch too.
+   */
+  watchForDeletion(): void {
+    this.watcher.watchSide();
   }
 
   /** Stops reading; packets wait in the kernel's queue (and are dropped there when it fills). */
@@ -305,6 +340,14 @@ export class TunDevice extends Duplex {
       this.consumerFull = true;
       this.watcher.stop();
     }
+  }
+
+  /** A link of the device's namespace changed: stops as a failed read would if the change was this device's deletion. */
+  private linkChanged(watch: number): void {
+    drainLinkWatch(watch);
+    if (this.fdClosed) return;
+    const e = detachedErrno(this.fd);
+    if (e !== 0) this.fault(e);
   }
 
   private fault(e: number): void {
@@ -388,8 +431,12 @@ export class TunDevice extends Duplex {
     }
     this.fdClosed = true;
     this.onPacket = null;
+    // The watcher closes the fd and the first link watch.
     this.watcher.close();
-    for (let q = 1; q < this.queueFds.length; q++) libc.close(this.queueFds[q]);
+    for (let q = 1; q < this.queueFds.length; q++) {
+      libc.close(this.queueFds[q]);
+      if (this.linkWatchFds[q] >= 0) libc.close(this.linkWatchFds[q]);
+    }
   }
 
   /** it-pipe source: the packets read, as an async iterable of Buffers. */
@@ -440,6 +487,8 @@ export function openTun(options: TunOptions = {}): TunDevice {
     throw err;
   }
   let dev: TunDevice | undefined;
+  // In the device's namespace, as this call is (--netns): that is where the kernel announces its deletion.
+  const watches = [fd, ...more].map(() => openLinkWatch());
   try {
     if (options.offload && libc.ioctlInt(fd, TUNSETOFFLOAD, OFFLOADS | OFFLOADS_UDP) < 0 && libc.ioctlInt(fd, TUNSETOFFLOAD, OFFLOADS) < 0) {
       throw new TunpipeError(`cannot turn on offloads on ${actual} (TUNSETOFFLOAD): ${libc.errnoName(libc.errno())}`);
@@ -447,7 +496,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     if (options.persist && libc.ioctlInt(fd, TUNSETPERSIST, 1) < 0) {
       throw new TunpipeError(`cannot make ${actual} persistent: ${libc.errnoName(libc.errno())}`);
     }
-    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text), more);
+    dev = new TunDevice(fd, actual, mode, options.readiness, addresses.map((a) => a.text), more, watches);
     dev.offload = options.offload === true;
     if (!existed) {
       const ipv6 = options.ipv6 ?? addresses.some((a) => a.family === 6);
@@ -460,7 +509,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     return dev;
   } catch (err) {
     if (dev) dev.closeFd();
-    else for (const f of [fd, ...more]) libc.close(f);
+    else for (const f of [fd, ...more, ...watches]) if (f >= 0) libc.close(f);
     throw err;
   }
 }

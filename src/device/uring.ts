@@ -42,6 +42,7 @@ const REGISTER_FILES = 2;
 const UNREGISTER_FILES = 3;
 const REGISTER_PROBE = 8;
 const REGISTER_PBUF_RING = 22;
+const OP_POLL_ADD = 6;
 const OP_ASYNC_CANCEL = 14;
 const OP_READ = 22;
 const OP_WRITE = 23;
@@ -119,6 +120,8 @@ export interface RingOptions {
 export const TAG_READ = 1;
 export const TAG_WAKE = 2;
 export const TAG_CANCEL = 3;
+/** A poll of an fd that is not a device (a link watch): TAG_POLL | index << 8, the index the caller's. */
+export const TAG_POLL = 4;
 /** A write from receive buffer `id`: TAG_WRITE_BUFFER | id (| device << 24, see writeTag). */
 export const TAG_WRITE_BUFFER = 0x10000;
 /** A write from a caller's Buffer held in slot `n`: TAG_WRITE_OWNED | n (| device << 24). */
@@ -307,6 +310,16 @@ export class DeviceRing {
     this.sqe(OP_READ, SQE_FIXED_FILE, this.devices, libc.addressOf(this.wakeBuf), 8, TAG_WAKE, 0);
   }
 
+  /**
+   * Arms a one-shot poll for readability of `fd` (any fd, not registered); its completion's result is the
+   * poll mask, or minus an errno value.
+   */
+  armPoll(fd: number, index: number): void {
+    this.sqe(OP_POLL_ADD, 0, fd, 0, 0, TAG_POLL | (index << 8), 0);
+    // poll32_events sits where a read's rw_flags do.
+    this.sqes[((this.ring[this.sqTail] - 1) & this.sqMask) * 16 + 7] = libc.POLLIN;
+  }
+
   /** Cancels a device's multishot read (its last completion then comes without CQE_F_MORE). */
   cancelRead(device = 0): void {
     // IORING_OP_ASYNC_CANCEL matches on user_data, given in the addr field.
@@ -409,7 +422,7 @@ export class DeviceRing {
     const probe = Buffer.alloc(16 + 256 * 8);
     if (registerCall(SYS_IO_URING_REGISTER, fd, REGISTER_PROBE, probe, 256) < 0) return fail(errnoText('io_uring probe'));
     const supported = (op: number) => op <= probe[0] && (probe.readUInt16LE(16 + op * 8 + 2) & 1) !== 0;
-    for (const op of [OP_READ_MULTISHOT, OP_READ, OP_WRITE, OP_ASYNC_CANCEL]) {
+    for (const op of [OP_READ_MULTISHOT, OP_READ, OP_WRITE, OP_ASYNC_CANCEL, OP_POLL_ADD]) {
       if (!supported(op)) return fail(`io_uring lacks opcode ${op} (multishot read needs Linux 6.7)`);
     }
     const sqEntries = params.readUInt32LE(0);

@@ -68,6 +68,8 @@ interface AttachMessage {
   type: 'attach';
   fds: number[];
   names: string[];
+  /** Per device, its link watch (TunDevice.linkWatchFds), -1 when none. */
+  linkWatches: number[];
   wake: number;
   /** The devices could not be opened: close the stages and report. */
   cancel?: boolean;
@@ -193,14 +195,20 @@ export class PipelineWorker {
   }
 
   /** Hands the worker its devices (in the order of `routing.ports`); resolves once it moves packets. */
-  attach(devices: { fileDescriptor: number; name: string }[]): Promise<void> {
+  attach(devices: { fileDescriptor: number; name: string; linkWatch?: number }[]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.readyWaiter = (m) => {
         this.io = m.io;
         resolve();
       };
       this.failWaiter = reject;
-      this.worker.postMessage({ type: 'attach', fds: devices.map((d) => d.fileDescriptor), names: devices.map((d) => d.name), wake: this.wake } satisfies AttachMessage);
+      this.worker.postMessage({
+        type: 'attach',
+        fds: devices.map((d) => d.fileDescriptor),
+        names: devices.map((d) => d.name),
+        linkWatches: devices.map((d) => d.linkWatch ?? -1),
+        wake: this.wake,
+      } satisfies AttachMessage);
       if (this.stopped) this.stop();
     });
   }
@@ -252,7 +260,7 @@ export class PipelineWorker {
 
   /** The devices could not be opened: the worker closes its stages (captures) and ends. */
   async cancel(): Promise<void> {
-    this.worker.postMessage({ type: 'attach', fds: [], names: [], wake: this.wake, cancel: true } satisfies AttachMessage);
+    this.worker.postMessage({ type: 'attach', fds: [], names: [], linkWatches: [], wake: this.wake, cancel: true } satisfies AttachMessage);
     await this.finished().catch(() => {});
   }
 
@@ -366,6 +374,7 @@ async function workerMain(input: WorkerInput): Promise<void> {
   ctx = {
     fds: attach.fds,
     names: attach.names,
+    linkWatches: attach.linkWatches,
     // A queue's worker reads only the devices that have a queue for it; the engine still sees every port.
     pipelineOf: input.queue ? routing.pipelineOf.map((pl, d) => (input.queue!.reads[d] ? pl : -1)) : routing.pipelineOf,
     wake: attach.wake,

@@ -11,7 +11,7 @@ import { DRAIN_BUDGET, MAX_PACKET, SlabReader } from '../device/slab-reader.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
 import { adoptOffloadFrame, hasHeaderRoom, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
-import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
+import { directSend, linkChanged, linkWatchesOf, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -128,9 +128,12 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
     return budget;
   };
 
-  // pollfd { int fd; short events; short revents } for each device that a pipeline reads, then the eventfd.
+  // pollfd { int fd; short events; short revents } for each device that a pipeline reads, then the eventfd,
+  // then the link watches.
   const polled = [...Array(n).keys()].filter((d) => pipelineOf[d] >= 0);
-  const fdset = Buffer.alloc(8 * (polled.length + 1));
+  const watches = linkWatchesOf(ctx);
+  const entries = polled.length + 1 + watches.length;
+  const fdset = Buffer.alloc(8 * entries);
   polled.forEach((d, i) => {
     fdset.writeInt32LE(fds[d], 8 * i);
     fdset.writeInt16LE(libc.POLLIN, 8 * i + 4);
@@ -139,11 +142,16 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
   const wakeValue = Buffer.alloc(8);
   fdset.writeInt32LE(ctx.wake, wakeAt);
   fdset.writeInt16LE(libc.POLLIN, wakeAt + 4);
+  const watchAt = wakeAt + 8;
+  watches.forEach((fd, i) => {
+    fdset.writeInt32LE(fd, watchAt + 8 * i);
+    fdset.writeInt16LE(libc.POLLIN, watchAt + 8 * i + 4);
+  });
   while (!driver.stopped) {
-    for (let i = 0; i <= polled.length; i++) fdset.writeInt16LE(0, 8 * i + 6);
+    for (let i = 0; i < entries; i++) fdset.writeInt16LE(0, 8 * i + 6);
     const busy = engine.busy;
     const wait = driver.waitMs(busy);
-    const rc = libc.pollSyncPrecise(fdset, polled.length + 1, wait);
+    const rc = libc.pollSyncPrecise(fdset, entries, wait);
     holding = true;
     driver.woke(sendHeld);
     if (holding) sendHeld();
@@ -171,6 +179,12 @@ export async function runPollLoop(ctx: DeviceLoopContext): Promise<void> {
         }
       }
       if (read) driver.endBatch(true);
+      for (let i = 0; i < watches.length; i++) {
+        const revents = fdset.readInt16LE(watchAt + 8 * i + 6);
+        if (revents & libc.POLLIN) linkChanged(ctx, watches[i]);
+        // A watch that fails is left out (a negative fd is passed over); the devices' own errors still stop the run.
+        else if (revents !== 0) fdset.writeInt32LE(-1, watchAt + 8 * i);
+      }
     }
     if (busy || engine.busy) await settleAsyncStages(engine);
   }

@@ -28,6 +28,8 @@ export interface QueuedDevice {
   name: string;
   fileDescriptor: number;
   queueFds?: readonly number[];
+  /** Per queue, its link watch (TunDevice.linkWatchFds). */
+  linkWatchFds?: readonly number[];
 }
 
 export interface QueueWorkersOptions {
@@ -85,7 +87,7 @@ export class QueueWorkers {
 
   /** Hands worker k queue k of every device (queue k mod N to write through); resolves once every worker moves packets. */
   async attach(devices: QueuedDevice[]): Promise<void> {
-    const attached = await Promise.allSettled(this.workers.map((w, k) => w.attach(devices.map((d) => ({ name: d.name, fileDescriptor: queueFdFor(d.queueFds ?? [d.fileDescriptor], k) })))));
+    const attached = await Promise.allSettled(this.workers.map((w, k) => w.attach(devices.map((d) => ({ name: d.name, fileDescriptor: queueFdFor(d.queueFds ?? [d.fileDescriptor], k), linkWatch: d.linkWatchFds?.[k] ?? -1 })))));
     this.settled = Promise.allSettled(
       this.workers.map((w, k) =>
         w.finished().finally(() => {

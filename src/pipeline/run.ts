@@ -185,7 +185,11 @@ async function runOnEventLoop(options: RunOptions, devices: TunDevice[]): Promis
   devices.forEach((dev, i) => {
     dev.once('error', (err: Error) => d.stopWith('error', err));
     const pipeline = routing.pipelineOf[i];
-    if (pipeline < 0 || d.stopped) return;
+    if (d.stopped) return;
+    if (pipeline < 0) {
+      dev.watchForDeletion();
+      return;
+    }
     dev.start(
       (buf) => {
         if (d.stopped) return;

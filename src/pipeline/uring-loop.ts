@@ -20,13 +20,12 @@
 import * as libc from '../device/libc.js';
 import { countWrite, countWriteResult, readError } from '../device/tun.js';
 import { DRAIN_BUDGET, SlabReader } from '../device/slab-reader.js';
-import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
+import { CQE_F_BUFFER, CQE_F_MORE, DeviceRing, TAG_KIND, TAG_POLL, TAG_READ, TAG_WAKE, TAG_WRITE_BUFFER, TAG_WRITE_OWNED, writeTag } from '../device/uring.js';
 import { TunpipeError } from '../errors.js';
 import { Packet } from '../packet/packet.js';
 import { adoptOffloadFrame, hasHeaderRoom, offloadFrame, readVnetHeader, VNET_HDR_SIZE, writeVnetHeader } from '../packet/vnet.js';
-import { directSend, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
+import { directSend, linkChanged, linkWatchesOf, onWake, settleAsyncStages, type DeviceLoopContext } from './worker-loop.js';
 
-const ENOBUFS = 105;
 const EMPTY = Buffer.alloc(0);
 const ECANCELED = 125;
 /** Writes from the pipeline's own Buffers in flight at once; past it they are written with write(). */
@@ -64,6 +63,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   /** Per device: its multishot read is armed; only devices that a pipeline reads are read. */
   const readArmed = new Array<boolean>(devices).fill(false);
   const reads = [...Array(devices).keys()].filter((d) => pipelineOf[d] >= 0);
+  const watches = linkWatchesOf(ctx);
   let stopping = false;
 
   // Writes queued since the last submission. A write to a TUN device completes while it is submitted, so
@@ -210,7 +210,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
           // Read after a stop (--count reached, a signal): not let in, like packets left in the device's queue.
           if (result > 0 && !driver.stopped) handlePacket(device, id, result);
           else ring.recycle(id);
-        } else if (result < 0 && result !== -ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
+        } else if (result < 0 && result !== -libc.E.ENOBUFS && result !== -ECANCELED && result !== -libc.E.EINTR && result !== -libc.E.EAGAIN) {
           driver.stopWith('error', readError(ctx.names[device], -result));
         }
       } else if (low === TAG_WAKE && !stopping) {
@@ -218,6 +218,14 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
         if (!driver.stopped) {
           makeRoom();
           ring.armWake();
+        }
+      } else if (low === TAG_POLL && !stopping && result > 0 && result & libc.POLLIN) {
+        // A link watch (a poll that fails is not armed again: the devices' own errors still stop the run).
+        const w = (tag >> 8) & 0xff;
+        linkChanged(ctx, watches[w]);
+        if (!driver.stopped) {
+          makeRoom();
+          ring.armPoll(watches[w], w);
         }
       }
       return;
@@ -242,6 +250,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   };
 
   ring.armWake();
+  watches.forEach((fd, w) => ring.armPoll(fd, w));
   for (const d of reads) {
     ring.armRead(d);
     readArmed[d] = true;

@@ -4,7 +4,8 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
-import { countWrite, type TunCounters } from '../device/tun.js';
+import { drainLinkWatch } from '../device/netlink.js';
+import { countWrite, detachedErrno, readError, type TunCounters } from '../device/tun.js';
 import type { Packet } from '../packet/packet.js';
 import { offloadFrame } from '../packet/vnet.js';
 import type { Engine } from './engine.js';
@@ -15,6 +16,11 @@ export interface DeviceLoopContext {
   readonly fds: readonly number[];
   /** Their names, for messages. */
   readonly names: readonly string[];
+  /**
+   * Per device, a link watch of its namespace (netlink.ts openLinkWatch), -1 when none: the loop waits on
+   * each as on the devices, and calls linkChanged when one is readable.
+   */
+  readonly linkWatches: readonly number[];
   /** Per device: the pipeline that reads it, or -1 when none does (it is then not read at all). */
   readonly pipelineOf: readonly number[];
   /** An eventfd the main thread writes to stop the loop. */
@@ -42,6 +48,26 @@ export const WAKE_REPORT = 2 ** 32;
 export function onWake(ctx: DeviceLoopContext, value: number): void {
   if (value >= WAKE_REPORT) ctx.report();
   if (value % WAKE_REPORT !== 0) ctx.driver.stopWith('signal');
+}
+
+/**
+ * A link watch woke the loop: reads its events, then stops the run with the device's error if one of the
+ * devices was deleted (a deleted device's reader is not always woken: netlink.ts openLinkWatch says why).
+ */
+export function linkChanged(ctx: DeviceLoopContext, watch: number): void {
+  drainLinkWatch(watch);
+  for (let d = 0; d < ctx.fds.length; d++) {
+    const e = detachedErrno(ctx.fds[d]);
+    if (e !== 0) {
+      ctx.driver.stopWith('error', readError(ctx.names[d], e));
+      return;
+    }
+  }
+}
+
+/** The link watches a loop waits on (every device has one of its own, where the kernel gave it). */
+export function linkWatchesOf(ctx: DeviceLoopContext): number[] {
+  return ctx.linkWatches.filter((fd) => fd >= 0);
 }
 
 /** A send that writes each packet at once with write(): before a loop starts and after it has ended. */
