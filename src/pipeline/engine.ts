@@ -22,6 +22,7 @@ import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram
 import { recordStageError } from './error-reasons.js';
 import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
+import { fuseChain } from './fused-chain.js';
 
 export { ENGINE_DROP } from './drop-reasons.js';
 import { ENGINE_DROP } from './drop-reasons.js';
@@ -58,6 +59,8 @@ export interface EngineOptions {
    * submitted later): then a tee whose branch sends gives every copy bytes of its own.
    */
   sinksKeepBytes?: boolean;
+  /** Fuse each chain's stages into a function of its own (./fused-chain.ts). Default true; false runs every chain through the engine's loop (tests compare the two). */
+  fuse?: boolean;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
@@ -85,6 +88,8 @@ interface PathState {
 export interface Chain {
   readonly slots: Slot[];
   exit: SinkFunction;
+  /** Runs a packet through the chain from its first stage: the stages fused into one function (./fused-chain.ts), or the engine's loop. */
+  run: (p: Packet) => void;
   /** Its end sends packets to a port (`to NAME`, or the default sink), rather than dropping them. */
   sends: boolean;
 }
@@ -174,6 +179,8 @@ export class Engine {
   readonly slots: Slot[] = [];
   /** One chain per pipeline of the program, in order; `push` feeds the first. */
   readonly pipelines: Chain[] = [];
+  /** Every chain: the pipelines' and their branches'. */
+  private readonly chains: Chain[] = [];
   private readonly queueLength: number;
   private readonly sinksKeepBytes: boolean;
   private readonly warnOut: (message: string) => void;
@@ -217,6 +224,7 @@ export class Engine {
       for (const done of this.slots) void Promise.resolve().then(() => done.instance?.close?.()).catch(() => {});
       throw err;
     }
+    if (options.fuse !== false) for (const chain of this.chains) chain.run = fuseChain(this, chain) ?? chain.run;
     this.packetsReusable = noStageKeepsPackets(all.map((s) => s.def));
     this.readsTime = all.some((s) => s.def.readsTime === true);
     this.flushing = this.slots.filter((s) => s.instance.flush !== undefined);
@@ -244,7 +252,8 @@ export class Engine {
   }
 
   private buildChain(branch: ResolvedBranch, exit: SinkFunction, b: ChainBuild, path: PathState): Chain {
-    const chain: Chain = { slots: [], exit, sends: true };
+    const chain: Chain = { slots: [], exit, sends: true, run: (p) => this.runFrom(chain, 0, p) };
+    this.chains.push(chain);
     let turnedAround = path.turned;
     // True while every stage on the path so far records its changes (StageContext.changesRecorded).
     let changesRecorded = path.recorded;
@@ -352,7 +361,7 @@ export class Engine {
         const copy = copyPacket(p, reuse.packet, reuse.scratch);
         if (reuse.scratch !== null) reuse.packet = copy;
         slot.stats.emitted++;
-        this.runFrom(branch, 0, copy);
+        branch.run(copy);
         return p;
       },
     };
@@ -412,12 +421,12 @@ export class Engine {
 
   /** A packet enters the first pipeline on the left. */
   push(p: Packet): void {
-    this.runFrom(this.pipelines[0], 0, p);
+    this.pipelines[0].run(p);
   }
 
   /** A packet enters pipeline `index` on the left. */
   pushInto(index: number, p: Packet): void {
-    this.runFrom(this.pipelines[index], 0, p);
+    this.pipelines[index].run(p);
   }
 
   /** Runs `p` through stages `i`.. of `chain` and into its exit. */
@@ -443,16 +452,21 @@ export class Engine {
         p = r;
         continue;
       }
-      if (isThenable(r)) {
-        // The stage turned out to be asynchronous: from now on packets queue in front of it.
-        slot.gate = new AsyncGate(this, slot, r, p);
-        this.gates.push(slot.gate);
-        return;
-      }
-      this.notPassed(slot, r, p);
+      this.afterSync(slot, p, r);
       return;
     }
     chain.exit(p);
+  }
+
+  /** A stage returned something other than a packet for `p`. */
+  afterSync(slot: Slot, p: Packet, r: StageResult | PromiseLike<StageResult>): void {
+    if (isThenable(r)) {
+      // The stage turned out to be asynchronous: from now on packets queue in front of it.
+      slot.gate = new AsyncGate(this, slot, r, p);
+      this.gates.push(slot.gate);
+      return;
+    }
+    this.notPassed(slot, r, p);
   }
 
   private enqueue(slot: Slot, p: Packet): void {
@@ -478,7 +492,7 @@ export class Engine {
     const reason = typeof r === 'string' ? r : ENGINE_DROP.filtered;
     if (slot.orElse !== null) {
       slot.stats.divert(reason);
-      this.runFrom(slot.orElse, 0, p);
+      slot.orElse.run(p);
       return;
     }
     slot.stats.drop(reason);
