@@ -24,6 +24,7 @@ import { adjustChecksumAt, sum16, writeChecksumAt } from '../src/packet/checksum
 import { FLAG_MF, FRAGMENT_OFFSET_MASK, OFF_FLAGS_FRAGMENT, OFF_HEADER_CHECKSUM, PROTO_ICMP, PROTO_TCP, PROTO_UDP } from '../src/packet/ipv4.js';
 import { isIPv6Fragment, NH_ICMPV6, pseudoHeaderSum6 } from '../src/packet/ipv6.js';
 import { DirtyFlag, type Packet } from '../src/packet/packet.js';
+import { isParsedArp } from '../src/packet/arp.js';
 
 export const CHECKSUM_DROP = { unparsed: 'not parsed (put parse first)' } as const;
 
@@ -78,7 +79,7 @@ function incremental(p: Packet): void {
  * changes (see the header); when false, recorded changes are not enough and both checksums are recomputed.
  */
 export function fixChecksums(p: Packet, mode: Mode = 'auto', trusted = true): Packet | string {
-  if (p.version !== 4 && p.version !== 6) return CHECKSUM_DROP.unparsed;
+  if (p.version !== 4 && p.version !== 6) return isParsedArp(p) ? p : CHECKSUM_DROP.unparsed;
   const stale = (p.dirty & (DirtyFlag.IpStale | DirtyFlag.L4Stale)) !== 0;
   const tracked = (p.dirty & (DirtyFlag.IpAdjust | DirtyFlag.L4Adjust)) !== 0 && !stale;
   if (mode === 'full' || !trusted || stale || (mode === 'auto' && !tracked)) full(p);
@@ -94,7 +95,7 @@ const checksumStage = defineStage({
   keepsPackets: false,
   recordsChanges: true,
   summary: 'make IPv4 header and ICMP/ICMPv6/TCP/UDP checksums right (RFC 1624 incremental)',
-  help: 'Recorded changes are applied incrementally only when every stage before records its changes (every\nbuilt-in does); after a user stage, checksums are recomputed in full.',
+  help: 'Recorded changes are applied incrementally only when every stage before records its changes (every\nbuilt-in does); after a user stage, checksums are recomputed in full. ARP (on TAP) has no checksum and\npasses unchanged.',
   args: [{ name: 'mode', type: 'string', default: 'auto', choices: ['auto', 'full', 'incremental'], description: 'auto, full or incremental' }],
   create: (args, ctx) => {
     const mode = args.mode as Mode;

@@ -41,9 +41,11 @@ import {
 } from '../src/packet/ipv6.js';
 import { ICMP_ECHO_REQUEST, ICMP_HEADER } from '../src/packet/icmp.js';
 import type { Packet } from '../src/packet/packet.js';
+import { isParsedArp } from '../src/packet/arp.js';
 
 export const ECHO_DROP = {
   unparsed: 'not parsed (put parse first)',
+  arp: 'ARP, not IP',
   notIcmp: 'not ICMP',
   short: 'ICMP shorter than 8 bytes',
   notEcho: 'not an ICMP echo request',
@@ -88,7 +90,7 @@ function checkEchoRequest6(p: Packet): Packet | string {
 
 /** Returns the packet if it is an echo request to answer, else the drop reason. */
 export function checkEchoRequest(p: Packet): Packet | string {
-  if (p.version !== 4) return p.version === 6 ? checkEchoRequest6(p) : ECHO_DROP.unparsed;
+  if (p.version !== 4) return p.version === 6 ? checkEchoRequest6(p) : isParsedArp(p) ? ECHO_DROP.arp : ECHO_DROP.unparsed;
   if (p.proto !== PROTO_ICMP) return ECHO_DROP.notIcmp;
   const b = p.data;
   const l3 = p.l3;

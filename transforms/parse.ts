@@ -107,6 +107,7 @@ export function parseFrame(p: Packet): Packet | string {
     const bad = checkArp(b, l3);
     if (bad !== null) return bad;
     p.version = 0;
+    // l4 at the message marks a parsed ARP message (isParsedArp).
     p.l4 = l3;
     p.end = l3 + ARP_BODY;
     p.proto = 0;

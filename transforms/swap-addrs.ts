@@ -13,10 +13,11 @@
 import { defineStage } from '../src/pipeline/stage.js';
 import { OFF_DST, OFF_SRC } from '../src/packet/ipv4.js';
 import type { Packet } from '../src/packet/packet.js';
+import { isParsedArp } from '../src/packet/arp.js';
 import { ETH_HEADER, swapMacs } from '../src/packet/ethernet.js';
 import { LINKTYPE_ETHERNET } from '../src/pcap/format.js';
 
-export const SWAP_DROP = { unparsed: 'not parsed (put parse first)' } as const;
+export const SWAP_DROP = { unparsed: 'not parsed (put parse first)', arp: 'ARP, not IP (neighbor answers ARP)' } as const;
 
 function swapBytes(b: Buffer, a: number, c: number, n: number): void {
   for (let i = 0; i < n; i++) {
@@ -30,13 +31,13 @@ function swapBytes(b: Buffer, a: number, c: number, n: number): void {
 export function swapPacketAddresses(p: Packet): Packet | string {
   if (p.version === 4) swapBytes(p.data, p.l3 + OFF_SRC, p.l3 + OFF_DST, 4);
   else if (p.version === 6) swapBytes(p.data, p.l3 + 8, p.l3 + 24, 16);
-  else return SWAP_DROP.unparsed;
+  else return isParsedArp(p) ? SWAP_DROP.arp : SWAP_DROP.unparsed;
   return p;
 }
 
 /** Swaps the MAC and IP addresses of a parsed Ethernet frame in place. */
 export function swapFrameAddresses(p: Packet): Packet | string {
-  if (p.version === 0 || p.l3 < ETH_HEADER) return SWAP_DROP.unparsed;
+  if (p.version === 0 || p.l3 < ETH_HEADER) return isParsedArp(p) ? SWAP_DROP.arp : SWAP_DROP.unparsed;
   swapMacs(p.data);
   return swapPacketAddresses(p);
 }

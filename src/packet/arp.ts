@@ -22,6 +22,15 @@ export const ARP_DROP = {
   notEthernetIPv4: 'ARP not for Ethernet and IPv4 (hardware type 1, protocol 0x0800, lengths 6 and 4)',
 } as const;
 
+/**
+ * True for an ARP message as `parse` passes it on an Ethernet link: IP version 0, with its transport offset
+ * set to where the message starts (parse's mark; an unparsed packet has 0 there), so stages that work on
+ * IP can tell "not IP" from "not parsed".
+ */
+export function isParsedArp(p: { version: number; l3: number; l4: number; end: number }): boolean {
+  return p.version === 0 && p.l3 > 0 && p.l4 === p.l3 && p.end - p.l3 === ARP_BODY;
+}
+
 /** Why the ARP message at `at` is not one for IPv4 over Ethernet, or null when it is (Linux's arp_rcv checks the same). */
 export function checkArp(b: Uint8Array, at: number): string | null {
   if (b.length - at < ARP_BODY) return ARP_DROP.short;
