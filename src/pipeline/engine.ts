@@ -22,7 +22,6 @@ import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram
 import { recordStageError } from './error-reasons.js';
 import { describeThrown, TunpipeError } from '../errors.js';
 import { MAX_PACKET_COPY, StageCounterLimits } from './limits.js';
-import { fuseChain } from './fused-chain.js';
 
 export { ENGINE_DROP } from './drop-reasons.js';
 import { ENGINE_DROP } from './drop-reasons.js';
@@ -59,8 +58,6 @@ export interface EngineOptions {
    * submitted later): then a tee whose branch sends gives every copy bytes of its own.
    */
   sinksKeepBytes?: boolean;
-  /** Fuse each chain's stages into a function of its own (./fused-chain.ts). Default true; false runs every chain through the engine's loop (tests compare the two). */
-  fuse?: boolean;
 }
 
 function isThenable(x: unknown): x is PromiseLike<StageResult> {
@@ -88,8 +85,6 @@ interface PathState {
 export interface Chain {
   readonly slots: Slot[];
   exit: SinkFunction;
-  /** Runs a packet through the chain from its first stage: the stages fused into one function (./fused-chain.ts), or the engine's loop. */
-  run: (p: Packet) => void;
   /** Its end sends packets to a port (`to NAME`, or the default sink), rather than dropping them. */
   sends: boolean;
 }
@@ -179,8 +174,6 @@ export class Engine {
   readonly slots: Slot[] = [];
   /** One chain per pipeline of the program, in order; `push` feeds the first. */
   readonly pipelines: Chain[] = [];
-  /** Every chain: the pipelines' and their branches'. */
-  private readonly chains: Chain[] = [];
   private readonly queueLength: number;
   private readonly sinksKeepBytes: boolean;
   private readonly warnOut: (message: string) => void;
@@ -224,7 +217,6 @@ export class Engine {
       for (const done of this.slots) void Promise.resolve().then(() => done.instance?.close?.()).catch(() => {});
       throw err;
     }
-    if (options.fuse !== false) for (const chain of this.chains) chain.run = fuseChain(this, chain) ?? chain.run;
     this.packetsReusable = noStageKeepsPackets(all.map((s) => s.def));
     this.readsTime = all.some((s) => s.def.readsTime === true);
     this.flushing = this.slots.filter((s) => s.instance.flush !== undefined);
@@ -252,8 +244,7 @@ export class Engine {
   }
 
   private buildChain(branch: ResolvedBranch, exit: SinkFunction, b: ChainBuild, path: PathState): Chain {
-    const chain: Chain = { slots: [], exit, sends: true, run: (p) => this.runFrom(chain, 0, p) };
-    this.chains.push(chain);
+    const chain: Chain = { slots: [], exit, sends: true };
     let turnedAround = path.turned;
     // True while every stage on the path so far records its changes (StageContext.changesRecorded).
     let changesRecorded = path.recorded;
@@ -361,7 +352,7 @@ export class Engine {
         const copy = copyPacket(p, reuse.packet, reuse.scratch);
         if (reuse.scratch !== null) reuse.packet = copy;
         slot.stats.emitted++;
-        branch.run(copy);
+        this.runFrom(branch, 0, copy);
         return p;
       },
     };
@@ -421,12 +412,12 @@ export class Engine {
 
   /** A packet enters the first pipeline on the left. */
   push(p: Packet): void {
-    this.pipelines[0].run(p);
+    this.runFrom(this.pipelines[0], 0, p);
   }
 
   /** A packet enters pipeline `index` on the left. */
   pushInto(index: number, p: Packet): void {
-    this.pipelines[index].run(p);
+    this.runFrom(this.pipelines[index], 0, p);
   }
 
   /** Runs `p` through stages `i`.. of `chain` and into its exit. */
@@ -452,21 +443,16 @@ export class Engine {
         p = r;
         continue;
       }
-      this.afterSync(slot, p, r);
+      if (isThenable(r)) {
+        // The stage turned out to be asynchronous: from now on packets queue in front of it.
+        slot.gate = new AsyncGate(this, slot, r, p);
+        this.gates.push(slot.gate);
+        return;
+      }
+      this.notPassed(slot, r, p);
       return;
     }
     chain.exit(p);
-  }
-
-  /** A stage returned something other than a packet for `p`. */
-  afterSync(slot: Slot, p: Packet, r: StageResult | PromiseLike<StageResult>): void {
-    if (isThenable(r)) {
-      // The stage turned out to be asynchronous: from now on packets queue in front of it.
-      slot.gate = new AsyncGate(this, slot, r, p);
-      this.gates.push(slot.gate);
-      return;
-    }
-    this.notPassed(slot, r, p);
   }
 
   private enqueue(slot: Slot, p: Packet): void {
@@ -492,7 +478,7 @@ export class Engine {
     const reason = typeof r === 'string' ? r : ENGINE_DROP.filtered;
     if (slot.orElse !== null) {
       slot.stats.divert(reason);
-      slot.orElse.run(p);
+      this.runFrom(slot.orElse, 0, p);
       return;
     }
     slot.stats.drop(reason);
