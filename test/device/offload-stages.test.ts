@@ -13,19 +13,16 @@ import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
+import { deviceTestSkipReason, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { iperfIn, pingIn, spawnInNetns, startTunpipeWith, waitUntil } from '../helpers/netns-process.js';
 
 const skip = deviceTestSkipReason();
 
 async function withWire(fn: (a: Netns, b: Netns, self: Netns, dir: string) => Promise<void>): Promise<void> {
-  const made: Netns[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'tunpipe-offload-'));
   try {
-    for (const prefix of ['tpoa', 'tpob', 'tpos']) made.push(createNetns(prefix));
-    await fn(made[0], made[1], made[2], dir);
+    await withWireNamespaces(['tpoa', 'tpob', 'tpos'], (a, b, self) => fn(a, b, self, dir));
   } finally {
-    for (const ns of made) ns.delete();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { createNetns, deviceTestSkipReason, withNetns, type Netns } from '../helpers/netns.js';
+import { deviceTestSkipReason, withNetns, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { iperfIn, pingIn, runTunpipeIn, spawnInNetns, startTunpipeWith, waitUntil, watchProcess } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
 import { REPO_ROOT } from '../helpers/cli.js';
@@ -23,15 +23,7 @@ import { REPO_ROOT } from '../helpers/cli.js';
 const skip = deviceTestSkipReason();
 const WIRE = 'from tpa0 | to tpb0; from tpb0 | to tpa0';
 
-async function withWire(fn: (a: Netns, b: Netns, self: Netns) => Promise<void>): Promise<void> {
-  const made: Netns[] = [];
-  try {
-    for (const p of ['tpqa', 'tpqb', 'tpqs']) made.push(createNetns(p));
-    await fn(made[0], made[1], made[2]);
-  } finally {
-    for (const ns of made) ns.delete();
-  }
-}
+const withWire = (fn: (a: Netns, b: Netns, self: Netns) => Promise<void>) => withWireNamespaces(['tpqa', 'tpqb', 'tpqs'], fn);
 
 interface QueueCount {
   read: number;

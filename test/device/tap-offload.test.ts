@@ -8,21 +8,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
+import { deviceTestSkipReason, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { iperfIn, pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
 
 const skip = deviceTestSkipReason();
 
-async function withTapWire(fn: (a: Netns, b: Netns, self: Netns) => Promise<void>): Promise<void> {
-  const made: Netns[] = [];
-  try {
-    for (const name of ['tpoa', 'tpob', 'tpos']) made.push(createNetns(name));
-    await fn(made[0], made[1], made[2]);
-  } finally {
-    for (const ns of made) ns.delete();
-  }
-}
+const withTapWire = (fn: (a: Netns, b: Netns, self: Netns) => Promise<void>) => withWireNamespaces(['tpoa', 'tpob', 'tpos'], fn);
 
 const CSUM_COUNTERS = ['IcmpInCsumErrors', 'TcpInCsumErrors', 'UdpInCsumErrors', 'IpInHdrErrors'];
 

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { createNetns, deviceTestSkipReason, type Netns } from '../helpers/netns.js';
+import { deviceTestSkipReason, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { iperfIn, pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 
 const skip = deviceTestSkipReason();
@@ -19,20 +19,7 @@ const skip = deviceTestSkipReason();
 const WIRE = 'from tpa0 | to tpb0; from tpb0 | to tpa0';
 
 /** Namespaces A and B for the two ends, and S for tunpipe itself; all deleted afterwards. */
-async function withWire(fn: (a: Netns, b: Netns, self: Netns) => Promise<void>): Promise<void> {
-  const made: Netns[] = [];
-  try {
-    const a = createNetns('tpwa');
-    made.push(a);
-    const b = createNetns('tpwb');
-    made.push(b);
-    const self = createNetns('tpws');
-    made.push(self);
-    await fn(a, b, self);
-  } finally {
-    for (const ns of made) ns.delete();
-  }
-}
+const withWire = (fn: (a: Netns, b: Netns, self: Netns) => Promise<void>) => withWireNamespaces(['tpwa', 'tpwb', 'tpws'], fn);
 
 function wireArgs(a: Netns, b: Netns, extra: string[] = []): string[] {
   return ['--dev', 'tpa0', '--netns', a.name, '--addr', '198.18.0.1/24', '--dev', 'tpb0', '--netns', b.name, '--addr', '198.18.0.2/24', ...extra, WIRE];

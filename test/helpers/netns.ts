@@ -106,6 +106,20 @@ export async function withNetns<T>(fn: (ns: Netns) => Promise<T>, prefix?: strin
   }
 }
 
+/**
+ * The two ends of a wire and tunpipe's own namespace (`prefixes`: their name prefixes), made fresh and
+ * deleted when `fn` ends, passed or failed, also when making one of them failed.
+ */
+export async function withWireNamespaces<T>(prefixes: readonly [string, string, string], fn: (a: Netns, b: Netns, self: Netns) => Promise<T>): Promise<T> {
+  const made: Netns[] = [];
+  try {
+    for (const p of prefixes) made.push(createNetns(p));
+    return await fn(made[0], made[1], made[2]);
+  } finally {
+    for (const ns of made) ns.delete();
+  }
+}
+
 /** A tunpipe process started in a namespace, with its stderr collected. */
 export interface TunpipeProcess {
   child: ChildProcess;
