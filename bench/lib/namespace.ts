@@ -17,6 +17,7 @@ import {
   type CommandResult,
 } from './children.js';
 import { log } from './log.js';
+import { listNetns, removeNetns, removeStaleNetns } from '../../test/helpers/netns-remove.js';
 
 const NAME_PREFIX = 'tpbench-';
 
@@ -31,35 +32,14 @@ export function ensureRoot(): void {
   }
 }
 
-function listNamespaces(): string[] {
-  const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return list.split('\n').map((line) => line.split(' ')[0] ?? '').filter(Boolean);
-}
-
-function pidIsAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * A bench killed with SIGKILL cannot clean up; its namespaces are named after its pid, so remove the ones whose
- * bench is gone. Only names of exactly this form are touched: other people's namespaces are none of our business.
+ * bench is gone, with the responders it left running in them. Only names of exactly this form are touched:
+ * other people's namespaces are none of our business.
  */
 export function removeStaleNamespaces(): void {
-  for (const name of listNamespaces()) {
-    const m = /^tpbench-(\d+)(-\d+)?$/.exec(name);
-    if (!m || pidIsAlive(Number(m[1]))) continue;
-    log(`removing stale namespace ${name} (its bench process is gone)`);
-    try {
-      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-    } catch {
-      log(`  could not remove ${name}`);
-    }
-  }
+  const removed = removeStaleNetns(/^tpbench-(\d+)(-\d+)?$/, (name) => log(`could not remove the stale namespace ${name}`));
+  for (const name of removed) log(`removed stale namespace ${name} (its bench process is gone)`);
 }
 
 /** Creates namespace number n with lo up and IPv6 off; exits the bench if it cannot. */
@@ -95,12 +75,12 @@ function removeNamespacesSync(): void {
   if (created.size === 0) return;
   for (const ns of created) {
     try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      removeNetns(ns);
     } catch {
       // Reported below.
     }
   }
-  const left = listNamespaces().filter((ns) => created.has(ns));
+  const left = listNetns().filter((ns) => created.has(ns));
   created.clear();
   for (const ns of left) log(`bench: WARNING: namespace ${ns} is still there; remove it: ip netns del ${ns}`);
 }

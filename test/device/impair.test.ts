@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import { readdirSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { createNetns, deviceTestSkipReason, withNetns, type Netns, type TunpipeProcess } from '../helpers/netns.js';
+import { deviceTestSkipReason, withNetns, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
 
@@ -133,25 +133,22 @@ test('delay and rate hold nothing once traffic stops: the process sleeps (no tim
 
 /**
  * Two fresh namespaces, tpa0 (198.18.0.1/24) in one and tpb0 (198.18.0.2/24) in the other, joined by one
- * tunpipe running `pipelines`; calls `fn`, stops tunpipe, deletes both namespaces; returns stderr.
+ * tunpipe running `pipelines` in a third namespace of its own; calls `fn`, stops tunpipe, deletes the
+ * namespaces; returns stderr.
  */
 async function withWire(pipelines: string, fn: (a: Netns, b: Netns) => Promise<void> | void): Promise<string> {
-  const a = createNetns('tpia');
-  let b: Netns | undefined;
-  let tp: TunpipeProcess | undefined;
-  try {
-    b = createNetns('tpib');
+  return withWireNamespaces(['tpia', 'tpib', 'tpis'], async (a, b, self) => {
     const args = ['--dev', 'tpa0', '--netns', a.name, '--addr', '198.18.0.1/24', '--dev', 'tpb0', '--netns', b.name, '--addr', '198.18.0.2/24', pipelines];
-    tp = startTunpipeWith(a, args);
-    await tp.waitFor(/reading/);
-    await fn(a, b);
-    assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
-    return tp.stderr();
-  } finally {
-    await tp?.stop('SIGKILL', 1000);
-    b?.delete();
-    a.delete();
-  }
+    const tp = startTunpipeWith(self, args);
+    try {
+      await tp.waitFor(/reading/);
+      await fn(a, b);
+      assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+      return tp.stderr();
+    } finally {
+      await tp.stop('SIGKILL', 1000);
+    }
+  });
 }
 
 /** Round-trip times ping printed, one per reply. */

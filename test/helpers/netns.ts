@@ -1,7 +1,10 @@
 /**
  * Network namespaces for device tests. Every test that opens a real device runs inside a namespace it
  * creates here and deletes afterwards, also when the test fails or the process exits early: nothing is
- * ever configured in the host's namespace.
+ * ever configured in the host's namespace. Deleting one kills what still runs in it first
+ * (./netns-remove.ts). A test process ended by SIGINT, SIGTERM or SIGHUP (a cancelled run) removes its
+ * namespaces before it dies; one killed with SIGKILL cannot, so the next one to load this module removes
+ * the namespaces of processes that are gone (they are named PREFIX-PID-N).
  *
  * Without root and outside CI the device tests are skipped with a clear message; with CI=true a missing
  * capability is a failure, never a skip.
@@ -9,19 +12,34 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { removeNetns, removeStaleNetns } from './netns-remove.js';
 
 const created = new Set<string>();
 let counter = 0;
 
-process.on('exit', () => {
+/** What createNetns names a namespace: PREFIX-PID-N, the prefix `tp` and letters or digits. */
+const OUR_NAMES = /^tp[a-z0-9]*-(\d+)-\d+$/;
+
+function removeAllCreated(): void {
   for (const name of created) {
     try {
-      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      removeNetns(name);
     } catch {
       /* already gone */
     }
   }
-});
+  created.clear();
+}
+
+process.on('exit', removeAllCreated);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    removeAllCreated();
+    // Die of the signal, as without this listener: the runner that sent it reads how the process ended.
+    process.kill(process.pid, signal);
+  });
+}
+if (process.getuid?.() === 0) removeStaleNetns(OUR_NAMES, (name) => process.stderr.write(`test: cannot remove the stale namespace ${name}\n`));
 
 /** Why device tests cannot run here, or null when they can. Only used to skip outside CI. */
 export function deviceTestSkipReason(): string | false {
@@ -87,13 +105,23 @@ export function createNetns(prefix = 'tptest'): Netns {
     },
     delete() {
       if (!created.has(name)) return;
-      try {
-        execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-      } finally {
-        created.delete(name);
-      }
+      removeNetns(name);
+      created.delete(name);
     },
   };
+}
+
+/** Deletes every one of `namespaces`, also when deleting one fails (the first failure is thrown after). */
+export function deleteAll(namespaces: readonly Netns[]): void {
+  let first: unknown = null;
+  for (const ns of namespaces) {
+    try {
+      ns.delete();
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  if (first !== null) throw first;
 }
 
 /** Runs `fn` with a fresh namespace, deleting it afterwards whatever happens. */
@@ -116,7 +144,7 @@ export async function withWireNamespaces<T>(prefixes: readonly [string, string, 
     for (const p of prefixes) made.push(createNetns(p));
     return await fn(made[0], made[1], made[2]);
   } finally {
-    for (const ns of made) ns.delete();
+    deleteAll(made);
   }
 }
 
