@@ -81,7 +81,7 @@ function kernelAddress(): Buffer {
  * the readers before it detaches their queue (tun_detach_all), so a reader that looks at once finds the
  * queue attached and empty, and waits again for good. The kernel announces the deletion (RTM_DELLINK)
  * after the detach, so on that event a loop asks each device whether it is still attached (tun.ts
- * detachedErrno).
+ * goneAfterLinkEvent).
  */
 export function openLinkWatch(): number {
   const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | libc.SOCK_CLOEXEC, NETLINK_ROUTE);

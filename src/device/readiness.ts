@@ -84,6 +84,8 @@ class PipeWatcher implements ReadinessWatcher {
   /** What libuv reads the side fd's events into: the handle keeps only its address, so this keeps it alive. */
   private readonly sideBuffer = Buffer.allocUnsafe(4096);
   private running = false;
+  /** The side fd is watched (with the device, or alone). */
+  private watching = false;
   private closed = false;
 
   constructor(fd: number, binding: { pipe: PipeBinding; stream: StreamWrapBinding }, onWake: WakeHandler, onError: WakeErrorHandler, side?: SideWatch) {
@@ -127,8 +129,6 @@ class PipeWatcher implements ReadinessWatcher {
     }
   }
 
-  private watching = false;
-
   start(): void {
     if (this.running || this.closed) return;
     this.running = true;
@@ -163,6 +163,8 @@ class PipeWatcher implements ReadinessWatcher {
 class PollWatcher implements ReadinessWatcher {
   readonly kind = 'poll';
   private running = false;
+  /** The side fd is watched (with the device, or alone). */
+  private watching = false;
   private closed = false;
   private pending = false;
   private readonly wake: number;
@@ -182,9 +184,6 @@ class PollWatcher implements ReadinessWatcher {
     if (this.wake < 0) throw new Error(`eventfd failed: ${libc.errnoName(libc.errno())}`);
     this.one.writeBigUInt64LE(1n);
   }
-
-  /** The side fd is watched (with the device, or alone). */
-  private watching = false;
 
   start(): void {
     if (this.running || this.closed) return;

@@ -199,12 +199,16 @@ export function readError(name: string, e: number): TunpipeError {
 const ifreqScratch = Buffer.alloc(40);
 
 /**
- * 0 while the device that `fd` was opened on still exists, else the errno the kernel answers with (EBADFD:
- * it was deleted, and the fd is attached to nothing). For a loop that a link watch woke (netlink.ts
- * openLinkWatch).
+ * A link watch (netlink.ts openLinkWatch) woke its reader: reads the watch's events, then asks each of
+ * `fds` whether its device still exists (TUNGETIFF, refused with EBADFD once it was deleted and the fd is
+ * attached to nothing). The first that is gone, by index, with the errno; null when all are there.
  */
-export function detachedErrno(fd: number): number {
-  return libc.ioctlPtr(fd, TUNGETIFF, ifreqScratch) < 0 ? libc.errno() : 0;
+export function goneAfterLinkEvent(watch: number, fds: readonly number[]): { index: number; errno: number } | null {
+  drainLinkWatch(watch);
+  for (let index = 0; index < fds.length; index++) {
+    if (libc.ioctlPtr(fds[index], TUNGETIFF, ifreqScratch) < 0) return { index, errno: libc.errno() };
+  }
+  return null;
 }
 
 export class TunDevice extends Duplex {
@@ -224,7 +228,7 @@ export class TunDevice extends Duplex {
   /**
    * Per queue, a link watch of the device's namespace (netlink.ts openLinkWatch), or -1 when the kernel gave
    * none: a loop that reads the queue waits on it too, and asks the device whether it still exists
-   * (detachedErrno) whenever a link changed. The device closes them.
+   * (goneAfterLinkEvent) whenever a link changed. The device closes them.
    */
   readonly linkWatchFds: readonly number[];
   /** After a run on several queues: each queue's counters (what its worker read from it and wrote through it); `counters` is their sum. */
@@ -344,10 +348,9 @@ export class TunDevice extends Duplex {
 
   /** A link of the device's namespace changed: stops as a failed read would if the change was this device's deletion. */
   private linkChanged(watch: number): void {
-    drainLinkWatch(watch);
     if (this.fdClosed) return;
-    const e = detachedErrno(this.fd);
-    if (e !== 0) this.fault(e);
+    const gone = goneAfterLinkEvent(watch, [this.fd]);
+    if (gone !== null) this.fault(gone.errno);
   }
 
   private fault(e: number): void {

@@ -4,8 +4,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as libc from '../device/libc.js';
-import { drainLinkWatch } from '../device/netlink.js';
-import { countWrite, detachedErrno, readError, type TunCounters } from '../device/tun.js';
+import { countWrite, goneAfterLinkEvent, readError, type TunCounters } from '../device/tun.js';
 import type { Packet } from '../packet/packet.js';
 import { offloadFrame } from '../packet/vnet.js';
 import type { Engine } from './engine.js';
@@ -55,14 +54,8 @@ export function onWake(ctx: DeviceLoopContext, value: number): void {
  * devices was deleted (a deleted device's reader is not always woken: netlink.ts openLinkWatch says why).
  */
 export function linkChanged(ctx: DeviceLoopContext, watch: number): void {
-  drainLinkWatch(watch);
-  for (let d = 0; d < ctx.fds.length; d++) {
-    const e = detachedErrno(ctx.fds[d]);
-    if (e !== 0) {
-      ctx.driver.stopWith('error', readError(ctx.names[d], e));
-      return;
-    }
-  }
+  const gone = goneAfterLinkEvent(watch, ctx.fds);
+  if (gone !== null) ctx.driver.stopWith('error', readError(ctx.names[gone.index], gone.errno));
 }
 
 /** The link watches a loop waits on (every device has one of its own, where the kernel gave it). */
