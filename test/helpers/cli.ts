@@ -2,8 +2,8 @@
  * Running the compiled CLI as a child process for end-to-end tests: its exit code, stdout and stderr, plus
  * temporary directories under os.tmpdir() and the checks every user-facing error must pass.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,4 +63,14 @@ export function stackTraceLines(text: string): string[] {
 /** The non-empty lines of a text. */
 export function lines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim() !== '');
+}
+
+/**
+ * Writes `source` (an ES module that prints one line of JSON) to `script` and runs it as a child whose
+ * files may grow to `kib` KiB at most (`ulimit -f`): a write that crosses the limit is cut short, the next
+ * fails with EFBIG. Returns what it printed, parsed.
+ */
+export function runWithFileLimit(script: string, source: string, kib: number): Record<string, any> {
+  writeFileSync(script, source);
+  return JSON.parse(execFileSync('bash', ['-c', `ulimit -f ${kib} && exec "${process.execPath}" "${script}"`], { encoding: 'utf8' }));
 }

@@ -1,14 +1,14 @@
 /** src/pcap/writer.ts: round trip through the reader, buffering, timestamps, and whole records on failure. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PcapWriter } from '../../src/pcap/writer.js';
 import { PcapReader } from '../../src/pcap/reader.js';
 import { TunpipeError } from '../../src/errors.js';
 import { readPcapRecords } from '../helpers/packets.js';
+import { runWithFileLimit } from '../helpers/cli.js';
 import { withSeed } from './seeded-random.js';
 
 let dir = '';
@@ -125,7 +125,7 @@ test('a write that fails part way leaves only whole records, and the writer refu
   const script = join(dir, 'efbig.mjs');
   const out = join(dir, 'efbig.pcap');
   const writerUrl = new URL('../../src/pcap/writer.js', import.meta.url).href;
-  writeFileSync(
+  const result = runWithFileLimit(
     script,
     `import { PcapWriter } from ${JSON.stringify(writerUrl)};
 const w = new PcapWriter(${JSON.stringify(out)});
@@ -136,8 +136,8 @@ try { w.write(Buffer.alloc(1), 0); } catch (e) { again = e.message; }
 try { w.close(); } catch {}
 console.log(JSON.stringify({ msg, again, broken: w.broken }));
 `,
+    2,
   );
-  const result = JSON.parse(execFileSync('bash', ['-c', `ulimit -f 2 && exec "${process.execPath}" "${script}"`], { encoding: 'utf8' }));
   assert.match(result.msg, /EFBIG|too large/);
   assert.equal(result.again, result.msg, 'the same error again after the failure');
   assert.equal(result.broken, true);
@@ -175,7 +175,8 @@ test('write-behind: a failure part way leaves only whole records, in flight or b
   const script = join(dir, 'efbig-behind.mjs');
   const out = join(dir, 'efbig-behind.pcap');
   const writerUrl = new URL('../../src/pcap/writer.js', import.meta.url).href;
-  writeFileSync(
+  // 200 KiB: several 64 KiB buffers fit, the next crosses the limit.
+  const result = runWithFileLimit(
     script,
     `import { PcapWriter } from ${JSON.stringify(writerUrl)};
 const w = new PcapWriter(${JSON.stringify(out)}, { bufferSize: 1 << 16, background: true });
@@ -192,9 +193,8 @@ try { await w.settle(); } catch (e) { msg ||= e.message; }
 try { w.close(); } catch {}
 console.log(JSON.stringify({ msg, broken: w.broken, packets: w.packets }));
 `,
+    200,
   );
-  // 200 KiB: several 64 KiB buffers fit, the next crosses the limit.
-  const result = JSON.parse(execFileSync('bash', ['-c', `ulimit -f 200 && exec "${process.execPath}" "${script}"`], { encoding: 'utf8' }));
   assert.match(result.msg, /EFBIG|too large/);
   assert.equal(result.broken, true);
   const f = readFileSync(out);

@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { openCaptureReader } from '../../src/pcap/open-reader.js';
 import { TunpipeError } from '../../src/errors.js';
 import { echoRequest, readPcapRecords } from '../helpers/packets.js';
 import { tcpdumpRead } from '../helpers/pcap-tools.js';
+import { runWithFileLimit } from '../helpers/cli.js';
 import { capinfos, stageAlone, tsharkFields } from '../helpers/capture-tools.js';
 
 let dir = '';
@@ -160,7 +161,7 @@ test('a full disk: /dev/full gives ENOSPC at once; a write cut part way (ulimit 
   const script = join(dir, 'efbig.mjs');
   const out = join(dir, 'efbig.pcapng');
   const url = new URL('../../src/pcap/pcapng-writer.js', import.meta.url).href;
-  writeFileSync(
+  const result = runWithFileLimit(
     script,
     `import { PcapngWriter } from ${JSON.stringify(url)};
 const w = new PcapngWriter(${JSON.stringify(out)}, { interfaces: [{ name: 'tun0', linkType: 101 }] });
@@ -168,8 +169,8 @@ let msg = '';
 try { for (let n = 0; n < 100; n++) w.write(Buffer.alloc(100 + (n % 7), 0x45), 1e9 + n, 0, 0, 1); w.flush(); } catch (e) { msg = e.message; }
 console.log(JSON.stringify({ msg, packets: w.packets, broken: w.broken }));
 `,
+    2,
   );
-  const result = JSON.parse(execFileSync('bash', ['-c', `ulimit -f 2 && exec "${process.execPath}" "${script}"`], { encoding: 'utf8' }));
   assert.match(result.msg, /EFBIG|too large/);
   assert.equal(result.broken, true);
   const f = readFileSync(out);
