@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deviceTestSkipReason } from '../helpers/netns.js';
-import { listNetns } from '../helpers/netns-remove.js';
+import { listNetns, removeNetns } from '../helpers/netns-remove.js';
 import { REPO_ROOT, tempDir } from '../helpers/cli.js';
 
 const skip = deviceTestSkipReason();
@@ -51,8 +51,14 @@ async function makeThenKill(signal: NodeJS.Signals): Promise<{ names: string[]; 
     });
     child.once('exit', (code) => reject(new Error(`the maker exited (${code}) before making anything`)));
   });
-  assert.ok(made.names.every((n) => listNetns().includes(n)), 'the namespaces exist while their maker runs');
-  assert.ok(runs(made.pid), 'the process inside runs');
+  try {
+    assert.ok(made.names.every((n) => listNetns().includes(n)), 'the namespaces exist while their maker runs');
+    assert.ok(runs(made.pid), 'the process inside runs');
+  } catch (err) {
+    child.kill('SIGKILL');
+    for (const n of listNetns().filter((name) => made.names.includes(name))) removeNetns(n);
+    throw err;
+  }
   const exited = new Promise<string>((resolve) => child.once('exit', (code, sig) => resolve(sig ?? String(code))));
   child.kill(signal);
   return { ...made, exit: await exited };
@@ -61,8 +67,10 @@ async function makeThenKill(signal: NodeJS.Signals): Promise<{ names: string[]; 
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   test(`a test process ended by ${signal} removes its namespaces and what runs in them, and still dies of the signal`, { skip, timeout: 20_000 }, async () => {
     const { names, pid, exit } = await makeThenKill(signal);
-    assert.equal(exit, signal, 'it died of the signal, as without the cleanup');
     const left = listNetns().filter((n) => names.includes(n));
+    // Whatever is asserted below, this test leaves nothing of its own.
+    for (const n of left) removeNetns(n);
+    assert.equal(exit, signal, 'it died of the signal, as without the cleanup');
     assert.deepEqual(left, [], 'no namespace left');
     assert.equal(runs(pid), false, 'the process inside was killed');
   });
@@ -70,10 +78,16 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
 
 test('a test process killed with SIGKILL: the next one to load the helper removes its namespaces and what runs in them', { skip, timeout: 20_000 }, async () => {
   const { names, pid, exit } = await makeThenKill('SIGKILL');
-  assert.equal(exit, 'SIGKILL');
-  assert.deepEqual(listNetns().filter((n) => names.includes(n)), names, 'SIGKILL leaves them (nothing can run)');
-  const next = spawnSync(process.execPath, ['--input-type=module', '-e', `await import('${helper}')`], { encoding: 'utf8', timeout: 10_000 });
-  assert.equal(next.status, 0, next.stderr);
-  assert.deepEqual(listNetns().filter((n) => names.includes(n)), [], 'the stale namespaces were removed');
-  assert.equal(runs(pid), false, 'the process left inside was killed');
+  try {
+    assert.equal(exit, 'SIGKILL');
+    // ip netns list shows the newest first.
+    assert.deepEqual(listNetns().filter((n) => names.includes(n)).sort(), [...names].sort(), 'SIGKILL leaves them (nothing can run)');
+    const next = spawnSync(process.execPath, ['--input-type=module', '-e', `await import('${helper}')`], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(next.status, 0, next.stderr);
+    assert.deepEqual(listNetns().filter((n) => names.includes(n)), [], 'the stale namespaces were removed');
+    assert.equal(runs(pid), false, 'the process left inside was killed');
+  } finally {
+    // Whatever failed above, this test leaves nothing of its own.
+    for (const n of listNetns().filter((name) => names.includes(name))) removeNetns(n);
+  }
 });
