@@ -21,6 +21,7 @@ import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
 import { checkStageArgs, pipelineStages, resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
 import { routeProgram, rereadWarnings } from '../pipeline/routing.js';
+import { watchUsersCode } from '../pipeline/user-code-watch.js';
 import { checkOutputs } from '../pipeline/outputs.js';
 import type { RunResult } from '../pipeline/run.js';
 import type { StageStats } from '../pipeline/stage.js';
@@ -252,6 +253,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   try {
     const { devices, rest } = splitDeviceOptions(argv);
     // The common command lines without yargs (./options.ts); yargs reads the rest, with its own errors.
+    // Users' modules loaded on this thread (--list, offline, TUNPIPE_THREAD=main) are watched for a call that
+    // never returns.
+    watchUsersCode();
     const args = quickParse(rest) ?? (await (await import('./help.js')).parseWithYargs(rest));
     if (args.list) return listStages(args._[0] === undefined ? undefined : String(args._[0]));
     checked = checkArgs(args, devices);
@@ -400,7 +404,8 @@ async function runDevices(
   const routing = routeProgram(program, ports.map((p) => p.name));
   const queues = c.devices.map((d) => d.queues ?? 1);
   const workerRouting = { ports, pipelineOf: routing.pipelineOf, defaultSink: routing.defaultSink };
-  const workerOptions = { routing: workerRouting, count: c.count, queueLength: c.queue, io: settings.io, ioBuffers: settings.ioBuffers };
+  // Ctrl-C while the stages are being created ends the workers (a user's module stuck loading).
+  const workerOptions = { routing: workerRouting, count: c.count, queueLength: c.queue, io: settings.io, ioBuffers: settings.ioBuffers, signal };
   // Several queues: a worker per queue (../pipeline/queue-workers.ts); one queue: the one worker, as always.
   const worker = queues.some((n) => n > 1)
     ? await (await import('../pipeline/queue-workers.js')).QueueWorkers.start({ ...workerOptions, program, queues })

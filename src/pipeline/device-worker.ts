@@ -168,8 +168,12 @@ export class PipelineWorker {
     this.result.catch(() => {});
   }
 
-  /** Starts a worker and has it create every stage of the program; rejects with the first setup error. */
-  static start(options: { program: ProgramSpec; routing: WorkerRouting; count?: number; queueLength?: number; io?: IoMode; ioBuffers?: number; queue?: QueueSlot }): Promise<PipelineWorker> {
+  /**
+   * Starts a worker and has it create every stage of the program; rejects with the first setup error. A
+   * `signal` aborted before the stages are created ends the worker at once: no packet has moved yet, and a
+   * user's module stuck in its import or its create() would otherwise hold the run past Ctrl-C.
+   */
+  static start(options: { program: ProgramSpec; routing: WorkerRouting; count?: number; queueLength?: number; io?: IoMode; ioBuffers?: number; queue?: QueueSlot; signal?: AbortSignal }): Promise<PipelineWorker> {
     const input: WorkerInput = {
       kind: 'tunpipe-device-worker',
       program: options.program,
@@ -183,14 +187,25 @@ export class PipelineWorker {
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL(import.meta.url), { workerData: input });
       let handle: PipelineWorker | null = null;
+      const signal = options.signal;
+      const abort = () => {
+        handle!.endedFor = new TunpipeError('stopped by a signal while the stages were being created (a user\'s module still loading or in its create()?)');
+        void worker.terminate();
+      };
       handle = new PipelineWorker(
         worker,
-        () => resolve(handle!),
+        () => {
+          signal?.removeEventListener('abort', abort);
+          resolve(handle!);
+        },
         (e) => {
+          signal?.removeEventListener('abort', abort);
           handle?.closeWake();
           reject(e);
         },
       );
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
     });
   }
 

@@ -41,6 +41,8 @@ export interface QueueWorkersOptions {
   queueLength?: number;
   io?: IoMode;
   ioBuffers?: number;
+  /** Aborted while the workers create their stages: they are ended (PipelineWorker.start). */
+  signal?: AbortSignal;
 }
 
 export class QueueWorkers {
@@ -71,6 +73,7 @@ export class QueueWorkers {
           io: o.io,
           ioBuffers: o.ioBuffers,
           queue: { reads, sharedCount },
+          signal: o.signal,
         });
       }),
     );

@@ -102,8 +102,8 @@ async function runInWorker(options: RunOptions, devices: TunDevice[]): Promise<R
   const queues = devices.map((d) => d.queueFds.length);
   // Devices opened with several queues: a worker per queue (./queue-workers.ts).
   const worker = queues.some((n) => n > 1)
-    ? await (await import('./queue-workers.js')).QueueWorkers.start({ program, routing: workerRouting, queues, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers })
-    : await PipelineWorker.start({ program: programSpec(program), routing: workerRouting, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers });
+    ? await (await import('./queue-workers.js')).QueueWorkers.start({ program, routing: workerRouting, queues, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers, signal: options.signal })
+    : await PipelineWorker.start({ program: programSpec(program), routing: workerRouting, count: options.count, queueLength: options.queueLength, io: options.io, ioBuffers: options.ioBuffers, signal: options.signal });
   const stop = () => worker.stop();
   if (options.signal?.aborted) stop();
   options.signal?.addEventListener('abort', stop, { once: true });

@@ -13,7 +13,8 @@
  */
 import { basename } from 'node:path';
 import { asPacket, Packet } from '../packet/packet.js';
-import type { ArgSpec, PrimitiveStageDefinition, StageArgs, StageDefinition, StageResult } from './stage.js';
+import type { ArgSpec, PrimitiveStageDefinition, StageArgs, StageContext, StageDefinition, StageInstance, StageResult } from './stage.js';
+import { asUserCode, enterUserCode, leaveUserCode, userCodeLabel } from './user-code-watch.js';
 
 type UserFn = (packet: Packet, args: StageArgs) => unknown;
 
@@ -30,7 +31,7 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
 }
 
 /** Wraps a plain per-packet function as a stage definition. */
-export function functionStage(fn: UserFn, name: string, summary: string, args: ArgSpec[]): PrimitiveStageDefinition {
+export function functionStage(fn: UserFn, name: string, summary: string, args: ArgSpec[], label = -1): PrimitiveStageDefinition {
   return {
     name,
     summary,
@@ -40,7 +41,13 @@ export function functionStage(fn: UserFn, name: string, summary: string, args: A
     create(bound) {
       return {
         process(p) {
-          const r = fn(p, bound);
+          let r: unknown;
+          enterUserCode(label);
+          try {
+            r = fn(p, bound);
+          } finally {
+            leaveUserCode();
+          }
           return isThenable(r) ? Promise.resolve(r).then(normalizeResult) : normalizeResult(r);
         },
       };
@@ -61,17 +68,58 @@ function checkArgSpecs(args: unknown): ArgSpec[] {
 
 /** Imports a user's module and returns its stage definition; throws an Error saying what is wrong with it. */
 export async function loadUserStage(url: string, written: string): Promise<StageDefinition> {
-  const mod = (await import(url)) as Record<string, unknown>;
-  const exported = mod.default ?? mod.stage;
   const name = basename(written).replace(/\.[^.]*$/, '');
+  const label = userCodeLabel(`stage '${name}' (${written})`);
+  // The module's top level runs inside the import, its awaits included.
+  enterUserCode(label);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(url)) as Record<string, unknown>;
+  } finally {
+    leaveUserCode();
+  }
+  const exported = mod.default ?? mod.stage;
   if (typeof exported === 'function') {
     const summary = typeof mod.summary === 'string' ? mod.summary : `user stage ${written}`;
-    return functionStage(exported as UserFn, name, summary, checkArgSpecs(mod.args));
+    return functionStage(exported as UserFn, name, summary, checkArgSpecs(mod.args), label);
   }
   if (typeof exported === 'object' && exported !== null) {
     const def = exported as Partial<PrimitiveStageDefinition>;
     if (typeof def.create !== 'function') throw new Error('its default export is an object without a create(args, ctx) function');
-    return { name: def.name ?? name, summary: def.summary ?? `user stage ${written}`, help: def.help, args: checkArgSpecs(def.args), keepsPackets: def.keepsPackets ?? true, readsTime: def.readsTime ?? true, recordsChanges: def.recordsChanges === true, create: def.create };
+    return { name: def.name ?? name, summary: def.summary ?? `user stage ${written}`, help: def.help, args: checkArgSpecs(def.args), keepsPackets: def.keepsPackets ?? true, readsTime: def.readsTime ?? true, recordsChanges: def.recordsChanges === true, create: watchedCreate(def.create, label) };
   }
   throw new Error('it has no default export: export a function (packet, args) => packet | reason | null, or a stage definition');
+}
+
+/** The methods of a stage instance that the engine calls; each takes at most one argument. */
+const INSTANCE_METHODS = ['process', 'flush', 'pending', 'close', 'report', 'nextDue', 'tick', 'queued'] as const;
+
+/**
+ * A user's create(), and every method of what it returns, run as users' code (./user-code-watch.ts). The
+ * methods are put on an object of their own whose prototype is the user's (which may be frozen), and call
+ * the user's with it as `this`.
+ */
+function watchedCreate(create: PrimitiveStageDefinition['create'], label: number): PrimitiveStageDefinition['create'] {
+  return (args: StageArgs, ctx: StageContext) => {
+    const inst = asUserCode(label, () => create(args, ctx)) as StageInstance | null | undefined;
+    if (typeof inst !== 'object' || inst === null) return inst as unknown as StageInstance;
+    const watched = Object.create(inst) as Record<string, unknown>;
+    for (const m of INSTANCE_METHODS) {
+      const f = (inst as unknown as Record<string, unknown>)[m];
+      if (typeof f !== 'function') continue;
+      const method = f as (this: unknown, x?: unknown) => unknown;
+      // Defined, not assigned: a frozen prototype's property of that name would refuse an assignment.
+      Object.defineProperty(watched, m, {
+        value: (x?: unknown) => {
+          enterUserCode(label);
+          try {
+            return method.call(inst, x);
+          } finally {
+            leaveUserCode();
+          }
+        },
+      });
+    }
+    return watched as unknown as StageInstance;
+  };
 }

@@ -6,9 +6,12 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deviceTestSkipReason } from '../helpers/netns.js';
+import { deviceTestSkipReason, startTunpipe } from '../helpers/netns.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { echoRequest, readPcapRecords, writePcap } from '../helpers/packets.js';
+import { USER_CODE_STALL_MS } from '../../src/pipeline/user-code-watch.js';
 import { parseCounters, reasonCount, stageRow } from '../helpers/counters.js';
 import { inScene, PEER, ping, sleep, stackLines, vmRssKb } from './support.js';
 
@@ -128,5 +131,104 @@ it('a user stage that never returns: SIGINT still ends tunpipe within the grace 
     assert.ok(took < 12_000, `stopped after ${took} ms`);
     assert.match(tp.stderr(), /did not stop within 5 s of being asked: a stage that never returns/);
     assert.deepEqual(stackLines(tp.stderr()), []);
+  }),
+);
+
+const SPINS_ON_THIRD = `// Never returns from its third packet.
+let n = 0;
+export default function (packet) {
+  if (++n === 3) for (;;) {}
+  return packet;
+}
+`;
+
+const SPINS_AT_IMPORT = `// Never finishes loading.
+for (;;) {}
+export default (packet) => packet;
+`;
+
+const SPINS_IN_CREATE = `// A stage definition whose create() never returns.
+export default { name: 'stuck', create() { for (;;) {} } };
+`;
+
+const SPINS_FROZEN = `// A frozen instance (its methods cannot be reassigned) that never returns from its second packet.
+export default { name: 'frozen', create() { let n = 0; return Object.freeze({ process(p) { if (++n === 2) for (;;) {} return p; } }); } };
+`;
+
+/** A capture of five echo requests (RAW). */
+function fivePackets(path: string): void {
+  writePcap(path, Array.from({ length: 5 }, () => echoRequest()));
+}
+
+// Offline the stages run on the main thread, which a stuck one holds: Ctrl-C cannot be seen there. A second
+// thread ends the run once one call has lasted USER_CODE_STALL_MS. The four run side by side (one wait).
+it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance): one line naming it, exit 1, after the stall time', { timeout: USER_CODE_STALL_MS + 20_000 }, async () => {
+  const tmp = tempDir('tunpipe-stuck-');
+  try {
+    const input = tmp.file('in.pcap');
+    fivePackets(input);
+    const cases = [
+      ['third', SPINS_ON_THIRD],
+      ['loading', SPINS_AT_IMPORT],
+      ['creating', SPINS_IN_CREATE],
+      ['frozen', SPINS_FROZEN],
+    ] as const;
+    const t0 = Date.now();
+    const runs = await Promise.all(
+      cases.map(([name, source]) => {
+        const module = tmp.file(`${name}.mjs`);
+        writeFileSync(module, source);
+        return runCli(['--read', input, '--write', tmp.file(`${name}.pcap`), `parse | ${module} | icmp-echo | checksum`], { timeoutMs: USER_CODE_STALL_MS + 15_000 });
+      }),
+    );
+    const took = Date.now() - t0;
+    for (const [i, [name]] of cases.entries()) {
+      const r = runs[i];
+      assert.equal(r.signal, null, `${name}: ended by ${r.signal} (the test's own kill):\n${r.stderr}`);
+      assert.equal(r.code, 1, `${name}:\n${r.stderr}`);
+      const said = r.stderr.trim().split('\n');
+      assert.equal(said.length, 1, `${name}: one line:\n${r.stderr}`);
+      assert.match(said[0], new RegExp(`^tunpipe: stage '${name}' \\(.*${name}\\.mjs\\) has not returned for ${USER_CODE_STALL_MS / 1000} s`));
+      // The output, where it was opened, is a capture with no packet in it that was not written whole.
+      const out = tmp.file(`${name}.pcap`);
+      if (existsSync(out) && statSync(out).size > 0) assert.equal(readPcapRecords(readFileSync(out)).trailing, 0, name);
+    }
+    assert.ok(took >= USER_CODE_STALL_MS, `ended after ${took} ms, before a call had lasted ${USER_CODE_STALL_MS} ms`);
+  } finally {
+    tmp.remove();
+  }
+});
+
+it('offline, a user module that works: the watch leaves it alone (every packet through, its report printed)', async () => {
+  const tmp = tempDir('tunpipe-watched-');
+  try {
+    const input = tmp.file('in.pcap');
+    fivePackets(input);
+    const module = tmp.file('counts.mjs');
+    writeFileSync(module, `export default { name: 'counts', create() { let n = 0; return Object.freeze({ process(p) { n++; return p; }, report() { return 'saw ' + n; } }); } };\n`);
+    const r = await runCli(['--read', input, '--write', tmp.file('out.pcap'), `parse | ${module}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /saw 5/);
+    assert.equal(readPcapRecords(readFileSync(tmp.file('out.pcap'))).packets.length, 5);
+  } finally {
+    tmp.remove();
+  }
+});
+
+it('on a device, Ctrl-C while a user module is still loading (it never finishes): ends at once, one line, no device made', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+  inScene('userload', async ({ ns, dir, atEnd }) => {
+    const module = join(dir, 'loading.mjs');
+    writeFileSync(module, SPINS_AT_IMPORT);
+    const tp = startTunpipe(ns, ['--dev', 'tpfb', '--addr', '198.18.0.1/24', `parse | ${module} | icmp-echo | checksum`]);
+    atEnd(() => tp.stop('SIGKILL'));
+    await sleep(1500);
+    const t0 = Date.now();
+    const code = await tp.stop('SIGINT', 10_000);
+    const took = Date.now() - t0;
+    assert.equal(code, 1, tp.stderr());
+    assert.ok(took < 2000, `stopped after ${took} ms`);
+    assert.match(tp.stderr(), /^tunpipe: stopped by a signal while the stages were being created/m);
+    assert.deepEqual(stackLines(tp.stderr()), []);
+    assert.doesNotMatch(ns.run('ip', ['link', 'show']), /tpfb/, 'the device was never made');
   }),
 );

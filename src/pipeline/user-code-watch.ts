@@ -1,0 +1,113 @@
+/**
+ * A watch on users' code that runs on the main thread (offline, and the library's event-loop path): a
+ * stage module that never returns, at import, in `create()` or on a packet, holds the thread that would see
+ * Ctrl-C, so nothing in it can end the run. A second thread can: it is told each time users' code is
+ * entered and left (two writes into shared memory), and when one call has lasted USER_CODE_STALL_MS it
+ * prints one line naming the stage and ends the process with exit 1. What was written to files stays;
+ * records still buffered in memory are lost with the stuck thread.
+ *
+ * On a device, users' code runs in the pipeline's worker, which the main thread ends when it does not stop
+ * in time (device-worker.ts): there the watch stays off and its calls cost a branch, as they do for the
+ * library, which never starts it.
+ */
+import { fileURLToPath } from 'node:url';
+import { isMainThread, Worker } from 'node:worker_threads';
+
+/** How long one call into a user's module may run before the process is ended. */
+export const USER_CODE_STALL_MS = 10_000;
+
+/** Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label. */
+const SEQ = 0;
+const DEPTH = 1;
+const LABEL = 2;
+
+let cells: Int32Array | null = null;
+let watcher: Worker | null = null;
+const labels: string[] = [];
+const stack: number[] = [];
+
+/**
+ * The watcher's code: every quarter second it looks at the cells; a call that is still running with
+ * nothing entered or left since USER_CODE_STALL_MS ends the process. It is ended by `_exit`, through koffi,
+ * loaded only then: `process.exit` in a worker would end the worker alone.
+ */
+const WATCHER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { writeSync } = require('node:fs');
+const cells = new Int32Array(workerData.shared);
+const labels = [];
+parentPort.on('message', (m) => { labels[m.index] = m.label; });
+let seq = -1, since = Date.now();
+setInterval(() => {
+  const now = Date.now();
+  const s = Atomics.load(cells, ${SEQ});
+  if (s !== seq || Atomics.load(cells, ${DEPTH}) === 0) { seq = s; since = now; return; }
+  if (now - since < workerData.limitMs) return;
+  const what = labels[Atomics.load(cells, ${LABEL})] ?? "a user's stage";
+  try {
+    writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; files keep what was written before, records still buffered were lost\\n');
+  } catch {}
+  const koffi = require(workerData.koffi);
+  koffi.load('libc.so.6').func('void _exit(int)')(1);
+}, 250);
+`;
+
+/**
+ * Asks for the watch on the main thread. It starts with the first user module (a second thread costs
+ * start-up time that a run without users' code need not pay), before the module is imported. The CLI asks;
+ * a program using the library decides for itself what a stuck call means, and the watch stays off for it.
+ */
+export function watchUsersCode(): void {
+  wanted = true;
+  if (labels.length > 0) start();
+}
+
+let wanted = false;
+
+function start(): void {
+  if (cells !== null || !isMainThread) return;
+  const shared = new SharedArrayBuffer(3 * 4);
+  cells = new Int32Array(shared);
+  watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
+  // It never keeps the process alive, and an error of its own is not the run's.
+  watcher.unref();
+  watcher.on('error', () => {});
+  labels.forEach((label, index) => watcher!.postMessage({ index, label }));
+}
+
+/** Names a piece of users' code for the watcher's message; returns the label to pass to enter(). */
+export function userCodeLabel(what: string): number {
+  const index = labels.length;
+  labels.push(what);
+  if (watcher !== null) watcher.postMessage({ index, label: what });
+  else if (wanted) start();
+  return index;
+}
+
+/** Users' code labelled `label` starts running. */
+export function enterUserCode(label: number): void {
+  if (cells === null) return;
+  stack.push(label);
+  cells[LABEL] = label;
+  cells[DEPTH] = stack.length;
+  cells[SEQ]++;
+}
+
+/** The innermost users' code started returns (or throws). */
+export function leaveUserCode(): void {
+  if (cells === null) return;
+  stack.pop();
+  cells[LABEL] = stack.length > 0 ? stack[stack.length - 1] : 0;
+  cells[DEPTH] = stack.length;
+  cells[SEQ]++;
+}
+
+/** Runs `fn` as users' code labelled `label`. */
+export function asUserCode<T>(label: number, fn: () => T): T {
+  enterUserCode(label);
+  try {
+    return fn();
+  } finally {
+    leaveUserCode();
+  }
+}
