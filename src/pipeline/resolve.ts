@@ -9,7 +9,6 @@ import { existsSync } from 'node:fs';
 import { isKeyword, parseProgram, parsePipeline, PipelineSyntaxError, type ArgNode, type ElementNode, type StageNode } from './language.js';
 import { isCompound, stageUsage, type ArgSpec, type PrimitiveStageDefinition, type StageArgs, type StageDefinition } from './stage.js';
 import { builtinStageNames, loadBuiltinStage } from './stage-modules.js';
-import { loadUserStage } from './user-stage.js';
 import { describeThrown } from '../errors.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
 
@@ -121,7 +120,8 @@ async function definitionFor(node: StageNode, text: string): Promise<StageDefini
     const path = resolvePath(node.name);
     if (!existsSync(path)) throw new PipelineSyntaxError(`stage module '${node.name}' not found (looked for ${path})`, text, node.pos);
     try {
-      return await loadUserStage(pathToFileURL(path).href, node.name);
+      // The loader of users' modules is imported only when one is named (start-up of every other run).
+      return await (await import('./user-stage.js')).loadUserStage(pathToFileURL(path).href, node.name);
     } catch (err) {
       throw new PipelineSyntaxError(`cannot load stage module '${node.name}': ${describeThrown(err)}`, text, node.pos);
     }
@@ -329,7 +329,7 @@ export async function reviveProgram(spec: ProgramSpec): Promise<ResolvedProgram>
   for (const s of specs) {
     if (!s.module || modules.has(s.module.url)) continue;
     try {
-      modules.set(s.module.url, await loadUserStage(s.module.url, s.module.node.name));
+      modules.set(s.module.url, await (await import('./user-stage.js')).loadUserStage(s.module.url, s.module.node.name));
     } catch (err) {
       throw new PipelineSyntaxError(`cannot load stage module '${s.module.node.name}': ${describeThrown(err)}`, spec.text, s.module.node.pos);
     }

@@ -11,7 +11,7 @@
  * library, which never starts it.
  */
 import { fileURLToPath } from 'node:url';
-import { isMainThread, Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 /** How long one call into a user's module may run before the process is ended. */
 export const USER_CODE_STALL_MS = 10_000;
@@ -53,19 +53,21 @@ setInterval(() => {
 `;
 
 /**
- * Asks for the watch on the main thread. It starts with the first user module (a second thread costs
- * start-up time that a run without users' code need not pay), before the module is imported. The CLI asks;
+ * Asks for the watch on the main thread. It starts with the first user module, before the module is
+ * imported: a second thread costs start-up time that a run without users' code need not pay. The CLI asks;
  * a program using the library decides for itself what a stuck call means, and the watch stays off for it.
  */
 export function watchUsersCode(): void {
   wanted = true;
-  if (labels.length > 0) start();
 }
 
 let wanted = false;
 
-function start(): void {
-  if (cells !== null || !isMainThread) return;
+/** Starts the watch once, if asked for; worker_threads is loaded only then. */
+async function start(): Promise<void> {
+  if (!wanted || cells !== null) return;
+  const { isMainThread, Worker } = await import('node:worker_threads');
+  if (!isMainThread || cells !== null) return;
   const shared = new SharedArrayBuffer(3 * 4);
   cells = new Int32Array(shared);
   watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
@@ -75,12 +77,12 @@ function start(): void {
   labels.forEach((label, index) => watcher!.postMessage({ index, label }));
 }
 
-/** Names a piece of users' code for the watcher's message; returns the label to pass to enter(). */
-export function userCodeLabel(what: string): number {
+/** Names a piece of users' code for the watcher's message (starting the watch if asked for); returns the label for enter(). */
+export async function userCodeLabel(what: string): Promise<number> {
   const index = labels.length;
   labels.push(what);
   if (watcher !== null) watcher.postMessage({ index, label: what });
-  else if (wanted) start();
+  else await start();
   return index;
 }
 

@@ -69,7 +69,7 @@ function checkArgSpecs(args: unknown): ArgSpec[] {
 /** Imports a user's module and returns its stage definition; throws an Error saying what is wrong with it. */
 export async function loadUserStage(url: string, written: string): Promise<StageDefinition> {
   const name = basename(written).replace(/\.[^.]*$/, '');
-  const label = userCodeLabel(`stage '${name}' (${written})`);
+  const label = await userCodeLabel(`stage '${name}' (${written})`);
   // The module's top level runs inside the import, its awaits included.
   enterUserCode(label);
   let mod: Record<string, unknown>;

@@ -74,7 +74,7 @@ const hasLibpcap = (r: Loaded) => r.libs.some((l) => /\/libpcap\.so/.test(l));
 const ECHO_STAGES = ['checksum', 'filter-icmp-echo', 'icmp-echo', 'parse', 'reassemble', 'swap-addrs', 'to-reply'].map(stageFile);
 
 describe('an offline echo loads what it needs and nothing else', () => {
-  test("'parse | icmp-echo | checksum': its seven stage files; no yargs, koffi, libpcap, device layer or worker", async () => {
+  test("'parse | icmp-echo | checksum': its seven stage files; no yargs, koffi, libpcap, device layer, worker or user-stage loader", async () => {
     const out = dir.file('echo-out.pcap');
     const r = await runProbed(['--read', inFile, '--write', out, 'parse | icmp-echo | checksum']);
     assert.equal(r.code, 0, r.stderr);
@@ -84,7 +84,8 @@ describe('an offline echo loads what it needs and nothing else', () => {
     assert.equal(hasYargs(r), false, 'yargs not loaded');
     assert.equal(hasKoffi(r), false, 'koffi not loaded');
     assert.equal(hasLibpcap(r), false, 'libpcap not mapped');
-    const unwanted = r.modules.filter((m) => m.startsWith('src/device/') || m === 'src/filter/libpcap.js' || m === 'src/pipeline/device-worker.js' || m === 'src/cli/help.js');
+    // Nor the loader of users' modules, nor worker_threads (the watch on users' code starts with a module).
+    const unwanted = r.modules.filter((m) => m.startsWith('src/device/') || m === 'src/filter/libpcap.js' || m === 'src/pipeline/device-worker.js' || m === 'src/cli/help.js' || m === 'src/pipeline/user-stage.js' || m === 'node:worker_threads');
     assert.deepEqual(unwanted, []);
   });
 
