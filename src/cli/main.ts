@@ -19,7 +19,9 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { TunpipeError, UsageError } from '../errors.js';
 import type { TunDevice } from '../device/tun.js';
 import { PipelineSyntaxError } from '../pipeline/language.js';
-import { checkStageArgs, pipelineStages, resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
+import { checkStageArgs, pipelineStages, programStages, resolveProgram, type ResolvedProgram } from '../pipeline/resolve.js';
+import type { ResolvedStage } from '../pipeline/program.js';
+import { builtinStageNames } from '../pipeline/stage-modules.js';
 import { routeProgram, rereadWarnings } from '../pipeline/routing.js';
 import { watchUsersCode } from '../pipeline/user-code-watch.js';
 import { checkOutputs } from '../pipeline/outputs.js';
@@ -107,6 +109,14 @@ interface Checked {
   statsOnStderr: boolean;
   /** --offload: every device with virtio headers and TCP/UDP segmentation offloads. */
   offload: boolean;
+}
+
+/** --queue given for a program with no asynchronous stage: the option one letter away may have been meant. */
+const QUEUE_UNUSED = "--queue is the number of packets that may wait in front of an asynchronous stage, and only your own stages can be asynchronous: this program has none. A device with several queues is --queues N";
+
+/** Only users' stages can return promises; the built-in ones never do. */
+function mayBeAsync(s: ResolvedStage): boolean {
+  return s.module !== undefined || !builtinStageNames().includes(s.def.name);
 }
 
 function checkArgs(args: CliArgs, devices: DeviceSpec[]): Checked {
@@ -282,6 +292,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     checkOutputs(program, { read: checked.read, write: checked.write, statsJson: checked.statsJson });
     if (checked.offload) checkOffloadProgram(checked.read !== undefined);
     if (names !== null) for (const w of rereadWarnings(program, routing, names.map((n) => n || 'the device'))) say(`warning: ${w}`);
+    if (rest.some((a) => a === '--queue' || a.startsWith('--queue=')) && !programStages(program).some(mayBeAsync)) say(`warning: ${QUEUE_UNUSED}`);
   } catch (err) {
     if (err instanceof PipelineSyntaxError) {
       sayRaw(`tunpipe: ${err.format()}\n`);

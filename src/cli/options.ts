@@ -42,7 +42,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'read', type: 'string', describe: 'offline: read packets from this capture, pcap or pcapng (- for stdin) instead of a device', group: 'Offline:' },
   { name: 'write', type: 'string', describe: 'offline: write what leaves the pipeline to this pcap file (- for stdout)', group: 'Offline:' },
   { name: 'count', type: 'number', describe: 'stop after N packets have entered the pipelines', group: 'Run:' },
-  { name: 'queue', type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) stage before drops', group: 'Run:' },
+  { name: 'queue', type: 'number', default: 1024, describe: 'packets that may wait in front of a slow (async) user stage before drops (device queues: --queues)', group: 'Run:' },
   { name: 'quiet', type: 'boolean', alias: 'q', describe: 'do not print the counters on exit', group: 'Run:' },
   { name: 'stats', type: 'string', describe: 'live counters every INTERVAL (default 1s): a table redrawn on a terminal, JSON lines otherwise', group: 'Run:' },
   { name: 'stats-json', type: 'string', describe: 'write the live counters as JSON lines to this file, - for stdout (every --stats INTERVAL, default 1s)', group: 'Run:' },

@@ -183,6 +183,25 @@ test('a file source waits for a slow asynchronous stage: nothing is dropped, wha
   assert.equal(records(out).length, 50);
 });
 
+test('--queue for a program with no asynchronous stage warns that it does nothing and names --queues; with a user stage, no warning', async () => {
+  const out = dir.file('queue-out.pcap');
+  for (const args of [['--queue', '4'], ['--queue=4']]) {
+    const r = await runCli(['--read', input, '--write', out, ...args, 'parse | icmp-echo | checksum']);
+    assert.equal(r.code, 0, r.stderr);
+    const warned = lines(r.stderr).filter((l) => l.startsWith('tunpipe: warning: --queue '));
+    assert.equal(warned.length, 1, r.stderr);
+    assert.match(warned[0], /this program has none\. A device with several queues is --queues N/);
+    assert.equal(records(out).length, 50, 'the run goes on');
+  }
+  const plain = await runCli(['--read', input, '--write', out, 'parse | icmp-echo | checksum']);
+  assert.doesNotMatch(plain.stderr, /warning: --queue/);
+  const file = dir.file('passes.mjs');
+  writeFileSync(file, 'export default (p) => p;\n');
+  const user = await runCli(['--read', input, '--write', out, '--queue', '4', `parse | ${file} | icmp-echo | checksum`]);
+  assert.equal(user.code, 0, user.stderr);
+  assert.doesNotMatch(user.stderr, /warning: --queue/);
+});
+
 test('a closed stderr does not end the run, and the output file is complete', async () => {
   const file = dir.file('warns.mjs');
   writeFileSync(file, 'export default { keepsPackets: false, create(a, ctx) { let n = 0; return { process(p) { ctx.warn(`w${n++ % 40}`); return p; } }; } };\n');
