@@ -75,6 +75,7 @@ function loadPipeBinding(): { pipe: PipeBinding; stream: StreamWrapBinding } | n
 
 /** libuv reports errors as negative errno values. */
 const UV_EOF = -4095;
+const UV_ENOBUFS = -libc.E.ENOBUFS;
 
 class PipeWatcher implements ReadinessWatcher {
   readonly kind = 'pipe';
@@ -106,27 +107,39 @@ class PipeWatcher implements ReadinessWatcher {
         onError(n === UV_EOF ? libc.E.EBADFD : -n);
       }
     };
-    if (side !== undefined && side.fd >= 0) {
-      const h = new Pipe(constants.SOCKET);
-      if (h.open(side.fd) === 0) {
-        h.useUserBuffer(this.sideBuffer);
-        h.onread = () => {
-          if (state[slot] >= 0) {
-            side.onEvent();
-            return;
-          }
-          // libuv stops reading a stream after a read error (an overrun is one: ENOBUFS): one last look, then
-          // the device is watched alone.
-          if (this.side !== h) return;
-          this.side = null;
-          h.close();
-          side.onEvent();
-        };
-        this.side = h;
-      } else {
-        libc.close(side.fd);
-      }
+    if (side !== undefined && side.fd >= 0) this.openSide(side.fd, side, binding.pipe, state, slot);
+  }
+
+  /** Reads the side fd through a pipe handle of its own, which then owns the fd; null if libuv refused it. */
+  private openSide(fd: number, side: SideWatch, pipe: PipeBinding, state: Int32Array, slot: number): PipeHandle | null {
+    const h = new pipe.Pipe(pipe.constants.SOCKET);
+    if (h.open(fd) !== 0) {
+      libc.close(fd);
+      return null;
     }
+    h.useUserBuffer(this.sideBuffer);
+    h.onread = () => {
+      const n = state[slot];
+      if (n >= 0) {
+        side.onEvent();
+        return;
+      }
+      if (this.side !== h) return;
+      // libuv stops a stream for good after a read error. An overrun (ENOBUFS: more link events came than
+      // the socket holds) is reported once and loses only events: the socket goes on in a new handle on a
+      // duplicate of its fd. After any other error the device is watched alone. Either way the device is
+      // looked at now.
+      const again = n === UV_ENOBUFS ? libc.dupCloexec(fd) : -1;
+      this.side = null;
+      h.close();
+      if (again >= 0) {
+        const next = this.openSide(again, side, pipe, state, slot);
+        if (this.watching) next?.readStart();
+      }
+      side.onEvent();
+    };
+    this.side = h;
+    return h;
   }
 
   start(): void {

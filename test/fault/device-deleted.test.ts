@@ -4,6 +4,8 @@
  * hang.
  */
 import { it } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { deviceTestSkipReason } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
@@ -102,6 +104,47 @@ for (const [loop, env, io] of LOOPS) {
       assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
       assert.match(tp.stderr(), io);
       assert.match(tp.stderr(), /device tpk0: read 1500, written 1500, write errors 0/);
+    }),
+  );
+}
+
+/** Netlink sockets on RTMGRP_LINK in the namespace, and how many messages the kernel dropped for each (/proc/net/netlink). */
+function linkWatchDrops(ns: { run(cmd: string, args: string[]): string }): number[] {
+  return ns
+    .run('cat', ['/proc/net/netlink'])
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === '0' && f[3] === '00000001')
+    .map((f) => Number(f[8]));
+}
+
+for (const [loop, env, io] of LOOPS) {
+  it(`a device that is only written to, deleted after its link watch overran (${loop}): still noticed, exit 1`, { skip: deviceTestSkipReason(), timeout: 60_000 }, () =>
+    inScene('overrun', async ({ ns, dir, atEnd }) => {
+      const tp = startTunpipeWith(ns, ['--dev', 'tpr0', '--addr', DEVICE_ADDR, '--dev', 'tpw0', '--addr', '198.18.1.1/24', 'from tpr0 | to tpw0'], { env });
+      atEnd(() => tp.stop('SIGKILL'));
+      await tp.waitFor(/reading/);
+      // Stopped, tunpipe reads nothing while 600 link events arrive: more than a socket holds, so the kernel
+      // drops some and the next read of the watch fails with ENOBUFS.
+      const batch = join(dir, 'churn.batch');
+      writeFileSync(batch, Array.from({ length: 300 }, (_, i) => `tuntap add dev tpy${i} mode tun\nlink del tpy${i}\n`).join(''));
+      process.kill(tp.child.pid!, 'SIGSTOP');
+      try {
+        ns.run('ip', ['-batch', batch]);
+      } finally {
+        process.kill(tp.child.pid!, 'SIGCONT');
+      }
+      assert.ok(linkWatchDrops(ns).some((d) => d > 0), `the watch overran: ${linkWatchDrops(ns)}`);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(tp.child.exitCode, null, `tunpipe goes on after the overrun:\n${tp.stderr()}`);
+      ns.run('ip', ['link', 'del', 'tpw0']);
+      // Closing tpr0 after hundreds of links just went takes the kernel longer than usual.
+      const code = await exitWithin(tp, 8000);
+      assert.notEqual(code, 'timeout', `tunpipe still running 8 s after a device it writes to was deleted:\n${tp.stderr()}`);
+      assert.equal(code, 1, tp.stderr());
+      assert.match(tp.stderr(), /^tunpipe: device tpw0 went away \(EBADFD\)/m);
+      assert.match(tp.stderr(), io);
     }),
   );
 }
