@@ -18,6 +18,7 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, write, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
 import { claimStdout, releaseStdout } from './stdout-claim.js';
+import { guardFile, refuseGuarded } from './file-guard.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
@@ -62,6 +63,7 @@ export function writeError(err: unknown, target: string): TunpipeError {
 
 /** Opens FILE for writing (truncating, or appending); a TunpipeError that says why it cannot be. */
 export function openCaptureFile(target: string, append: boolean, mode: number): number {
+  refuseGuarded(target);
   try {
     return openSync(target, append ? 'a+' : 'w', mode);
   } catch (err) {
@@ -81,6 +83,8 @@ export class CaptureFile {
   readonly fd: number;
   readonly live: boolean;
   private readonly ownsFd: boolean;
+  /** Ends the guard on this file (./file-guard.ts), once it is closed. */
+  private unguard: () => void = () => {};
   /** The buffer and how much of it is used: writers fill `buf` from `used` after `room()`, then `commit()`. */
   buf: Buffer;
   used = 0;
@@ -97,6 +101,7 @@ export class CaptureFile {
     this.ownsFd = !this.live;
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
     if (this.live) claimStdout();
+    else this.unguard = guardFile(this.fd, `written by another capture of this run (${target})`);
     this.background = options.background === true && !this.live && options.append !== true && isRegularFile(this.fd);
   }
 
@@ -298,6 +303,7 @@ export class CaptureFile {
     try {
       if (!this.failed) this.flush();
     } finally {
+      this.unguard();
       if (this.ownsFd && this.flight !== null) this.closeWhenLanded = true;
       else if (this.ownsFd) closeSync(this.fd);
       else releaseStdout();

@@ -12,6 +12,7 @@
  */
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { guardFile } from './file-guard.js';
 import { TunpipeError } from '../errors.js';
 
 const CHUNK = 1 << 20;
@@ -43,6 +44,9 @@ export interface OpenedInput {
   prefix: Buffer;
 }
 
+/** The guards (./file-guard.ts) on the inputs open, by fd: ended by ChunkedInput.close(). */
+const inputGuards = new Map<number, () => void>();
+
 /** Opens `path` (`-`: standard input) for reading; a TunpipeError that says why it cannot be. */
 export function openInput(path: string): number {
   let fd = -1;
@@ -50,6 +54,8 @@ export function openInput(path: string): number {
     fd = path === '-' ? 0 : openSync(path, 'r');
     // Opening a directory for reading succeeds; reading it fails with a less helpful message.
     if (fstatSync(fd).isDirectory()) throw Object.assign(new Error('EISDIR'), { code: 'EISDIR' });
+    // Until it is closed, no capture of this process may be made in its place.
+    inputGuards.set(fd, guardFile(fd, `the file being read (--read ${path})`));
     return fd;
   } catch (err) {
     if (fd > 0) closeSync(fd);
@@ -315,6 +321,8 @@ export class ChunkedInput {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    inputGuards.get(this.fd)?.();
+    inputGuards.delete(this.fd);
     if (this.stream !== null) {
       // The handle owns the fd now (stdin included): destroying it closes it.
       this.stream.destroy();

@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, linkSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { echoRequest, readPcapRecords, writePcap } from '../helpers/packets.js';
 import { lines, runCli, stackTraceLines, tempDir, TUNPIPE_BIN } from '../helpers/cli.js';
 import { tcpdumpRead } from '../helpers/pcap-tools.js';
@@ -82,6 +82,40 @@ describe('rotation, limits, append, mode through the CLI', () => {
         assert.equal(tcpdumpRead(sub.file(f)).length, 20);
       }
       assert.match(r.stderr, /100 packets written to 5 files, the newest 3 kept/);
+    } finally {
+      sub.remove();
+    }
+  });
+
+  // The names of a rotation are made as it goes, after the start-up check of the names written: each file
+  // is checked again, by inode, just before it is opened.
+  test('a rotation never writes over the file being read: a numbered name that is the input, or a hard link to it, stops the capture', async () => {
+    for (const how of ['the input itself', 'a hard link to it'] as const) {
+      const sub = tempDir('tunpipe-rot-in-');
+      try {
+        const original = readFileSync(input);
+        const read = how === 'the input itself' ? sub.file('cap-00002.pcap') : sub.file('in.pcap');
+        writeFileSync(read, original);
+        if (how === 'a hard link to it') linkSync(read, sub.file('cap-00002.pcap'));
+        const r = await runCli(['--read', read, `parse | pcap ${sub.file('cap.pcap')} size=2kB | drop`]);
+        assert.equal(r.code, 1, `${how}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`^tunpipe: will not write capture file .*cap-00002\\.pcap: it is the file being read \\(--read .*${how === 'the input itself' ? 'cap-00002' : 'in'}\\.pcap\\)`, 'm'));
+        assert.deepEqual(readFileSync(read), original, `${how}: the input is untouched`);
+        assert.equal(tcpdumpRead(sub.file('cap-00001.pcap')).length, 20, `${how}: the file before it is whole`);
+      } finally {
+        sub.remove();
+      }
+    }
+  });
+
+  test("a rotation never writes over another capture of the run: the name is refused (onerror=continue: that capture stops, the run goes on)", async () => {
+    const sub = tempDir('tunpipe-rot-two-');
+    try {
+      const r = await runCli(['--read', input, `parse | tee { pcap ${sub.file('cap-00002.pcap')} } | pcap ${sub.file('cap.pcap')} size=2kB onerror=continue | drop`]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /will not write capture file .*cap-00002\.pcap: it is written by another capture of this run/);
+      assert.equal(tcpdumpRead(sub.file('cap-00002.pcap')).length, 100, "the tee's capture has every packet");
+      assert.equal(tcpdumpRead(sub.file('cap-00001.pcap')).length, 20);
     } finally {
       sub.remove();
     }
