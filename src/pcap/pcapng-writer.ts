@@ -9,7 +9,7 @@
  * Blocks are little-endian (byte-order magic 0x1A2B3C4D as written here); readers of either order read them.
  */
 import { fstatSync } from 'node:fs';
-import { CaptureFile, CaptureFileWriter, putU32LE, type UnitFormat } from './capture-file.js';
+import { CaptureFile, CaptureFileWriter, putU32LE, timeRangeError, type UnitFormat } from './capture-file.js';
 import { repairPcapng } from './append.js';
 import { DEFAULT_SNAPLEN, LINKTYPE_RAW } from './format.js';
 import {
@@ -26,6 +26,10 @@ import {
   SHB_USERAPPL,
 } from './pcapng-format.js';
 import type { CaptureWriter, PcapWriterOptions } from './writer.js';
+
+/** An enhanced packet block's time is a 64-bit count of units (if_tsresol): its last whole second. */
+const LAST_SECOND_NANOS = Math.floor(2 ** 64 / 1e9) - 1;
+const LAST_SECOND_MICROS = Math.floor(2 ** 64 / 1e6) - 1;
 
 /** One interface of the section: a port the packets came from or went to. */
 export interface PcapngInterface {
@@ -193,6 +197,8 @@ export class PcapngWriter extends CaptureFileWriter implements CaptureWriter {
    * interface `iface` (an index into the interfaces given), with `flags` as epb_flags (direction bits).
    */
   write(data: Uint8Array, sec: number, nsec: number, iface = 0, flags = 0, keep = this.snaplen): void {
+    const lastSecond = this.nanos ? LAST_SECOND_NANOS : LAST_SECOND_MICROS;
+    if (!(sec >= 0 && sec <= lastSecond)) throw timeRangeError(this.target, sec, this.nanos ? 'pcapng (nanosecond)' : 'pcapng', lastSecond);
     const limit = keep < this.snaplen ? keep : this.snaplen;
     const caplen = data.length < limit ? data.length : limit;
     const padded = pad4(caplen);

@@ -11,9 +11,12 @@
  * cut short (a killed writer) first cuts it back to its last whole record (./append.ts).
  */
 import { fstatSync } from 'node:fs';
-import { CaptureFile, CaptureFileWriter, putU32LE, type UnitFormat } from './capture-file.js';
+import { CaptureFile, CaptureFileWriter, putU32LE, timeRangeError, type UnitFormat } from './capture-file.js';
 import { repairClassic } from './append.js';
 import { DEFAULT_SNAPLEN, GLOBAL_HEADER_SIZE, globalHeader, LINKTYPE_RAW, RECORD_HEADER_SIZE } from './format.js';
+
+/** A record's seconds are an unsigned 32-bit field. */
+const LAST_SECOND = 0xffffffff;
 
 export interface PcapWriterOptions {
   /** Nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds. */
@@ -112,6 +115,7 @@ export class PcapWriter extends CaptureFileWriter implements CaptureWriter {
 
   /** Appends one record stamped `sec` seconds and `nsec` nanoseconds since the epoch (no interfaces here). */
   write(data: Uint8Array, sec: number, nsec: number, _iface = 0, _flags = 0, keep = this.snaplen): void {
+    if (!(sec >= 0 && sec <= LAST_SECOND)) throw timeRangeError(this.target, sec, 'pcap', LAST_SECOND);
     const limit = keep < this.snaplen ? keep : this.snaplen;
     const caplen = data.length < limit ? data.length : limit;
     const b = this.file.room(RECORD_HEADER_SIZE + caplen);

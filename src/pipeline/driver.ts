@@ -25,6 +25,12 @@ const SPIN_SHARE = 0.05;
 const SPIN_MAX_MS = 5;
 /** The most a wait ends early (and a spin lasts): a lateness past it is a loaded machine, not the timer. */
 const LEAD_MAX_MS = 1;
+/**
+ * The longest wait a loop is given: a release further away is waited for in several waits. Every loop's
+ * timeout has a limit of its own (setTimeout's 32-bit milliseconds, a timespec's 64-bit nanoseconds), and a
+ * wake-up a minute costs nothing.
+ */
+export const MAX_WAIT_MS = 60_000;
 
 export class Driver {
   /** Packets that entered a pipeline, and packets written to a sink. */
@@ -197,6 +203,11 @@ export class Driver {
           if (left > 0) this.wakeAt = now + left;
         }
       }
+    }
+    if (ms > MAX_WAIT_MS) {
+      // Not the release's own wait: the wake teaches nothing.
+      this.wakeAt = NaN;
+      return MAX_WAIT_MS;
     }
     return ms;
   }

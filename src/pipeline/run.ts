@@ -237,9 +237,9 @@ async function runOffline(options: RunOptions): Promise<RunResult> {
     const w = writer;
     const sink: SinkFunction = w
       ? (p) => {
-          driver!.packetsOut++;
           try {
             w.write(p.data, p.sec, p.nsec);
+            driver!.packetsOut++;
           } catch (err) {
             driver!.stopWith('error', err as Error);
           }

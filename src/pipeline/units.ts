@@ -1,6 +1,7 @@
 /**
  * Quantities as users write them in stage arguments, each turned into one plain number:
- * - durations: `10ms`, `250us`, `1.5s`, `2m`, `1h`, `500ns` -> milliseconds (a bare number is seconds);
+ * - durations: `10ms`, `250us`, `1.5s`, `2m`, `1h`, `500ns` -> milliseconds (a bare number is seconds; at most
+ *   a year);
  * - sizes: `1500`, `100kB`, `64KiB`, `1.5MB`, `2GiB` -> bytes (kB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024);
  * - rates: `10mbit`, `1gbit`, `500kbit`, `500kbps` (bytes per second, as tc writes it), `64bit` -> bits per second
  *   (a bare number is bits per second);
@@ -18,12 +19,20 @@ function split(text: string): { value: number; unit: string } | null {
 
 const DURATION_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, '': 1000, m: 60_000, min: 60_000, h: 3_600_000 };
 
+/**
+ * The longest duration taken: a year. Longer ones (`99999999999999999999s`) are typos, and as packet times
+ * they would pass what a capture file can hold.
+ */
+export const MAX_DURATION_MS = 365 * 24 * 3_600_000;
+
 /** `10ms` -> 10. */
 export function parseDuration(text: string): number | string {
   const s = split(text.trim());
   const scale = s ? DURATION_MS[s.unit.toLowerCase()] : undefined;
   if (!s || scale === undefined) return `expected a duration such as 10ms, 250us, 1.5s or 1h, got '${text}'`;
-  return s.value * scale;
+  const ms = s.value * scale;
+  if (!(ms <= MAX_DURATION_MS)) return `'${text}' is longer than a year, the longest duration taken`;
+  return ms;
 }
 
 const SIZE_BYTES: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };

@@ -131,6 +131,40 @@ test('delay and rate hold nothing once traffic stops: the process sleeps (no tim
   }, 'tpimp');
 });
 
+/** CPU time (user + system) of a process so far, in seconds (/proc/PID/stat, clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+// Every loop's wait has a limit of its own (setTimeout's 32-bit milliseconds, a timespec's 64 bits): a
+// release a year away is waited for a minute at a time, never with a timeout that overflows.
+for (const [loop, env] of [
+  ['io_uring', {}],
+  ['poll', { TUNPIPE_IO: 'poll' }],
+  ['the event loop', { TUNPIPE_THREAD: 'main' }],
+] as const) {
+  test(`delay 8760h (a year, the longest taken) on ${loop}: the packets are held, the process sleeps, Ctrl-C ends it`, { skip }, async () => {
+    await withNetns(async (ns) => {
+      const tp = startTunpipeWith(ns, ['--dev', 'tpi0', '--addr', '198.18.0.1/24', 'parse | delay 8760h | icmp-echo | checksum'], { env: { ...process.env, ...env } });
+      try {
+        await tp.waitFor(/reading/);
+        const ping = pingIn(ns, ['-c', '3', '-i', '0.2', '-W', '1', '198.18.0.2'], 10_000, false);
+        assert.equal(ping.received, 0, ping.output);
+        const before = cpuSeconds(tp.child.pid!);
+        await new Promise((r) => setTimeout(r, 1500));
+        const spent = cpuSeconds(tp.child.pid!) - before;
+        assert.ok(spent < 0.2, `${spent} s of CPU in 1.5 s with three packets held a year`);
+        assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
+        assert.doesNotMatch(tp.stderr(), /TimeoutOverflowWarning|internal error/);
+        assert.match(tp.stderr(), /^delay .*held: 3$/m, 'the three are still held when it stops');
+      } finally {
+        await tp.stop('SIGKILL', 1000);
+      }
+    }, 'tpimp');
+  });
+}
+
 /**
  * Two fresh namespaces, tpa0 (198.18.0.1/24) in one and tpb0 (198.18.0.2/24) in the other, joined by one
  * tunpipe running `pipelines` in a third namespace of its own; calls `fn`, stops tunpipe, deletes the

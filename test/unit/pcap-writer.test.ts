@@ -130,7 +130,7 @@ test('a write that fails part way leaves only whole records, and the writer refu
     `import { PcapWriter } from ${JSON.stringify(writerUrl)};
 const w = new PcapWriter(${JSON.stringify(out)});
 let n = 0, msg = '';
-try { for (; n < 100; n++) w.write(Buffer.alloc(100 + (n % 7), n), 1e12); w.flush(); } catch (e) { msg = e.message; }
+try { for (; n < 100; n++) w.write(Buffer.alloc(100 + (n % 7), n), 1_700_000_000); w.flush(); } catch (e) { msg = e.message; }
 let again = '';
 try { w.write(Buffer.alloc(1), 0); } catch (e) { again = e.message; }
 try { w.close(); } catch {}
@@ -183,7 +183,7 @@ const w = new PcapWriter(${JSON.stringify(out)}, { bufferSize: 1 << 16, backgrou
 let msg = '';
 try {
   for (let n = 0; n < 20000; n++) {
-    w.write(Buffer.alloc(100 + (n % 7), n), 1e12);
+    w.write(Buffer.alloc(100 + (n % 7), n), 1_700_000_000);
     if (n % 300 === 0) { w.writeBehind(1 << 14); await new Promise((r) => setImmediate(r)); }
   }
   await w.settle();
