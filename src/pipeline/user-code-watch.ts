@@ -29,7 +29,7 @@ const stack: number[] = [];
 /**
  * The watcher's code: every quarter second it looks at the cells; a call that is still running with
  * nothing entered or left since USER_CODE_STALL_MS ends the process. It is ended by `_exit`, through koffi,
- * loaded only then: `process.exit` in a worker would end the worker alone.
+ * loaded only then (`process.exit` in a worker would end the worker alone), or failing that by SIGKILL.
  */
 const WATCHER = `
 const { workerData, parentPort } = require('node:worker_threads');
@@ -47,8 +47,11 @@ setInterval(() => {
   try {
     writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; files keep what was written before, records still buffered were lost\\n');
   } catch {}
-  const koffi = require(workerData.koffi);
-  koffi.load('libc.so.6').func('void _exit(int)')(1);
+  try {
+    require(workerData.koffi).load('libc.so.6').func('void _exit(int)')(1);
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
 }, 250);
 `;
 
