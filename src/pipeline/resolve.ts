@@ -21,6 +21,13 @@ function knownStagesHint(): string {
 }
 
 /** True when a stage name is to be loaded from a file rather than looked up. */
+/** An argument's range in the units it is written in (quantities are never negative: no minimum means 0). */
+function rangeOf(spec: ArgSpec): string {
+  const unit = spec.type === 'probability' ? (x: number) => `${+(x * 100).toFixed(4)}%` : spec.type === 'duration' ? (x: number) => `${x}ms` : spec.type === 'size' ? (x: number) => `${x}B` : spec.type === 'rate' ? (x: number) => `${x}bit` : (x: number) => `${x}`;
+  const min = spec.min !== undefined ? unit(spec.min) : spec.type === 'number' ? '-inf' : unit(0);
+  return `${min}..${spec.max !== undefined ? unit(spec.max) : 'inf'}`;
+}
+
 export function isPathName(name: string): boolean {
   return name.includes('/') || /\.(m|c)?[jt]s$/.test(name);
 }
@@ -54,7 +61,7 @@ function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): stri
   }
   if (spec.integer && !Number.isInteger(n)) throw new PipelineSyntaxError(`${where}: expected a whole number, got '${arg.value}'`, text, arg.pos);
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
-    throw new PipelineSyntaxError(`${where}: ${n} is out of range ${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`, text, arg.pos);
+    throw new PipelineSyntaxError(`${where}: ${arg.value} is out of range ${rangeOf(spec)}`, text, arg.pos);
   }
   return n;
 }

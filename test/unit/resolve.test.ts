@@ -71,6 +71,8 @@ test('argument errors point at the argument', async () => {
   await rejectsAt('to-reply ttl=abc', 9, /to-reply ttl: expected a number, got 'abc'/);
   await rejectsAt('to-reply ttl=', 9, /expected a number, got ''/);
   await rejectsAt('to-reply ttl=0', 9, /to-reply ttl: 0 is out of range 1\.\.255/);
+  // A range is said in the units the argument is written in: a probability as percentages from 0.
+  await rejectsAt('loss 1% correlation=100%', 8, /loss correlation: 100% is out of range 0%\.\.99\.9%/);
   await rejectsAt('to-reply ttl=256', 9, /out of range 1\.\.255/);
   await rejectsAt('to-reply ttl=Infinity', 9, /expected a number/);
   await rejectsAt('pcap x.pcap nanos=maybe', 12, /pcap nanos: expected true or false, got 'maybe'/);

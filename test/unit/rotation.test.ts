@@ -142,7 +142,7 @@ test('arguments that cannot work are refused before any file is made', async () 
     [`pcap ${join(dir, 'a.pcap')} size=10kB append=true`, /append=true cannot be combined with size= or time=/],
     [`pcap '${join(dir, 'a-%Q.pcap')}' time=1h`, /unknown conversion %Q/],
     ['pcap - size=10kB', /need a file name, not stdout/],
-    [`pcap ${join(dir, 'a.pcap')} size=100`, /pcap size: 100 is out of range 1024\.\.inf/],
+    [`pcap ${join(dir, 'a.pcap')} size=100`, /pcap size: 100 is out of range 1024B\.\.inf/],
     [`pcap ${join(dir, 'a.pcap')} time=1x`, /expected a duration/],
   ];
   for (const [text, re] of cases) await assert.rejects(stageAlone(text), re, text);
