@@ -319,7 +319,6 @@ function isRegularFile(fd: number): boolean {
   }
 }
 
-/** Byte stores: cheaper per record than Buffer#writeUInt32LE and its checks (the buffer has room). */
 /**
  * The error for a packet time a format cannot hold (`lastSec`: its last second since 1970): written anyway,
  * its time would wrap around into a wrong one.
@@ -329,6 +328,7 @@ export function timeRangeError(target: string, sec: number, format: string, last
   return new TunpipeError(`cannot write a packet stamped ${sec} s after 1970 to ${target}: ${format} times end at ${last} (a delay or a capture's time past that?)`);
 }
 
+/** Byte stores: cheaper per record than Buffer#writeUInt32LE and its checks (the buffer has room). */
 export function putU32LE(b: Buffer, o: number, v: number): void {
   b[o] = v & 0xff;
   b[o + 1] = (v >>> 8) & 0xff;

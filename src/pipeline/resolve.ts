@@ -21,18 +21,26 @@ function knownStagesHint(): string {
 }
 
 /** True when a stage name is to be loaded from a file rather than looked up. */
-/** An argument's range in the units it is written in (quantities are never negative: no minimum means 0). */
-function rangeOf(spec: ArgSpec): string {
-  const unit = spec.type === 'probability' ? (x: number) => `${+(x * 100).toFixed(4)}%` : spec.type === 'duration' ? (x: number) => `${x}ms` : spec.type === 'size' ? (x: number) => `${x}B` : spec.type === 'rate' ? (x: number) => `${x}bit` : (x: number) => `${x}`;
-  const min = spec.min !== undefined ? unit(spec.min) : spec.type === 'number' ? '-inf' : unit(0);
-  return `${min}..${spec.max !== undefined ? unit(spec.max) : 'inf'}`;
-}
-
 export function isPathName(name: string): boolean {
   return name.includes('/') || /\.(m|c)?[jt]s$/.test(name);
 }
 
 const QUANTITY = { duration: parseDuration, size: parseSize, rate: parseRate, probability: parseProbability } as const;
+
+/** How each kind of quantity writes a bound, in the units its parser returns. */
+const BOUND_TEXT: Partial<Record<ArgSpec['type'], (x: number) => string>> = {
+  probability: (x) => `${+(x * 100).toFixed(4)}%`,
+  duration: (x) => `${x}ms`,
+  size: (x) => `${x}B`,
+  rate: (x) => `${x}bit`,
+};
+
+/** An argument's range in the units it is written in (quantities are never negative: no minimum means 0). */
+function rangeOf(spec: ArgSpec): string {
+  const bound = BOUND_TEXT[spec.type] ?? String;
+  const min = spec.min !== undefined ? bound(spec.min) : spec.type === 'number' ? '-inf' : bound(0);
+  return `${min}..${spec.max !== undefined ? bound(spec.max) : 'inf'}`;
+}
 
 function convert(spec: ArgSpec, arg: ArgNode, text: string, stage: string): string | number | boolean {
   const where = `${stage} ${spec.name}`;
@@ -122,13 +130,17 @@ export function checkStageArgs(stages: readonly ResolvedStage[], text: string, l
   for (const s of stages) if (!s.module) checkArgsOf(s.def, s.args, text, s.argPos, 0, linkType);
 }
 
+/** Loads a user's module; the loader is imported only when one is named (start-up of every other run). */
+async function loadUserModule(url: string, written: string): Promise<StageDefinition> {
+  return (await import('./user-stage.js')).loadUserStage(url, written);
+}
+
 async function definitionFor(node: StageNode, text: string): Promise<StageDefinition> {
   if (isPathName(node.name)) {
     const path = resolvePath(node.name);
     if (!existsSync(path)) throw new PipelineSyntaxError(`stage module '${node.name}' not found (looked for ${path})`, text, node.pos);
     try {
-      // The loader of users' modules is imported only when one is named (start-up of every other run).
-      return await (await import('./user-stage.js')).loadUserStage(pathToFileURL(path).href, node.name);
+      return await loadUserModule(pathToFileURL(path).href, node.name);
     } catch (err) {
       throw new PipelineSyntaxError(`cannot load stage module '${node.name}': ${describeThrown(err)}`, text, node.pos);
     }
@@ -336,7 +348,7 @@ export async function reviveProgram(spec: ProgramSpec): Promise<ResolvedProgram>
   for (const s of specs) {
     if (!s.module || modules.has(s.module.url)) continue;
     try {
-      modules.set(s.module.url, await (await import('./user-stage.js')).loadUserStage(s.module.url, s.module.node.name));
+      modules.set(s.module.url, await loadUserModule(s.module.url, s.module.node.name));
     } catch (err) {
       throw new PipelineSyntaxError(`cannot load stage module '${s.module.node.name}': ${describeThrown(err)}`, spec.text, s.module.node.pos);
     }

@@ -1,5 +1,5 @@
 /**
- * A watch on users' code that runs on the main thread (offline, and the library's event-loop path): a
+ * A watch on users' code that runs on the CLI's main thread (offline, and TUNPIPE_THREAD=main): a
  * stage module that never returns, at import, in `create()` or on a packet, holds the thread that would see
  * Ctrl-C, so nothing in it can end the run. A second thread can: it is told each time users' code is
  * entered and left (two writes into shared memory), and when one call has lasted USER_CODE_STALL_MS it
@@ -21,6 +21,8 @@ const SEQ = 0;
 const DEPTH = 1;
 const LABEL = 2;
 
+/** Set by watchUsersCode(): the watch starts with the first user module. */
+let wanted = false;
 let cells: Int32Array | null = null;
 let watcher: Worker | null = null;
 const labels: string[] = [];
@@ -63,8 +65,6 @@ setInterval(() => {
 export function watchUsersCode(): void {
   wanted = true;
 }
-
-let wanted = false;
 
 /** Starts the watch once, if asked for; worker_threads is loaded only then. */
 async function start(): Promise<void> {

@@ -41,6 +41,7 @@ export function functionStage(fn: UserFn, name: string, summary: string, args: A
     create(bound) {
       return {
         process(p) {
+          // Entered and left inline, not through asUserCode: no closure per packet.
           let r: unknown;
           enterUserCode(label);
           try {

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { deviceTestSkipReason, withNetns, withWireNamespaces, type Netns } from '../helpers/netns.js';
 import { pingIn, startTunpipeWith } from '../helpers/netns-process.js';
 import { parseCounters, stageRow } from '../helpers/counters.js';
+import { cpuSince, readCpu } from '../../bench/lib/measure.js';
 
 const skip = deviceTestSkipReason();
 
@@ -131,12 +132,6 @@ test('delay and rate hold nothing once traffic stops: the process sleeps (no tim
   }, 'tpimp');
 });
 
-/** CPU time (user + system) of a process so far, in seconds (/proc/PID/stat, clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 // Every loop's wait has a limit of its own (setTimeout's 32-bit milliseconds, a timespec's 64 bits): a
 // release a year away is waited for a minute at a time, never with a timeout that overflows.
 for (const [loop, env] of [
@@ -151,9 +146,9 @@ for (const [loop, env] of [
         await tp.waitFor(/reading/);
         const ping = pingIn(ns, ['-c', '3', '-i', '0.2', '-W', '1', '198.18.0.2'], 10_000, false);
         assert.equal(ping.received, 0, ping.output);
-        const before = cpuSeconds(tp.child.pid!);
+        const before = readCpu(tp.child.pid!);
         await new Promise((r) => setTimeout(r, 1500));
-        const spent = cpuSeconds(tp.child.pid!) - before;
+        const spent = cpuSince(tp.child.pid!, before).us / 1e6;
         assert.ok(spent < 0.2, `${spent} s of CPU in 1.5 s with three packets held a year`);
         assert.equal(await tp.stop('SIGINT'), 0, tp.stderr());
         assert.doesNotMatch(tp.stderr(), /TimeoutOverflowWarning|internal error/);
