@@ -21,7 +21,7 @@ import { copiedOptions } from '../src/packet/ipv4-options.js';
 import { FRAGMENT_HEADER, IPV6_HEADER, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_ROUTING, OFF6_NEXT_HEADER, OFF6_PAYLOAD_LENGTH } from '../src/packet/ipv6.js';
 import { Packet } from '../src/packet/packet.js';
 import { parsePacket } from './parse.js';
-import { randomBytes } from 'node:crypto';
+import { lazyRequire } from '../src/lazy-require.js';
 
 export const FRAGMENT_DROP = {
   df: 'longer than the MTU with Don\'t Fragment set',
@@ -57,7 +57,7 @@ function unfragmentableEnd(b: Buffer, l3: number, l4: number): { end: number; fi
 const ids = { pool: Buffer.alloc(0), next: 0 };
 function nextIdentification(): number {
   if (ids.next + 4 > ids.pool.length) {
-    ids.pool = randomBytes(1024);
+    ids.pool = (lazyRequire('node:crypto') as typeof import('node:crypto')).randomBytes(1024);
     ids.next = 0;
   }
   const v = ids.pool.readUInt32BE(ids.next);

@@ -33,7 +33,7 @@
  * a malformed option; a DAD probe with a source link-layer option or not sent to the solicited-node group.
  * Solicitations and ARP requests for addresses we do not stand for pass on.
  */
-import { createHash } from 'node:crypto';
+import { lazyRequire } from '../src/lazy-require.js';
 import { defineStage, EXIT, type StageArgs, type StageContext, type StageResult } from '../src/pipeline/stage.js';
 import type { Packet } from '../src/packet/packet.js';
 import { ETH_ALEN, ETHERTYPE_ARP, etherTypeBefore, OFF_ETH_DST, OFF_ETH_SRC, formatMac, parseMac } from '../src/packet/ethernet.js';
@@ -73,6 +73,7 @@ export const NEIGHBOR_DROP = {
 
 /** The default MAC for a device name (see the header). */
 export function defaultNeighborMac(device: string): Buffer {
+  const { createHash } = lazyRequire('node:crypto') as typeof import('node:crypto');
   const h = createHash('sha256').update(`tunpipe neighbor ${device}`).digest();
   return Buffer.from([0x02, h[0], h[1], h[2], h[3], h[4]]);
 }

@@ -1,9 +1,9 @@
 /**
  * yargs, built from the option table (./options.ts): it writes `--help`, and it parses the command lines
  * that `quickParse` leaves to it (and so words every usage error about options). Loaded only then: yargs
- * takes longer to load than an offline run needs to start.
+ * takes longer to load than an offline run needs to start. It is imported when first needed rather than at
+ * the top: in the CLI's bundle (scripts/bundle.mjs) a static import of a package would load it on every run.
  */
-import yargs from 'yargs';
 import { builtinStages } from '../pipeline/registry.js';
 import { formatStageList } from './format.js';
 import { OPTIONS, type CliArgs } from './options.js';
@@ -71,7 +71,8 @@ Usage:
   tunpipe --list [STAGE]`;
 
 /** The parser; with `forHelp`, also the text around the options (the epilog lists every stage). */
-function parser(argv: string[], forHelp: boolean) {
+async function parser(argv: string[], forHelp: boolean) {
+  const { default: yargs } = await import('yargs');
   let y = yargs(argv).scriptName('tunpipe').usage(USAGE);
   for (const o of OPTIONS) {
     y = y.option(o.name, { type: o.type, describe: o.describe, group: o.group, ...(o.alias ? { alias: o.alias } : {}), ...(o.default !== undefined ? { default: o.default } : {}) });
@@ -89,12 +90,12 @@ function parser(argv: string[], forHelp: boolean) {
 
 /** The text of `tunpipe --help`. */
 export async function helpText(): Promise<string> {
-  return parser([], true).getHelp();
+  return (await parser([], true)).getHelp();
 }
 
 /** Parses with yargs; its own usage errors are thrown as they come (an Error), ours as UsageError. */
 export async function parseWithYargs(rest: string[]): Promise<CliArgs> {
-  return (await parser(rest, false)
+  return (await (await parser(rest, false))
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     })

@@ -2,7 +2,7 @@
  * The few libc calls the device layer needs, bound once through koffi. Every call returns -1 on failure and
  * leaves the reason in `errno()`, which must be read right after the call (before any other FFI call).
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 
 const libc = koffi.load('libc.so.6');
 

@@ -5,7 +5,7 @@
  * namespace, which is the one the device was created in. And link events, as `ip monitor link` sees them
  * (openLinkWatch).
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import * as libc from './libc.js';
 import { TunpipeError } from '../errors.js';
 

@@ -5,7 +5,7 @@
  * namespace), and the thread returns to its own namespace before anything else runs. Only this thread
  * moves; the process and its other threads stay where they are.
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import * as libc from './libc.js';
 import { TunpipeError } from '../errors.js';
 

@@ -13,7 +13,7 @@
  * - Node stream: the device is an object-mode `Duplex`.
  * - it-pipe duplex: `source` (async iterable of Buffers) and `sink(source)`.
  */
-import { Duplex } from 'node:stream';
+import { lazyRequire } from '../lazy-require.js';
 import { readFileSync } from 'node:fs';
 import * as libc from './libc.js';
 import { addAddress, getMtu, interfaceIndex, parseCidr, setIPv6Enabled, setLinkUp, setMtu, setRouterSolicitations, type InterfaceAddress } from './ifconfig.js';
@@ -21,6 +21,9 @@ import { watchReadable, type ReadinessWatcher } from './readiness.js';
 import { drainLinkWatch, openLinkWatch } from './netlink.js';
 import { TunpipeError, UsageError } from '../errors.js';
 import { DRAIN_BUDGET, SlabReader } from './slab-reader.js';
+
+// Required, not imported (../lazy-require.ts): only a run on a device loads node:stream.
+const { Duplex } = lazyRequire('node:stream') as typeof import('node:stream');
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETPERSIST = 0x400454cb;

@@ -20,7 +20,7 @@
  * Needs Linux 6.7 (multishot read) and io_uring allowed (kernel.io_uring_disabled, seccomp). DeviceRing.open()
  * returns the reason instead of a ring when it cannot be had; the caller falls back to poll()/read()/write().
  */
-import koffi from 'koffi';
+import { koffi } from './koffi.js';
 import * as libc from './libc.js';
 
 const lib = koffi.load('libc.so.6');

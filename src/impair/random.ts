@@ -3,7 +3,7 @@
  * words seeded through splitmix32, so that the same `seed=N` and the same input give the same decisions on
  * every run and every machine. Math.random cannot be seeded, and a per-packet call must not allocate.
  */
-import { randomInt } from 'node:crypto';
+import { lazyRequire } from '../lazy-require.js';
 
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
@@ -82,5 +82,5 @@ export const SEED_ARG = {
 
 /** The seed a stage runs with: the one given, or a fresh one (reported on exit so that the run can be replayed). */
 export function seedOf(given: unknown): number {
-  return typeof given === 'number' ? given >>> 0 : randomInt(0, 0x100000000 - 1);
+  return typeof given === 'number' ? given >>> 0 : (lazyRequire('node:crypto') as typeof import('node:crypto')).randomInt(0, 0x100000000 - 1);
 }

@@ -149,6 +149,22 @@ export class Packet {
   }
 }
 
+/** Marks the Packets of every copy of this module: the CLI's bundle and the library a user's stage imports. */
+const PACKET_BRAND = Symbol.for('tunpipe.packet');
+Object.defineProperty(Packet.prototype, PACKET_BRAND, { value: true });
+
+/**
+ * A Packet made by another copy of this module, as one of this copy's with the same fields; null for
+ * anything else. `instanceof Packet` knows only this copy's: the CLI runs from a bundle (scripts/bundle.mjs)
+ * while a user's stage that makes packets of its own imports them from the library.
+ */
+export function adoptPacket(x: unknown): Packet | null {
+  if (typeof x !== 'object' || x === null || (x as Record<symbol, unknown>)[PACKET_BRAND] !== true) return null;
+  const data = (x as { data?: unknown }).data;
+  if (!Buffer.isBuffer(data)) return null;
+  return Object.assign(new Packet(data), x as Packet);
+}
+
 /** Wraps a Buffer as a Packet; passes a Packet through. Lets every stage take either. */
 export function asPacket(p: Packet | Buffer | Uint8Array): Packet {
   if (p instanceof Packet) return p;

@@ -12,7 +12,8 @@
  * here and only here) and the worker creates every stage (captures opened); `attach()` then hands it the
  * devices the main thread opened (and keeps, and closes), and the worker starts moving packets.
  */
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { lazyRequire } from '../lazy-require.js';
+import type { Worker } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import * as libc from '../device/libc.js';
 import type { TunCounters } from '../device/tun.js';
@@ -32,6 +33,9 @@ import { runUringLoop } from './uring-loop.js';
 import { directSend, WAKE_REPORT, WAKE_STOP, type DeviceLoopContext } from './worker-loop.js';
 
 import type { IoMode, RunResult, StopReason } from './result.js';
+
+// Required, not imported (../lazy-require.ts): only a run on a device loads worker_threads.
+const { isMainThread, parentPort, Worker: WorkerThread, workerData } = lazyRequire('node:worker_threads') as typeof import('node:worker_threads');
 
 export type { IoMode };
 
@@ -131,6 +135,13 @@ export interface WorkerResult extends RunResult {
 }
 
 /** The main thread's handle on a pipeline worker. */
+/**
+ * This module, as a worker's entry: named from the directory above rather than by its own URL, so that
+ * it is also found from the CLI's bundle, which lives in a sibling directory (dist/src/cli, see
+ * scripts/bundle.mjs). The worker runs this module itself, not the bundle.
+ */
+const WORKER_ENTRY = new URL('../pipeline/device-worker.js', import.meta.url);
+
 export class PipelineWorker {
   private readonly wake: number;
   private readonly result: Promise<ResultMessage>;
@@ -185,7 +196,7 @@ export class PipelineWorker {
       queue: options.queue,
     };
     return new Promise((resolve, reject) => {
-      const worker = new Worker(new URL(import.meta.url), { workerData: input });
+      const worker = new WorkerThread(WORKER_ENTRY, { workerData: input });
       let handle: PipelineWorker | null = null;
       const signal = options.signal;
       const abort = () => {
@@ -313,6 +324,7 @@ export class PipelineWorker {
 
 /** How long a worker asked to stop may take (its stages close, captures flush, the last writes complete). */
 export const STOP_GRACE_MS = 5000;
+
 
 /** Receive buffers of the io_uring loop per device: packets the kernel may read ahead of the pipeline in one wake. */
 export const RING_BUFFERS = 128;

@@ -15,7 +15,7 @@
  * `tick(now)` when it has come.
  */
 import { pushable, type Pushable } from 'it-pushable';
-import { copyPacket, Packet } from '../packet/packet.js';
+import { adoptPacket, copyPacket, Packet } from '../packet/packet.js';
 import { EXIT, HELD, noStageKeepsPackets, StageStats, type PortInfo, type StageContext, type StageInstance, type StageResult } from './stage.js';
 import { RunClock } from '../packet/clock.js';
 import type { ResolvedBranch, ResolvedElement, ResolvedPipeline, ResolvedProgram, ResolvedStage, SinkSpec } from './program.js';
@@ -466,6 +466,13 @@ export class Engine {
   }
 
   private notPassed(slot: Slot, r: StageResult, p: Packet): void {
+    // Not this copy's Packet, yet a Packet: one a user's stage made with the library (see adoptPacket).
+    const adopted = typeof r === 'object' ? adoptPacket(r) : null;
+    if (adopted !== null) {
+      slot.stats.packetsOut++;
+      this.runFrom(slot.chain, slot.index + 1, adopted);
+      return;
+    }
     if (r === HELD) {
       slot.stats.held++;
       return;

@@ -17,11 +17,14 @@ import type { Packet } from '../packet/packet.js';
  */
 export type StageResult = Packet | string | typeof HELD | typeof EXIT | null | undefined;
 
-/** Returned by a stage that keeps a packet for later (not counted as a drop). */
-export const HELD: unique symbol = Symbol('tunpipe.held');
+/**
+ * Returned by a stage that keeps a packet for later (not counted as a drop). Registered symbols, this and
+ * EXIT: the same in every copy of this module (the CLI's bundle, the library a user's stage imports).
+ */
+export const HELD: unique symbol = Symbol.for('tunpipe.held');
 
 /** Returned by a stage whose packet leaves at once by its chain's exit, skipping the later stages (see StageResult). */
-export const EXIT: unique symbol = Symbol('tunpipe.exit');
+export const EXIT: unique symbol = Symbol.for('tunpipe.exit');
 
 /** A running stage. */
 export interface StageInstance {

@@ -12,7 +12,7 @@
  *   export default { name, summary, args, create(args, ctx) { return { process(packet) { ... } } } }
  */
 import { basename } from 'node:path';
-import { asPacket, Packet } from '../packet/packet.js';
+import { adoptPacket, asPacket, Packet } from '../packet/packet.js';
 import type { ArgSpec, PrimitiveStageDefinition, StageArgs, StageContext, StageDefinition, StageInstance, StageResult } from './stage.js';
 import { asUserCode, enterUserCode, leaveUserCode, userCodeLabel } from './user-code-watch.js';
 
@@ -23,6 +23,8 @@ export function normalizeResult(r: unknown): StageResult {
   if (r instanceof Packet || typeof r === 'string' || r === null || r === undefined || typeof r === 'symbol') return r as StageResult;
   if (r instanceof Uint8Array) return asPacket(r);
   if (r === false) return null;
+  const adopted = adoptPacket(r);
+  if (adopted !== null) return adopted;
   return `bad return value (${typeof r}): a stage returns a packet, a string reason, or null`;
 }
 

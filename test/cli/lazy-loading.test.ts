@@ -1,9 +1,14 @@
 /**
  * What a CLI run loads, seen from outside it (test/helpers/load-probe.ts: every ES module through a module
- * hook, and every native library mapped into the process at exit): an offline run loads only the stages
- * its program names, never yargs, koffi or libpcap unless it needs them; --list and --help still see every
- * stage; a user's stage is loaded only by the run that names it; a command line out of the ordinary is
- * still read by yargs.
+ * hook, and every native library mapped into the process at exit).
+ *
+ * The CLI as installed (bin/tunpipe.js) runs from one bundle of its modules (scripts/bundle.mjs): a run loads
+ * that file and no module of dist/ one by one; never yargs, koffi, libpcap or worker_threads unless it needs
+ * them; a user's stage only in the run that names it.
+ *
+ * Run from its modules (test/helpers/cli-from-modules.ts), the same runs show what main.ts imports lazily,
+ * which is what the bundle evaluates lazily: an offline run loads only the stages its program names; --list
+ * and --help still see every stage; a command line out of the ordinary is still read by yargs.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +22,7 @@ import { builtinStages } from '../../src/pipeline/registry.js';
 import { BUILTIN_STAGE_MODULES } from '../../src/pipeline/stage-modules.js';
 
 const PROBE = fileURLToPath(new URL('../helpers/load-probe.js', import.meta.url));
+const FROM_MODULES = fileURLToPath(new URL('../helpers/cli-from-modules.js', import.meta.url));
 const DIST = join(REPO_ROOT, 'dist');
 
 const dir = tempDir('tunpipe-lazy-');
@@ -36,12 +42,12 @@ interface Loaded {
 
 let runs = 0;
 
-/** Runs the CLI under the load probe. */
-function runProbed(args: string[], cwd = dir.path): Promise<Loaded> {
+/** Runs the CLI under the load probe: from its modules, or (`bundle`) as installed, from its bundle. */
+function runProbed(args: string[], from: 'modules' | 'bundle' = 'modules', cwd = dir.path): Promise<Loaded> {
   const out = dir.file(`probe-${++runs}.txt`);
   writeFileSync(out, '');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', pathToFileURL(PROBE).href, TUNPIPE_BIN, ...args], {
+    const child = spawn(process.execPath, ['--import', pathToFileURL(PROBE).href, from === 'bundle' ? TUNPIPE_BIN : FROM_MODULES, ...args], {
       cwd,
       env: { ...process.env, TUNPIPE_LOAD_PROBE: out },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,6 +119,62 @@ describe('an offline echo loads what it needs and nothing else', () => {
     assert.deepEqual(loadedStages(r), []);
     assert.equal(hasYargs(r), false);
     assert.equal(hasKoffi(r), false);
+  });
+});
+
+describe('the CLI as installed runs from its bundle', () => {
+  /** The files of dist/ a run loaded as ES modules. */
+  const ours = (r: Loaded) => r.modules.filter((m) => !m.includes(':'));
+  const BUNDLE = ['bin/tunpipe.js', 'src/cli/main.bundle.js'];
+
+  test("'parse | icmp-echo | checksum': the bundle and no other module of ours; no yargs, koffi, libpcap or worker_threads", async () => {
+    const out = dir.file('bundle-echo-out.pcap');
+    const r = await runProbed(['--read', inFile, '--write', out, 'parse | icmp-echo | checksum'], 'bundle');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readPcapRecords(readFileSync(out)).packets.length, 20, 'every request answered');
+    assert.deepEqual(ours(r), BUNDLE);
+    assert.equal(hasYargs(r), false, 'yargs not loaded');
+    assert.equal(hasKoffi(r), false, 'koffi not loaded');
+    assert.equal(hasLibpcap(r), false, 'libpcap not mapped');
+    assert.ok(!r.modules.includes('node:worker_threads'), 'no worker_threads');
+  });
+
+  test('a filter loads koffi and libpcap, still from the bundle', async () => {
+    const r = await runProbed(['--read', inFile, '--quiet', 'parse | filter icmp | icmp-echo | checksum'], 'bundle');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(ours(r), BUNDLE);
+    assert.ok(hasLibpcap(r), `libpcap mapped:\n${r.libs.join('\n')}`);
+    assert.ok(hasKoffi(r), 'koffi loaded');
+    assert.equal(hasYargs(r), false, 'yargs not loaded');
+  });
+
+  test('--help loads yargs and lists every stage', async () => {
+    const r = await runProbed(['--help'], 'bundle');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(ours(r), BUNDLE);
+    assert.ok(hasYargs(r), 'yargs loaded for --help');
+    for (const def of builtinStages()) assert.ok(r.stdout.includes(def.name), `${def.name} in --help`);
+  });
+
+  test("--version loads the bundle and nothing else", async () => {
+    const r = await runProbed(['--version'], 'bundle');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+    assert.deepEqual(ours(r), BUNDLE);
+    assert.equal(hasYargs(r), false);
+    assert.equal(hasKoffi(r), false);
+  });
+
+  test("a user's stage is loaded by the run that names it, and only then", async () => {
+    const stage = dir.file('bundle-pass.mjs');
+    writeFileSync(stage, 'export default (p) => p;\n');
+    const url = pathToFileURL(stage).href;
+    const named = await runProbed(['--read', inFile, '--quiet', `parse | ${stage} | checksum`], 'bundle');
+    assert.equal(named.code, 0, named.stderr);
+    assert.ok(named.modules.includes(url), `${url} loaded:\n${named.modules.join('\n')}`);
+    const other = await runProbed(['--read', inFile, '--quiet', 'parse | checksum'], 'bundle');
+    assert.equal(other.code, 0, other.stderr);
+    assert.ok(!other.modules.includes(url));
   });
 });
 

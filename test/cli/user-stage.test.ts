@@ -135,3 +135,37 @@ export default ${opts.async ? 'async ' : ''}function (packet) {
     assert.match(r.stderr, /not found/);
   });
 });
+
+describe("a user's stage that makes packets with the library (another copy of its modules than the CLI's bundle)", () => {
+  // Imported by file URL from dist/src, the library's modules: the CLI runs from dist/src/cli/main.bundle.js.
+  const lib = (path: string) => JSON.stringify(new URL(`../../src/${path}`, import.meta.url).href);
+  const header = `import { Packet } from ${lib('packet/packet.js')};\nimport { EXIT } from ${lib('pipeline/stage.js')};\n`;
+  const inFile = dir.file('library-in.pcap');
+  const requests = Array.from({ length: 6 }, (_, i) => echoRequest({ seq: i + 1 }));
+  writePcap(inFile, requests);
+
+  const run = async (name: string, body: string, pipeline: (stage: string) => string) => {
+    const stage = dir.file(`${name}.mjs`);
+    writeFileSync(stage, header + body);
+    const out = dir.file(`${name}-out.pcap`);
+    const r = await runCli(['--read', inFile, '--write', out, pipeline(stage)]);
+    assert.equal(r.code, 0, r.stderr);
+    return readPcapRecords(readFileSync(out)).packets;
+  };
+
+  test('a function that returns a new Packet: it goes on as one', async () => {
+    const out = await run('new-packet-fn', 'export default (p) => new Packet(Buffer.from(p.data));\n', (s) => `${s} | parse | icmp-echo | checksum`);
+    assert.deepEqual(out, requests.map((q) => expectedReply(q)));
+  });
+
+  test('a full definition whose process() returns a new Packet: it goes on as one', async () => {
+    const body = "export default { name: 'copy', create: () => ({ process: (p) => new Packet(Buffer.from(p.data)) }) };\n";
+    const out = await run('new-packet-def', body, (s) => `${s} | parse | icmp-echo | checksum`);
+    assert.deepEqual(out, requests.map((q) => expectedReply(q)));
+  });
+
+  test("EXIT from the library: the packet goes straight out, past icmp-echo", async () => {
+    const out = await run('exit', 'export default () => EXIT;\n', (s) => `parse | ${s} | icmp-echo | checksum`);
+    assert.deepEqual(out, requests);
+  });
+});

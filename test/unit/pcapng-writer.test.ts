@@ -199,7 +199,18 @@ for (;;) { w.write(Buffer.alloc(60 + (n % 50), 0x45), 1e9 + n, n, 0, 1); if (++n
   await new Promise((r) => setTimeout(r, 200));
   child.kill('SIGKILL');
   await new Promise((r) => child.once('close', r));
-  const f = readFileSync(out);
+  let f = readFileSync(out);
+  // The buffer is written in whole blocks, but SIGKILL can cut a write() short: the kernel stops copying
+  // at a page boundary once a fatal signal is pending. Then, and only then, the file ends inside a block, at
+  // a multiple of the page size, after whole blocks (append=true cuts such a file back, tested below).
+  let whole = 0;
+  while (whole + 8 <= f.length && whole + f.readUInt32LE(whole + 4) <= f.length) whole += f.readUInt32LE(whole + 4);
+  if (whole < f.length) {
+    assert.equal(f.length % 4096, 0, `a ${f.length}-byte file ends inside a block at ${whole}, not at a page boundary`);
+    assert.ok(f.length - whole < 65536, `${f.length - whole} bytes past the last whole block`);
+    f = f.subarray(0, whole);
+    writeFileSync(out, f);
+  }
   const b = blocks(f);
   assert.ok(b.length > 100, `${b.length} blocks`);
   assert.equal(tsharkFields(out, ['frame.number']).length, b.length - 2);
