@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// Writes dist/src/cli/main.bundle.js: the CLI's own modules (dist/src/cli/main.js and everything it imports,
-// stages and lazy imports included) as one ES module, which bin/tunpipe.ts loads.
+// Writes the two bundles the CLI runs from, each a module and everything it imports (stages and lazy
+// imports included) as one ES module:
+// - dist/src/cli/main.bundle.js, from dist/src/cli/main.js: what bin/tunpipe.ts loads;
+// - dist/src/pipeline/device-worker.bundle.js, from dist/src/pipeline/device-worker.js: what a device
+//   pipeline's worker thread runs (a thread has modules of its own, so it needs a bundle of its own).
 // Node's loader resolves, reads and links ES modules one at a time; for the ~60 a run needs, that was most of
 // what tunpipe added to Node's own start-up, and a whole run gained more than its start-up (README, Design,
 // Start-up). The library (dist/src/index.js) stays as separate modules.
@@ -8,8 +11,8 @@
 //
 // Checked here, so that a bundle behaves as the modules do:
 // - packages are not bundled but loaded when needed (koffi with require() in the device layer and libpcap,
-//   yargs with import() for --help); the bundle may import at its top neither a package (an offline run
-//   must not load koffi) nor a built-in module that an offline run would not load otherwise;
+//   yargs with import() for --help); the CLI's bundle may import at its top neither a package (an offline
+//   run must not load koffi) nor a built-in module that an offline run would not load otherwise;
 // - a module's `new URL('relative', import.meta.url)` must name the same file from the bundle's directory
 //   as from its own (a worker's entry, package.json); `new URL(import.meta.url)` never.
 import { build } from 'esbuild';
@@ -68,6 +71,7 @@ async function bundle(entry, outfile, { offline }) {
 
 const problems = [
   ...(await bundle('dist/src/cli/main.js', 'dist/src/cli/main.bundle.js', { offline: true })),
+  ...(await bundle('dist/src/pipeline/device-worker.js', 'dist/src/pipeline/device-worker.bundle.js', { offline: false })),
 ];
 if (problems.length > 0) {
   process.stderr.write(`scripts/bundle.mjs: a bundle would not behave as the modules do:\n${problems.map((p) => `  ${p}\n`).join('')}`);

@@ -136,11 +136,11 @@ export interface WorkerResult extends RunResult {
 
 /** The main thread's handle on a pipeline worker. */
 /**
- * This module, as a worker's entry: named from the directory above rather than by its own URL, so that
- * it is also found from the CLI's bundle, which lives in a sibling directory (dist/src/cli, see
- * scripts/bundle.mjs). The worker runs this module itself, not the bundle.
+ * A worker's entry: this module's own bundle (scripts/bundle.mjs), beside it. Named from the directory
+ * above, so that it is found the same from the CLI's bundle, which lives in a sibling directory
+ * (dist/src/cli).
  */
-const WORKER_ENTRY = new URL('../pipeline/device-worker.js', import.meta.url);
+const WORKER_ENTRY = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
 
 export class PipelineWorker {
   private readonly wake: number;
