@@ -50,8 +50,19 @@ describe('echo like the kernel', { skip: deviceTestSkipReason(), timeout: 60_000
     tmp?.cleanup();
   });
 
+  /** Both captures once the reply capture holds `replies` records (or after 3 s, to let the checks tell). */
+  async function capturedAtLeast(replies: number): Promise<{ requests: Buffer[]; replies: Buffer[] }> {
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const got = { requests: pcapRecords(req).records, replies: pcapRecords(rep).records };
+      if ((got.replies.length >= replies && got.requests.length >= got.replies.length) || Date.now() > deadline) return got;
+      await sleep(20);
+    }
+  }
+
   /** Pings the peer (tunpipe answers); checks ping, the kernel's ICMP counters and every captured reply. */
   async function pingChecked(args: string[], count = 2): Promise<PingResult> {
+    const repliesBefore = pcapRecords(rep).records.length;
     const before = ns.nstat();
     const r = await ping(ns, [...args, '-c', String(count), '-i', '0.2', '-w', '5', PEER]);
     const after = ns.nstat();
@@ -61,9 +72,8 @@ describe('echo like the kernel', { skip: deviceTestSkipReason(), timeout: 60_000
     assert.equal(delta('IcmpInErrors'), 0);
     assert.equal(delta('IpInHdrErrors'), 0);
     assert.equal(delta('IcmpInEchoReps'), count);
-    // The captures are written at the end of each batch: by now they hold this ping's packets.
-    const requests = pcapRecords(req).records;
-    const replies = pcapRecords(rep).records;
+    // The captures are written once traffic pauses, 20 ms after the last packet: ping may be done before.
+    const { requests, replies } = await capturedAtLeast(repliesBefore + count);
     assert.equal(replies.length, requests.length, 'one reply per request');
     replies.forEach((reply, i) => assert.equal(replyProblem(reply, requests[i]), null, `reply ${i} (${reply.length} bytes)`));
     return r;
