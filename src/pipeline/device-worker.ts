@@ -134,7 +134,6 @@ export interface WorkerResult extends RunResult {
   counters: TunCounters[];
 }
 
-/** The main thread's handle on a pipeline worker. */
 /**
  * A worker's entry: this module's own bundle (scripts/bundle.mjs), beside it. Named from the directory
  * above, so that it is found the same from the CLI's bundle, which lives in a sibling directory
@@ -142,6 +141,7 @@ export interface WorkerResult extends RunResult {
  */
 const WORKER_ENTRY = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
 
+/** The main thread's handle on a pipeline worker. */
 export class PipelineWorker {
   private readonly wake: number;
   private readonly result: Promise<ResultMessage>;
@@ -324,7 +324,6 @@ export class PipelineWorker {
 
 /** How long a worker asked to stop may take (its stages close, captures flush, the last writes complete). */
 export const STOP_GRACE_MS = 5000;
-
 
 /** Receive buffers of the io_uring loop per device: packets the kernel may read ahead of the pipeline in one wake. */
 export const RING_BUFFERS = 128;

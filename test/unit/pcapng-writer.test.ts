@@ -204,7 +204,10 @@ for (;;) { w.write(Buffer.alloc(60 + (n % 50), 0x45), 1e9 + n, n, 0, 1); if (++n
   // at a page boundary once a fatal signal is pending. Then, and only then, the file ends inside a block, at
   // a multiple of the page size, after whole blocks (append=true cuts such a file back, tested below).
   let whole = 0;
-  while (whole + 8 <= f.length && whole + f.readUInt32LE(whole + 4) <= f.length) whole += f.readUInt32LE(whole + 4);
+  for (let len = 0; whole + 8 <= f.length; whole += len) {
+    len = f.readUInt32LE(whole + 4);
+    if (len < 12 || whole + len > f.length) break;
+  }
   if (whole < f.length) {
     assert.equal(f.length % 4096, 0, `a ${f.length}-byte file ends inside a block at ${whole}, not at a page boundary`);
     assert.ok(f.length - whole < 65536, `${f.length - whole} bytes past the last whole block`);
