@@ -2,8 +2,10 @@
  * A watch on users' code that runs on the CLI's main thread (offline, and TUNPIPE_THREAD=main): a
  * stage module that never returns, at import, in `create()` or on a packet, holds the thread that would see
  * Ctrl-C, so nothing in it can end the run. A second thread can: it is told each time users' code is
- * entered and left (two writes into shared memory), and when one call has lasted USER_CODE_STALL_MS it
- * stops that call: through an inspector session on the main thread (in the process: no port is opened),
+ * entered and left (two writes into shared memory), and the main thread's event loop beats a cell four
+ * times a second. When one call has lasted USER_CODE_STALL_MS, or the loop has not come round for that
+ * long (the continuation of an `async` stage after an `await` runs outside any call it sees), it stops what
+ * runs: through an inspector session on the main thread (in the process: no port is opened),
  * `Runtime.terminateExecution` unwinds the thread's JavaScript, which then writes out what its captures
  * hold in memory (settleOpenCaptures), prints one line naming the stage and exits 1. A call that cannot be
  * stopped so (one blocked inside a system call) is ended from the watcher after STOP_MS: the process
@@ -25,13 +27,19 @@ export const USER_CODE_STALL_MS = 10_000;
 const STOP_MS = 5000;
 
 /**
- * Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; and
- * set by the watcher once its inspector session is gone (Node would say it waits for a debugger otherwise).
+ * Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; set by
+ * the watcher once its inspector session is gone (Node would say it waits for a debugger otherwise); the
+ * event loop's beat; the label last entered.
  */
 const SEQ = 0;
 const DEPTH = 1;
 const LABEL = 2;
 const DETACHED = 3;
+const BEAT = 4;
+const LAST = 5;
+
+/** How often the main thread's event loop beats. */
+const BEAT_MS = 250;
 
 /** Set by watchUsersCode(): the watch starts with the first user module. */
 let wanted = false;
@@ -53,14 +61,21 @@ const { writeSync } = require('node:fs');
 const cells = new Int32Array(workerData.shared);
 const labels = [];
 parentPort.on('message', (m) => { labels[m.index] = m.label; });
-let seq = -1, since = Date.now();
+let seq = -1, since = performance.now(), beat = -1, beaten = since, ticked = since;
 const watch = setInterval(() => {
-  const now = Date.now();
+  const now = performance.now();
+  // A tick far later than asked: the process was stopped (Ctrl-Z, SIGSTOP, a paused machine) and the main
+  // thread resumes with this thread; time since is not time stuck.
+  if (now - ticked > 2000) { since = now; beaten = now; }
+  ticked = now;
+  const b = Atomics.load(cells, ${BEAT});
+  if (b !== beat) { beat = b; beaten = now; }
   const s = Atomics.load(cells, ${SEQ});
-  if (s !== seq || Atomics.load(cells, ${DEPTH}) === 0) { seq = s; since = now; return; }
-  if (now - since < workerData.limitMs) return;
+  if (s !== seq || Atomics.load(cells, ${DEPTH}) === 0) { seq = s; since = now; }
+  const inCall = now - since >= workerData.limitMs;
+  if (!inCall && now - beaten < workerData.limitMs) return;
   clearInterval(watch);
-  const what = labels[Atomics.load(cells, ${LABEL})] ?? "a user's stage";
+  const what = labels[Atomics.load(cells, inCall ? ${LABEL} : ${LAST})] ?? "a user's stage";
   const line = 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?)';
   try {
     const session = new (require('node:inspector').Session)();
@@ -99,8 +114,10 @@ async function start(): Promise<void> {
   if (!wanted || cells !== null) return;
   const { isMainThread, Worker } = await import('node:worker_threads');
   if (!isMainThread || cells !== null) return;
-  const shared = new SharedArrayBuffer(4 * 4);
+  const shared = new SharedArrayBuffer(6 * 4);
   cells = new Int32Array(shared);
+  const beating = cells;
+  setInterval(() => Atomics.add(beating, BEAT, 1), BEAT_MS).unref();
   watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, stopMs: STOP_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
   // It never keeps the process alive, and an error of its own is not the run's.
   watcher.unref();
@@ -141,6 +158,7 @@ export function enterUserCode(label: number): void {
   if (cells === null) return;
   stack.push(label);
   cells[LABEL] = label;
+  cells[LAST] = label;
   cells[DEPTH] = stack.length;
   cells[SEQ]++;
 }

@@ -162,6 +162,17 @@ export default function (packet) {
 }
 `;
 
+const SPINS_AFTER_AWAIT = `// An async stage whose third packet's continuation, after an await, never returns.
+let n = 0;
+export default async function (packet) {
+  if (++n === 3) {
+    await null;
+    for (;;) {}
+  }
+  return packet;
+}
+`;
+
 const SPINS_AT_IMPORT = `// Never finishes loading.
 for (;;) {}
 export default (packet) => packet;
@@ -182,9 +193,10 @@ function fivePackets(path: string): void {
 
 // Offline the stages run on the main thread, which a stuck one holds: Ctrl-C cannot be seen there. A second
 // thread stops the call once it has lasted USER_CODE_STALL_MS; the captures are written out and the run ends.
-// A call blocked in a system call cannot be stopped: the watcher ends the process 5 s later. The six run side
-// by side (one wait).
-it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance, after 3,000 packets, blocked in open(2)): one line naming it, exit 1, after the stall time, every record that reached a capture written', { timeout: USER_CODE_STALL_MS + 25_000 }, async () => {
+// A call blocked in a system call cannot be stopped: the watcher ends the process 5 s later. An async stage
+// that loops after an await holds the thread outside any call: the event loop's beat stops. The seven run
+// side by side (one wait).
+it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance, after 3,000 packets, blocked in open(2), after an await): one line naming it, exit 1, after the stall time, every record that reached a capture written', { timeout: USER_CODE_STALL_MS + 25_000 }, async () => {
   const tmp = tempDir('tunpipe-stuck-');
   try {
     const input = tmp.file('in.pcap');
@@ -202,6 +214,7 @@ it('offline, a user module that never returns (on a packet, at import, in create
       ['frozen', SPINS_FROZEN, input, (m: string) => `parse | ${m} | icmp-echo | checksum`],
       ['after', SPINS_AFTER_3000, many, (m: string) => `parse | pcap ${tee} | ${m} | icmp-echo | checksum`],
       ['blocked', BLOCKS_ON_THIRD(fifo), input, (m: string) => `parse | ${m} | icmp-echo | checksum`],
+      ['awaits', SPINS_AFTER_AWAIT, input, (m: string) => `parse | ${m} | icmp-echo | checksum`],
     ] as const;
     const t0 = Date.now();
     const runs = await Promise.all(
