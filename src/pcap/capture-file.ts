@@ -23,28 +23,6 @@ import { guardFile, refuseGuarded } from './file-guard.js';
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
 
-/** Every capture file open in this thread, for settleOpenCaptures(). */
-const openFiles = new Set<CaptureFile>();
-
-/**
- * Writes out what every open capture file of this thread holds in memory (after the write in flight, if
- * any, has landed: the rest goes behind it), each up to its last whole unit, and returns how many failed.
- * For a run that cannot end the usual way: a user's stage that never returned, stopped by the watch on
- * users' code (../pipeline/user-code-watch.ts).
- */
-export async function settleOpenCaptures(): Promise<number> {
-  let failed = 0;
-  for (const f of openFiles) {
-    try {
-      await f.settle();
-      f.flush();
-    } catch {
-      failed++;
-    }
-  }
-  return failed;
-}
-
 export interface CaptureFileOptions {
   /** File mode for a new file (permission bits). Default 0600: captures hold other people's traffic. */
   mode?: number;
@@ -124,7 +102,6 @@ export class CaptureFile {
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
     if (this.live) claimStdout();
     else this.unguard = guardFile(this.fd, `written by another capture of this run (${target})`);
-    openFiles.add(this);
     this.background = options.background === true && !this.live && options.append !== true && isRegularFile(this.fd);
   }
 
@@ -323,7 +300,6 @@ export class CaptureFile {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    openFiles.delete(this);
     try {
       if (!this.failed) this.flush();
     } finally {

@@ -4,12 +4,13 @@
  * Ctrl-C, so nothing in it can end the run. A second thread can: it is told each time users' code is
  * entered and left (two writes into shared memory), and the main thread's event loop beats a cell four
  * times a second. When one call has lasted USER_CODE_STALL_MS, or the loop has not come round for that
- * long (the continuation of an `async` stage after an `await` runs outside any call it sees), it stops what
- * runs: through an inspector session on the main thread (in the process: no port is opened),
- * `Runtime.terminateExecution` unwinds the thread's JavaScript, which then writes out what its captures
- * hold in memory (settleOpenCaptures), prints one line naming the stage and exits 1. A call that cannot be
- * stopped so (one blocked inside a system call) is ended from the watcher after STOP_MS: the process
- * exits 1 with the same line, and records still buffered are lost.
+ * long (the continuation of an `async` stage after an `await` runs outside any call it sees), it prints one
+ * line naming the stage and ends the process with exit 1. What was written to files stays; records still
+ * buffered in memory are lost with the stuck thread.
+ *
+ * Stopping the stuck JavaScript instead (Runtime.terminateExecution through an in-process inspector
+ * session), so that the main thread could write out its captures, was tried: it works from a promise's
+ * continuation, but inside a timer's callback Node aborts on its own check of the async-hook stack.
  *
  * On a device, users' code runs in the pipeline's worker, which the main thread ends when it does not stop
  * in time (device-worker.ts): there the watch stays off and its calls cost a branch, as they do for the
@@ -17,26 +18,16 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
-import { writeSync } from 'node:fs';
-import { settleOpenCaptures } from '../pcap/capture-file.js';
 
-/** How long one call into a user's module may run before it is stopped. */
+/** How long one call into a user's module may run before the process is ended. */
 export const USER_CODE_STALL_MS = 10_000;
 
-/** How long the main thread has, once its stuck call is stopped, to write its captures and exit. */
-const STOP_MS = 5000;
-
-/**
- * Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; set by
- * the watcher once its inspector session is gone (Node would say it waits for a debugger otherwise); the
- * event loop's beat; the label last entered.
- */
+/** Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; the event loop's beat; the label last entered. */
 const SEQ = 0;
 const DEPTH = 1;
 const LABEL = 2;
-const DETACHED = 3;
-const BEAT = 4;
-const LAST = 5;
+const BEAT = 3;
+const LAST = 4;
 
 /** How often the main thread's event loop beats. */
 const BEAT_MS = 250;
@@ -50,10 +41,8 @@ const stack: number[] = [];
 
 /**
  * The watcher's code: every quarter second it looks at the cells; a call that is still running with
- * nothing entered or left since USER_CODE_STALL_MS is stopped (see the header): the main thread is told
- * first, so that the message waits for it when its JavaScript is unwound. If the process is still there
- * STOP_MS later, it is ended by `_exit`, through koffi, loaded only then (`process.exit` in a worker would
- * end the worker alone), or failing that by SIGKILL.
+ * nothing entered or left since USER_CODE_STALL_MS, or a beat missing as long, ends the process. It is ended by `_exit`, through koffi,
+ * loaded only then (`process.exit` in a worker would end the worker alone), or failing that by SIGKILL.
  */
 const WATCHER = `
 const { workerData, parentPort } = require('node:worker_threads');
@@ -62,7 +51,7 @@ const cells = new Int32Array(workerData.shared);
 const labels = [];
 parentPort.on('message', (m) => { labels[m.index] = m.label; });
 let seq = -1, since = performance.now(), beat = -1, beaten = since, ticked = since;
-const watch = setInterval(() => {
+setInterval(() => {
   const now = performance.now();
   // A tick far later than asked: the process was stopped (Ctrl-Z, SIGSTOP, a paused machine) and the main
   // thread resumes with this thread; time since is not time stuck.
@@ -74,29 +63,15 @@ const watch = setInterval(() => {
   if (s !== seq || Atomics.load(cells, ${DEPTH}) === 0) { seq = s; since = now; }
   const inCall = now - since >= workerData.limitMs;
   if (!inCall && now - beaten < workerData.limitMs) return;
-  clearInterval(watch);
   const what = labels[Atomics.load(cells, inCall ? ${LABEL} : ${LAST})] ?? "a user's stage";
-  const line = 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?)';
   try {
-    const session = new (require('node:inspector').Session)();
-    session.connectToMainThread();
-    parentPort.postMessage({ stalled: line });
-    session.post('Runtime.terminateExecution', () => {
-      session.disconnect();
-      Atomics.store(cells, ${DETACHED}, 1);
-      Atomics.notify(cells, ${DETACHED});
-    });
+    writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; files keep what was written before, records still buffered were lost\\n');
   } catch {}
-  setTimeout(() => {
-    try {
-      writeSync(2, line + ': tunpipe was ended; files keep what was written before, records still buffered were lost\\n');
-    } catch {}
-    try {
-      require(workerData.koffi).load('libc.so.6').func('void _exit(int)')(1);
-    } finally {
-      process.kill(process.pid, 'SIGKILL');
-    }
-  }, workerData.stopMs);
+  try {
+    require(workerData.koffi).load('libc.so.6').func('void _exit(int)')(1);
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
 }, 250);
 `;
 
@@ -114,34 +89,15 @@ async function start(): Promise<void> {
   if (!wanted || cells !== null) return;
   const { isMainThread, Worker } = await import('node:worker_threads');
   if (!isMainThread || cells !== null) return;
-  const shared = new SharedArrayBuffer(6 * 4);
+  const shared = new SharedArrayBuffer(5 * 4);
   cells = new Int32Array(shared);
   const beating = cells;
   setInterval(() => Atomics.add(beating, BEAT, 1), BEAT_MS).unref();
-  watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, stopMs: STOP_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
+  watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
   // It never keeps the process alive, and an error of its own is not the run's.
   watcher.unref();
   watcher.on('error', () => {});
-  watcher.on('message', (m: { stalled?: unknown }) => {
-    if (typeof m?.stalled === 'string') void endStalledRun(m.stalled);
-  });
   labels.forEach((label, index) => watcher!.postMessage({ index, label }));
-}
-
-/**
- * The main thread, its stuck call stopped: the run cannot go on (its stages are mid-packet), so what the
- * captures hold is written, the line printed, and the process ends with exit 1.
- */
-async function endStalledRun(line: string): Promise<void> {
-  const failed = await settleOpenCaptures();
-  Atomics.wait(cells!, DETACHED, 0, 1000);
-  const kept = failed === 0 ? 'the captures keep every record that reached them' : `${failed} capture file(s) could not be written out`;
-  try {
-    writeSync(2, `${line}: tunpipe stopped it; ${kept}\n`);
-  } catch {
-    /* stderr is gone */
-  }
-  process.exit(1);
 }
 
 /** Names a piece of users' code for the watcher's message (starting the watch if asked for); returns the label for enter(). */
