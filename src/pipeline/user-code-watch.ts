@@ -22,7 +22,10 @@ import type { Worker } from 'node:worker_threads';
 /** How long one call into a user's module may run before the process is ended. */
 export const USER_CODE_STALL_MS = 10_000;
 
-/** Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; the event loop's beat; the label last entered. */
+/**
+ * Cells of the shared memory: calls entered and left (changes on both), depth, the innermost label; the
+ * event loop's beat; the label last entered.
+ */
 const SEQ = 0;
 const DEPTH = 1;
 const LABEL = 2;
@@ -41,8 +44,9 @@ const stack: number[] = [];
 
 /**
  * The watcher's code: every quarter second it looks at the cells; a call that is still running with
- * nothing entered or left since USER_CODE_STALL_MS, or a beat missing as long, ends the process. It is ended by `_exit`, through koffi,
- * loaded only then (`process.exit` in a worker would end the worker alone), or failing that by SIGKILL.
+ * nothing entered or left since USER_CODE_STALL_MS, or a beat missing as long, ends the process. It is
+ * ended by `_exit`, through koffi, loaded only then (`process.exit` in a worker would end the worker
+ * alone), or failing that by SIGKILL.
  */
 const WATCHER = `
 const { workerData, parentPort } = require('node:worker_threads');
