@@ -6,7 +6,7 @@
  *
  * libpcap is loaded on first use, so a pipeline without a filter never needs it.
  */
-import { createRequire } from 'node:module';
+import { lazyRequire } from '../lazy-require.js';
 import { TunpipeError } from '../errors.js';
 import type { BpfInsn } from './bpf.js';
 
@@ -70,8 +70,7 @@ function load(): Bindings {
 }
 
 function bind(): Bindings {
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as typeof import('koffi');
+  const koffi = lazyRequire('koffi') as typeof import('koffi');
   let lib;
   try {
     lib = koffi.load('libpcap.so.0.8');

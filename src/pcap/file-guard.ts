@@ -10,7 +10,8 @@ import { TunpipeError } from '../errors.js';
 
 const guarded = new Map<string, string>();
 
-const key = (st: { dev: number; ino: number }) => `${st.dev}:${st.ino}`;
+/** A file's identity, the same through every name it has (symlinks, hard links). */
+export const fileKey = (st: { dev: number; ino: number }) => `${st.dev}:${st.ino}`;
 
 /** Guards the file open on `fd` (described as `what` in the refusal) until the returned function is called. */
 export function guardFile(fd: number, what: string): () => void {
@@ -18,7 +19,7 @@ export function guardFile(fd: number, what: string): () => void {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) return () => {};
-    k = key(st);
+    k = fileKey(st);
   } catch {
     return () => {};
   }
@@ -38,6 +39,6 @@ export function refuseGuarded(path: string): void {
   } catch {
     return;
   }
-  const what = guarded.get(key(st));
+  const what = guarded.get(fileKey(st));
   if (what !== undefined) throw new TunpipeError(`will not write capture file ${path}: it is ${what}, which writing it would destroy; choose another name`);
 }

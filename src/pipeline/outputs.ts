@@ -6,6 +6,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
+import { fileKey } from '../pcap/file-guard.js';
 import { PipelineSyntaxError } from './language.js';
 import { programStages, type ResolvedProgram } from './resolve.js';
 
@@ -24,7 +25,7 @@ interface Output {
 function identity(path: string): string {
   try {
     const st = statSync(path);
-    return `inode:${st.dev}:${st.ino}`;
+    return `inode:${fileKey(st)}`;
   } catch {
     try {
       return `path:${resolve(realpathSync(dirname(path)), basename(path))}`;
