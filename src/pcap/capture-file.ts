@@ -19,6 +19,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, renameSync, write, write
 import { TunpipeError } from '../errors.js';
 import { claimStdout, releaseStdout } from './stdout-claim.js';
 import { guardFile, refuseGuarded } from './file-guard.js';
+import { SalvageRow } from './salvage.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const EAGAIN_WAIT_MS = 5000;
@@ -96,13 +97,23 @@ export class CaptureFile {
     private readonly format: UnitFormat,
     options: CaptureFileOptions = {},
   ) {
-    this.buf = Buffer.allocUnsafe(Math.max(options.bufferSize ?? 1 << 18, 1 << 16));
     this.live = target === '-';
     this.ownsFd = !this.live;
     this.fd = this.live ? 1 : openCaptureFile(target, options.append ?? false, options.mode ?? 0o600);
     if (this.live) claimStdout();
     else this.unguard = guardFile(this.fd, `written by another capture of this run (${target})`);
     this.background = options.background === true && !this.live && options.append !== true && isRegularFile(this.fd);
+    this.salvage = new SalvageRow(this.fd);
+    this.buf = this.salvage.allocate(Math.max(options.bufferSize ?? 1 << 18, 1 << 16));
+    this.published();
+  }
+
+  /** This file's row for another thread that may write out the buffer if this one gets stuck (./salvage.ts). */
+  private readonly salvage: SalvageRow;
+
+  /** Tells the salvage row which buffer is being filled, and where it goes (after `used` went back to 0). */
+  private published(): void {
+    this.salvage.fill(this.buf, this.background ? this.position : -1);
   }
 
   /** Write-behind is on (see the header). */
@@ -143,7 +154,11 @@ export class CaptureFile {
     }
     if (this.used + n > this.buf.length) {
       if (!this.writeBehind(0)) this.flush();
-      if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+      if (n > this.buf.length) {
+        this.salvage.release(this.buf);
+        this.buf = this.salvage.allocate(n);
+        this.published();
+      }
     }
     return this.buf;
   }
@@ -157,10 +172,16 @@ export class CaptureFile {
     const flight: Flight = { start: this.committed, buf: this.buf, bytes: this.used, packets: this.pending, done: Promise.resolve() };
     flight.done = this.writeOut(flight);
     this.flight = flight;
-    this.buf = this.spare !== null && this.spare.length >= this.buf.length ? this.spare : Buffer.allocUnsafe(this.buf.length);
+    const spare = this.spare;
+    if (spare !== null && spare.length >= this.buf.length) this.buf = spare;
+    else {
+      if (spare !== null) this.salvage.release(spare);
+      this.buf = this.salvage.allocate(this.buf.length);
+    }
     this.spare = null;
     this.used = 0;
     this.pending = 0;
+    this.published();
     return true;
   }
 
@@ -199,6 +220,7 @@ export class CaptureFile {
     }
     this.aheadBytes = 0;
     this.aheadPackets = 0;
+    if (error !== null) this.published();
     if (this.closeWhenLanded) closeSync(this.fd);
   }
 
@@ -213,6 +235,7 @@ export class CaptureFile {
   /** The `n` bytes after `used` form one unit; `packet`: it holds a packet. */
   commit(n: number, packet: boolean): void {
     this.used += n;
+    this.salvage.filled(this.used);
     if (packet) this.pending++;
     if (this.live && packet) this.flush();
   }
@@ -235,6 +258,7 @@ export class CaptureFile {
     // With write-behind every write names its position; one written behind a flight counts when it lands.
     const at = this.background ? this.position : null;
     const behind = this.flight !== null;
+    this.salvage.writing(true);
     try {
       while (off < this.used) {
         try {
@@ -260,6 +284,8 @@ export class CaptureFile {
       }
       this.account(whole.bytes, whole.packets, behind);
       throw this.failed;
+    } finally {
+      this.salvage.writing(false);
     }
     this.account(this.used, this.pending, behind);
   }
@@ -275,6 +301,7 @@ export class CaptureFile {
     }
     this.pending = 0;
     this.used = 0;
+    this.published();
   }
 
   /**
@@ -303,6 +330,7 @@ export class CaptureFile {
     try {
       if (!this.failed) this.flush();
     } finally {
+      this.salvage.close();
       this.unguard();
       if (this.ownsFd && this.flight !== null) this.closeWhenLanded = true;
       else if (this.ownsFd) closeSync(this.fd);

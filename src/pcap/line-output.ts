@@ -4,10 +4,12 @@
  * (through /proc/self/fd, which gives a new open file description, so the process's own fd keeps its
  * flags); when its reader is slow, a flush waits at most WAIT_MS, keeps the rest for the next flush and,
  * past MAX_BACKLOG bytes, drops whole lines (counted). A reader that went away (EPIPE) ends the output
- * quietly. Regular files and terminals are written directly.
+ * quietly. Regular files and terminals are written directly. The lines are gathered as bytes in a buffer
+ * that the salvage of a stuck thread can write out (./salvage.ts), like a capture's.
  */
 import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import { TunpipeError } from '../errors.js';
+import { SalvageRow } from './salvage.js';
 
 const WAIT_MS = 50;
 const MAX_BACKLOG = 1 << 20;
@@ -22,8 +24,12 @@ export class LineOutput {
   closed = false;
   private fd = -1;
   private ownsFd = false;
-  private text = '';
-  private backlog: Buffer | null = null;
+  /** Lines not yet written: what a slow reader has not taken first, then what was added since. */
+  private buf: Buffer;
+  private used = 0;
+  /** Bytes added since the last flush (the rest of `used` is what a slow reader left). */
+  private fresh = 0;
+  private readonly salvage: SalvageRow;
   private target: string | 1 | 2 | null = null;
 
   /**
@@ -42,6 +48,9 @@ export class LineOutput {
       this.ownsFd = true;
       this.target = choose;
     } else if (typeof choose === 'number') this.openStd(choose);
+    this.salvage = new SalvageRow(this.target === null ? null : this.fd);
+    this.buf = this.salvage.allocate(MAX_BACKLOG + FLUSH_AT);
+    this.salvage.fill(this.buf, -1);
   }
 
   /** A pipe is opened again, non-blocking (see above); anything else is used as it is. */
@@ -56,6 +65,8 @@ export class LineOutput {
     } catch {
       /* keep the fd as it is */
     }
+    // Chosen at the first line (see the constructor).
+    this.salvage?.open(this.fd);
   }
 
   get name(): string {
@@ -66,25 +77,50 @@ export class LineOutput {
   /** Adds text that ends in a newline (one or more whole lines). */
   add(text: string, lines = 1): void {
     if (this.closed) return;
-    this.text += text;
+    if (this.target === null) this.openStd((this.choose as () => 1 | 2)());
     this.lines += lines;
-    if (this.text.length >= FLUSH_AT) this.flush();
+    const n = Buffer.byteLength(text);
+    if (this.used + n > this.buf.length) {
+      this.flush();
+      if (this.closed) return;
+      // Lines longer than the buffer itself (a hex dump of a super-packet) get a buffer of their own.
+      if (this.used + n > this.buf.length) this.grow(this.used + n);
+    }
+    const written = this.buf.write(text, this.used);
+    this.used += written;
+    this.fresh += written;
+    this.salvage.filled(this.used);
+    if (this.fresh >= FLUSH_AT) this.flush();
+  }
+
+  private grow(size: number): void {
+    const next = this.salvage.allocate(size);
+    this.buf.copy(next, 0, 0, this.used);
+    this.salvage.release(this.buf);
+    this.buf = next;
+    this.salvage.fill(next, -1);
+    this.salvage.filled(this.used);
   }
 
   get pending(): boolean {
-    return !this.closed && (this.text.length > 0 || this.backlog !== null);
+    return !this.closed && this.used > 0;
   }
 
   /** Writes what is gathered; throws a TunpipeError for a write error other than a gone or slow reader. */
   flush(): void {
-    if (this.closed || (this.text.length === 0 && this.backlog === null)) return;
-    if (this.target === null) this.openStd((this.choose as () => 1 | 2)());
-    let buf = Buffer.from(this.text, 'utf8');
-    this.text = '';
-    if (this.backlog) {
-      buf = Buffer.concat([this.backlog, buf]);
-      this.backlog = null;
+    if (this.closed || this.used === 0) return;
+    this.fresh = 0;
+    this.salvage.writing(true);
+    try {
+      this.writeOut();
+    } finally {
+      this.salvage.writing(false);
+      this.salvage.filled(this.used);
     }
+  }
+
+  private writeOut(): void {
+    const buf = this.buf.subarray(0, this.used);
     let off = 0;
     let waited = 0;
     while (off < buf.length) {
@@ -94,6 +130,7 @@ export class LineOutput {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EPIPE') {
           this.closed = true;
+          this.used = 0;
           return;
         }
         if (code !== 'EAGAIN') throw new TunpipeError(`cannot write ${this.name}: ${(err as Error).message}`, code);
@@ -102,7 +139,6 @@ export class LineOutput {
         waited++;
       }
     }
-    if (off === buf.length) return;
     let rest = buf.subarray(off);
     if (rest.length > MAX_BACKLOG) {
       // Finish the line being written, drop the whole lines after it.
@@ -111,13 +147,16 @@ export class LineOutput {
       for (let i = kept.length; i < rest.length; i++) if (rest[i] === 10) this.dropped++;
       rest = kept;
     }
-    this.backlog = Buffer.from(rest);
+    // What the reader has not taken yet goes first next time.
+    this.buf.copyWithin(0, off, off + rest.length);
+    this.used = rest.length;
   }
 
   close(): void {
     try {
       this.flush();
     } finally {
+      this.salvage.close();
       if (this.ownsFd && this.fd >= 0) closeSync(this.fd);
     }
   }

@@ -14,7 +14,8 @@
  */
 import { lazyRequire } from '../lazy-require.js';
 import type { Worker } from 'node:worker_threads';
-import { writeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
+import { SALVAGE_LAYOUT, salvagedFds, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 import * as libc from '../device/libc.js';
 import type { TunCounters } from '../device/tun.js';
 import { DeviceRing } from '../device/uring.js';
@@ -93,6 +94,9 @@ interface StatsMessage {
 
 type FromWorker =
   | { type: 'created' }
+  /** The worker's salvage table (../pcap/salvage.ts), or one of its capture buffers (null: dropped). */
+  | { type: 'salvage'; table: SharedArrayBuffer }
+  | { type: 'salvage'; id: number; buffer: SharedArrayBuffer | null }
   | { type: 'live'; stages: StatsMessage[]; reports: [string, string][]; counters: TunCounters[]; queued: [string, number][] }
   | { type: 'ready'; io: string }
   | { type: 'setup-error'; message: string; code?: string; syntax?: { reason: string; text: string; pos: number; hint?: string } }
@@ -166,14 +170,22 @@ export class PipelineWorker {
         reject(e);
       };
       worker.on('message', (m: FromWorker) => {
-        if (m.type === 'setup-error') fail(m.syntax ? new PipelineSyntaxError(m.syntax.reason, m.syntax.text, m.syntax.pos, m.syntax.hint) : new TunpipeError(m.message, m.code));
+        if (m.type === 'salvage') {
+          if ('table' in m) this.salvageTable = m.table;
+          else if (m.buffer !== null) this.salvageBuffers.set(m.id, m.buffer);
+          else this.salvageBuffers.delete(m.id);
+        } else if (m.type === 'setup-error') fail(m.syntax ? new PipelineSyntaxError(m.syntax.reason, m.syntax.text, m.syntax.pos, m.syntax.hint) : new TunpipeError(m.message, m.code));
         else if (m.type === 'created') created();
         else if (m.type === 'ready') this.readyWaiter?.(m);
         else if (m.type === 'live') this.liveWaiter?.(m);
         else result = m;
       });
       worker.once('error', fail);
-      worker.once('exit', (code) => (result ? resolve(result) : fail(this.endedFor ?? new Error(`the pipeline worker exited (code ${code}) without a result`))));
+      worker.once('exit', (code) => {
+        if (result) resolve(result);
+        else if (this.endedFor !== null) fail(new TunpipeError(`${this.endedFor}${this.salvage()}`));
+        else fail(new Error(`the pipeline worker exited (code ${code}) without a result`));
+      });
     });
     // Rejections reach the caller through start(), attach() or finished().
     this.result.catch(() => {});
@@ -196,11 +208,12 @@ export class PipelineWorker {
       queue: options.queue,
     };
     return new Promise((resolve, reject) => {
-      const worker = new WorkerThread(WORKER_ENTRY, { workerData: input });
+      // Its fds outlive it: should it have to be ended, this thread writes out what its captures held.
+      const worker = new WorkerThread(WORKER_ENTRY, { workerData: input, trackUnmanagedFds: false });
       let handle: PipelineWorker | null = null;
       const signal = options.signal;
       const abort = () => {
-        handle!.endedFor = new TunpipeError('stopped by a signal while the stages were being created (a user\'s module still loading or in its create()?)');
+        handle!.endedFor = "stopped by a signal while the stages were being created (a user's module still loading or in its create()?)";
         void worker.terminate();
       };
       handle = new PipelineWorker(
@@ -249,7 +262,7 @@ export class PipelineWorker {
     this.wakeWith(WAKE_STOP);
     if (this.graceTimer !== null) return;
     this.graceTimer = setTimeout(() => {
-      this.endedFor = new TunpipeError(`the pipeline did not stop within ${STOP_GRACE_MS / 1000} s of being asked: a stage that never returns (a loop in a user's stage?) held it; it was ended, its counters are lost, captures keep the records written before`);
+      this.endedFor = `the pipeline did not stop within ${STOP_GRACE_MS / 1000} s of being asked: a stage that never returns (a loop in a user's stage?) held it; it was ended, its counters are lost`;
       void this.worker.terminate();
     }, STOP_GRACE_MS);
     this.graceTimer.unref();
@@ -260,7 +273,22 @@ export class PipelineWorker {
   }
 
   private graceTimer: NodeJS.Timeout | null = null;
-  private endedFor: Error | null = null;
+  /** Why the worker was ended from here (then its result never comes). */
+  private endedFor: string | null = null;
+  private salvageTable: SharedArrayBuffer | null = null;
+  private readonly salvageBuffers = new Map<number, SharedArrayBuffer>();
+
+  /**
+   * The worker was ended: writes out what its captures still held and closes them (the worker's fds are
+   * not closed with it, see start()); says so, as the end of the error's text.
+   */
+  private salvage(): string {
+    if (this.salvageTable === null) return '';
+    const kept = writeUnwritten(SALVAGE_LAYOUT, this.salvageTable, this.salvageBuffers, writeSync);
+    for (const fd of salvagedFds(this.salvageTable)) if (fd > 2) closeQuietly(fd);
+    if (kept.skipped > 0) return `; ${kept.skipped} capture(s) stopped inside a write of their own keep only what was written before`;
+    return kept.files > 0 ? '; what its captures and printed lines still held was written out' : '';
+  }
 
   private wakeWith(value: number): void {
     if (this.wakeClosed) return;
@@ -322,6 +350,14 @@ export class PipelineWorker {
   }
 }
 
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    /* already closed */
+  }
+}
+
 /** How long a worker asked to stop may take (its stages close, captures flush, the last writes complete). */
 export const STOP_GRACE_MS = 5000;
 
@@ -352,6 +388,8 @@ async function workerMain(input: WorkerInput): Promise<void> {
   // releases delayed packets on timeouts, so it asks for none.
   libc.prctl(libc.PR_SET_TIMERSLACK, 1, 0, 0, 0);
   const { routing } = input;
+  // Captures keep their records where the main thread can write them out, should this thread get stuck.
+  post({ type: 'salvage', table: startSalvage((id, buffer) => post({ type: 'salvage', id, buffer })) });
   const n = routing.ports.length;
   const counters: TunCounters[] = routing.ports.map(() => ({ rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 }));
   let ctx: DeviceLoopContext | null = null;

@@ -5,12 +5,12 @@
  * entered and left (two writes into shared memory), and the main thread's event loop beats a cell four
  * times a second. When one call has lasted USER_CODE_STALL_MS, or the loop has not come round for that
  * long (the continuation of an `async` stage after an `await` runs outside any call it sees), it prints one
- * line naming the stage and ends the process with exit 1. What was written to files stays; records still
- * buffered in memory are lost with the stuck thread.
+ * line naming the stage and ends the process with exit 1. Before that it writes out the records the
+ * captures still held: they are kept in shared memory for it (../pcap/salvage.ts).
  *
  * Stopping the stuck JavaScript instead (Runtime.terminateExecution through an in-process inspector
- * session), so that the main thread could write out its captures, was tried: it works from a promise's
- * continuation, but inside a timer's callback Node aborts on its own check of the async-hook stack.
+ * session), so that the main thread could write out its captures itself, was tried: it works from a
+ * promise's continuation, but inside a timer's callback Node aborts on its own check of the async-hook stack.
  *
  * On a device, users' code runs in the pipeline's worker, which the main thread ends when it does not stop
  * in time (device-worker.ts): there the watch stays off and its calls cost a branch, as they do for the
@@ -18,6 +18,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
+import { SALVAGE_LAYOUT, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 
 /** How long one call into a user's module may run before the process is ended. */
 export const USER_CODE_STALL_MS = 10_000;
@@ -44,16 +45,22 @@ const stack: number[] = [];
 
 /**
  * The watcher's code: every quarter second it looks at the cells; a call that is still running with
- * nothing entered or left since USER_CODE_STALL_MS, or a beat missing as long, ends the process. It is
- * ended by `_exit`, through koffi, loaded only then (`process.exit` in a worker would end the worker
- * alone), or failing that by SIGKILL.
+ * nothing entered or left since USER_CODE_STALL_MS, or a beat missing as long, ends the process. It writes
+ * out what the captures held first, then ends the process by `_exit`, through koffi, loaded only then
+ * (`process.exit` in a worker would end the worker alone), or failing that by SIGKILL.
  */
 const WATCHER = `
 const { workerData, parentPort } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
+const writeUnwritten = ${writeUnwritten.toString()};
 const cells = new Int32Array(workerData.shared);
 const labels = [];
-parentPort.on('message', (m) => { labels[m.index] = m.label; });
+const buffers = new Map();
+parentPort.on('message', (m) => {
+  if (m.label !== undefined) labels[m.index] = m.label;
+  else if (m.buffer) buffers.set(m.id, m.buffer);
+  else buffers.delete(m.id);
+});
 let seq = -1, since = performance.now(), beat = -1, beaten = since, ticked = since;
 setInterval(() => {
   const now = performance.now();
@@ -68,8 +75,15 @@ setInterval(() => {
   const inCall = now - since >= workerData.limitMs;
   if (!inCall && now - beaten < workerData.limitMs) return;
   const what = labels[Atomics.load(cells, inCall ? ${LABEL} : ${LAST})] ?? "a user's stage";
+  let kept = { files: 0, skipped: 0 };
   try {
-    writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; files keep what was written before, records still buffered were lost\\n');
+    kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, writeSync);
+  } catch {}
+  const captures = kept.skipped > 0
+    ? kept.skipped + ' capture(s) stopped inside a write of their own keep only what was written before' + (kept.files > 0 ? ', the records the others held were written out first' : '')
+    : kept.files > 0 ? 'what its captures and printed lines still held was written out first' : 'files keep what was written';
+  try {
+    writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; ' + captures + '\\n');
   } catch {}
   try {
     require(workerData.koffi).load('libc.so.6').func('void _exit(int)')(1);
@@ -97,7 +111,9 @@ async function start(): Promise<void> {
   cells = new Int32Array(shared);
   const beating = cells;
   setInterval(() => Atomics.add(beating, BEAT, 1), BEAT_MS).unref();
-  watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, koffi: fileURLToPath(import.meta.resolve('koffi')) } });
+  // Captures opened from now on keep their records where the watcher can write them out.
+  const salvage = startSalvage((id, buffer) => watcher?.postMessage({ id, buffer }));
+  watcher = new Worker(WATCHER, { eval: true, workerData: { shared, limitMs: USER_CODE_STALL_MS, koffi: fileURLToPath(import.meta.resolve('koffi')), layout: SALVAGE_LAYOUT, salvage } });
   // It never keeps the process alive, and an error of its own is not the run's.
   watcher.unref();
   watcher.on('error', () => {});

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { deviceTestSkipReason, startTunpipe } from '../helpers/netns.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { echoRequest, readPcapRecords, writePcap } from '../helpers/packets.js';
+import { tcpdumpRead } from '../helpers/pcap-tools.js';
 import { USER_CODE_STALL_MS } from '../../src/pipeline/user-code-watch.js';
 import { parseCounters, reasonCount, stageRow } from '../helpers/counters.js';
 import { inScene, PEER, ping, sleep, stackLines, vmRssKb } from './support.js';
@@ -117,11 +118,15 @@ export default function (packet) {
 }
 `;
 
-it('a user stage that never returns: SIGINT still ends tunpipe within the grace time, with an error that says why', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
+// The worker it holds is ended; the main thread then writes out what the worker's captures still held: here
+// the request that reached the capture just before the stage got stuck, which a device's capture writes
+// only once the traffic pauses.
+it('a user stage that never returns: SIGINT still ends tunpipe within the grace time, with an error that says why, the capture written out', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
   inScene('userspin', async ({ ns, dir, startEcho }) => {
     const module = join(dir, 'spins.mjs');
     writeFileSync(module, SPINS);
-    const tp = await startEcho('tpf9', `parse | ${module} | icmp-echo | checksum`);
+    const capture = join(dir, 'seen.pcap');
+    const tp = await startEcho('tpf9', `parse | pcap file=${capture} | ${module} | icmp-echo | checksum`);
     assert.equal((await ping(ns, ['-c', '2', '-i', '0.2', '-w', '3', PEER])).received, 2, 'answers before the stage hangs');
     await ping(ns, ['-s', '300', '-c', '1', '-W', '1', PEER]);
     const t0 = Date.now();
@@ -129,8 +134,11 @@ it('a user stage that never returns: SIGINT still ends tunpipe within the grace 
     const took = Date.now() - t0;
     assert.equal(code, 1, tp.stderr());
     assert.ok(took < 12_000, `stopped after ${took} ms`);
-    assert.match(tp.stderr(), /did not stop within 5 s of being asked: a stage that never returns/);
+    assert.match(tp.stderr(), /did not stop within 5 s of being asked: a stage that never returns.*; what its captures and printed lines still held was written out$/m);
     assert.deepEqual(stackLines(tp.stderr()), []);
+    const requests = tcpdumpRead(capture, ['icmp[icmptype] = 8']);
+    assert.equal(requests.length, 3, requests.join('\n'));
+    assert.match(requests[2], /ICMP echo request, .*length 308$/, 'the request that got the stage stuck');
   }),
 );
 
@@ -173,39 +181,55 @@ function fivePackets(path: string): void {
 
 // Offline the stages run on the main thread, which a stuck one holds: Ctrl-C cannot be seen there. A second
 // thread ends the run once one call has lasted USER_CODE_STALL_MS, or the event loop's beat has been missing
-// as long (an async stage that loops after an await holds the thread outside any call). The five run side by
-// side (one wait).
-it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance, after an await): one line naming it, exit 1, after the stall time', { timeout: USER_CODE_STALL_MS + 20_000 }, async () => {
+// as long (an async stage that loops after an await holds the thread outside any call). It writes out the
+// records the captures held first, and print's lines: a capture in front of the stage holds every packet
+// that reached it, and print a line for each; the output holds every reply made before it got stuck. The
+// five run side by side (one wait).
+it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance, after an await): one line naming it, exit 1, after the stall time, captures written out', { timeout: USER_CODE_STALL_MS + 20_000 }, async () => {
   const tmp = tempDir('tunpipe-stuck-');
   try {
     const input = tmp.file('in.pcap');
     fivePackets(input);
+    // Per case: packets the capture in front of the stage saw, replies written (null: no file to read).
     const cases = [
-      ['third', SPINS_ON_THIRD],
-      ['loading', SPINS_AT_IMPORT],
-      ['creating', SPINS_IN_CREATE],
-      ['frozen', SPINS_FROZEN],
-      ['awaits', SPINS_AFTER_AWAIT],
+      ['third', SPINS_ON_THIRD, 3, 2],
+      ['loading', SPINS_AT_IMPORT, null, null],
+      ['creating', SPINS_IN_CREATE, 0, null],
+      ['frozen', SPINS_FROZEN, 2, 1],
+      // The capture sees the whole batch before the asynchronous stage takes its packets one by one.
+      ['awaits', SPINS_AFTER_AWAIT, 5, 2],
     ] as const;
     const t0 = Date.now();
     const runs = await Promise.all(
       cases.map(([name, source]) => {
         const module = tmp.file(`${name}.mjs`);
         writeFileSync(module, source);
-        return runCli(['--read', input, '--write', tmp.file(`${name}.pcap`), `parse | ${module} | icmp-echo | checksum`], { timeoutMs: USER_CODE_STALL_MS + 15_000 });
+        return runCli(['--read', input, '--write', tmp.file(`${name}.pcap`), `parse | print | pcap file=${tmp.file(`${name}-seen.pcap`)} | ${module} | icmp-echo | checksum`], { timeoutMs: USER_CODE_STALL_MS + 15_000 });
       }),
     );
     const took = Date.now() - t0;
-    for (const [i, [name]] of cases.entries()) {
+    for (const [i, [name, , seen, replies]] of cases.entries()) {
       const r = runs[i];
       assert.equal(r.signal, null, `${name}: ended by ${r.signal} (the test's own kill):\n${r.stderr}`);
       assert.equal(r.code, 1, `${name}:\n${r.stderr}`);
       const said = r.stderr.trim().split('\n');
       assert.equal(said.length, 1, `${name}: one line:\n${r.stderr}`);
       assert.match(said[0], new RegExp(`^tunpipe: stage '${name}' \\(.*${name}\\.mjs\\) has not returned for ${USER_CODE_STALL_MS / 1000} s`));
-      // The output, where it was opened, is a capture with no packet in it that was not written whole.
-      const out = tmp.file(`${name}.pcap`);
-      if (existsSync(out) && statSync(out).size > 0) assert.equal(readPcapRecords(readFileSync(out)).trailing, 0, name);
+      if (replies !== null) assert.match(said[0], /what its captures and printed lines still held was written out first$/, name);
+      // Both files hold whole records only, as many as the packets that reached them; tcpdump reads them.
+      for (const [file, want] of [[tmp.file(`${name}-seen.pcap`), seen], [tmp.file(`${name}.pcap`), replies]] as const) {
+        if (want === null) {
+          if (existsSync(file) && statSync(file).size > 0) assert.equal(readPcapRecords(readFileSync(file)).packets.length, 0, `${name}: ${file}`);
+          continue;
+        }
+        const records = readPcapRecords(readFileSync(file));
+        assert.equal(records.trailing, 0, `${name}: ${file}`);
+        assert.equal(records.packets.length, want, `${name}: ${file}`);
+        assert.equal(tcpdumpRead(file).length, want, `${name}: ${file}, read by tcpdump`);
+      }
+      const printed = r.stdout.toString('utf8').split('\n').filter((l: string) => / ICMP echo request/.test(l)).length;
+      assert.equal(printed, seen ?? 0, `${name}: lines printed:\n${r.stdout}`);
+      if (replies !== null && replies > 0) assert.ok(tcpdumpRead(tmp.file(`${name}.pcap`)).every((l) => /ICMP echo reply/.test(l)), name);
     }
     assert.ok(took >= USER_CODE_STALL_MS, `ended after ${took} ms, before a call had lasted ${USER_CODE_STALL_MS} ms`);
   } finally {

@@ -1,0 +1,186 @@
+/**
+ * What capture files still hold in memory, kept where another thread can write it out. A thread whose
+ * JavaScript is stuck (a user's stage that never returns) cannot flush its own captures; the thread that
+ * ends it can, if the records are in shared memory: the watch on users' code offline
+ * (../pipeline/user-code-watch.ts), the main thread for a device's worker (../pipeline/device-worker.ts).
+ *
+ * A thread that wants this calls `startSalvage()`. From then on every CaptureFile it opens gathers its
+ * records in a SharedArrayBuffer and keeps, in a shared table, its fd, which buffer it fills, where in the
+ * file that buffer goes and how much of it holds whole records. The stuck thread is never inside a
+ * CaptureFile method while a user's code runs, so the table always describes whole records. A file stopped
+ * inside a write of its own (a slow reader on stdout) is marked so and left alone: a second writer there
+ * would interleave. `writeUnwritten()` writes what each file still open holds.
+ */
+
+/** Where each value of a file lies in the table (cells of a Float64Array, SALVAGE_LAYOUT.cells per file). */
+export const SALVAGE_LAYOUT = {
+  /** Files a table has room for; a file opened past them is not salvaged. */
+  files: 64,
+  cells: 5,
+  /** The fd; -1 for a free row, -2 for a row whose file is not chosen yet (see SalvageRow.open). */
+  fd: 0,
+  /** 1 while the file's own thread is inside a write. */
+  writing: 1,
+  /** Id of the buffer being filled (see startSalvage's listener). */
+  buffer: 2,
+  /** File position of the buffer's first byte; -1: wherever the fd's offset is. */
+  at: 3,
+  /** Bytes of whole records in the buffer. */
+  used: 4,
+} as const;
+
+export type SalvageLayout = typeof SALVAGE_LAYOUT;
+
+/** Hears of every shared buffer of this thread's captures (null: the buffer is no longer used). */
+export type SalvageListener = (id: number, buffer: SharedArrayBuffer | null) => void;
+
+let table: Float64Array | null = null;
+let listener: SalvageListener | null = null;
+let nextId = 0;
+
+/**
+ * From now on the captures this thread opens keep their records where another thread can write them out.
+ * Returns the shared table (give it to that thread); `onBuffer` hears of each shared buffer, to pass on too.
+ */
+export function startSalvage(onBuffer: SalvageListener): SharedArrayBuffer {
+  if (table === null) {
+    table = new Float64Array(new SharedArrayBuffer(SALVAGE_LAYOUT.files * SALVAGE_LAYOUT.cells * 8));
+    for (let i = 0; i < SALVAGE_LAYOUT.files; i++) table[i * SALVAGE_LAYOUT.cells + SALVAGE_LAYOUT.fd] = -1;
+  }
+  listener = onBuffer;
+  return table.buffer as SharedArrayBuffer;
+}
+
+/**
+ * One capture file's row in the table, and the buffers it fills. Without salvage (or with a full table)
+ * the row is a private one nobody reads and buffers are plain, so that a CaptureFile need not ask.
+ */
+export class SalvageRow {
+  private readonly cells: Float64Array;
+  private readonly base: number;
+  private readonly shared: boolean;
+  private readonly ids = new Map<Buffer, number>();
+
+  /** `fd`: the file's, or null when it is chosen later (open()). */
+  constructor(fd: number | null) {
+    const row = table === null ? -1 : freeRow(table);
+    this.shared = row >= 0;
+    this.cells = this.shared ? table! : new Float64Array(SALVAGE_LAYOUT.cells);
+    this.base = this.shared ? row * SALVAGE_LAYOUT.cells : 0;
+    this.cells[this.base + SALVAGE_LAYOUT.used] = 0;
+    this.cells[this.base + SALVAGE_LAYOUT.writing] = 0;
+    this.cells[this.base + SALVAGE_LAYOUT.buffer] = -1;
+    this.cells[this.base + SALVAGE_LAYOUT.at] = -1;
+    this.cells[this.base + SALVAGE_LAYOUT.fd] = fd ?? -2;
+  }
+
+  /** The file was chosen after the row was made (print's stdout or stderr, at its first line). */
+  open(fd: number): void {
+    this.cells[this.base + SALVAGE_LAYOUT.fd] = fd;
+  }
+
+  /** A buffer of `size` bytes for records: in shared memory when this row is read by another thread. */
+  allocate(size: number): Buffer {
+    if (!this.shared) return Buffer.allocUnsafe(size);
+    const sab = new SharedArrayBuffer(size);
+    const buf = Buffer.from(sab);
+    const id = nextId++;
+    this.ids.set(buf, id);
+    listener?.(id, sab);
+    return buf;
+  }
+
+  /** A buffer this row gave out is dropped: the other thread need not keep it. */
+  release(buf: Buffer): void {
+    const id = this.ids.get(buf);
+    if (id === undefined) return;
+    this.ids.delete(buf);
+    listener?.(id, null);
+  }
+
+  /** Records now go into `buf`, which goes at file position `at` (-1: the fd's offset); it holds none yet. */
+  fill(buf: Buffer, at: number): void {
+    this.cells[this.base + SALVAGE_LAYOUT.buffer] = this.ids.get(buf) ?? -1;
+    this.cells[this.base + SALVAGE_LAYOUT.at] = at;
+    this.cells[this.base + SALVAGE_LAYOUT.used] = 0;
+  }
+
+  /** The buffer holds `used` bytes of whole records. */
+  filled(used: number): void {
+    this.cells[this.base + SALVAGE_LAYOUT.used] = used;
+  }
+
+  /** The file's own thread enters (true) or leaves a write. */
+  writing(on: boolean): void {
+    this.cells[this.base + SALVAGE_LAYOUT.writing] = on ? 1 : 0;
+  }
+
+  /** The file is closing: its row is free (before the fd is closed, which another open may reuse). */
+  close(): void {
+    this.cells[this.base + SALVAGE_LAYOUT.fd] = -1;
+    for (const id of this.ids.values()) listener?.(id, null);
+    this.ids.clear();
+  }
+}
+
+function freeRow(t: Float64Array): number {
+  for (let i = 0; i < SALVAGE_LAYOUT.files; i++) if (t[i * SALVAGE_LAYOUT.cells + SALVAGE_LAYOUT.fd] === -1) return i;
+  return -1;
+}
+
+/** The fds of the files a table holds (still open when their thread stopped). */
+export function salvagedFds(tableBuffer: SharedArrayBuffer): number[] {
+  const t = new Float64Array(tableBuffer);
+  const fds: number[] = [];
+  for (let i = 0; i < SALVAGE_LAYOUT.files; i++) {
+    const fd = t[i * SALVAGE_LAYOUT.cells + SALVAGE_LAYOUT.fd];
+    if (fd >= 0) fds.push(fd);
+  }
+  return fds;
+}
+
+/** What writeUnwritten() did: files written out, and files left alone because they were inside a write. */
+export interface Salvaged {
+  files: number;
+  bytes: number;
+  skipped: number;
+}
+
+/**
+ * Writes what the captures of a stopped thread still held. Self-contained (the watch on users' code runs
+ * its text in a thread of its own): everything it needs comes as arguments.
+ */
+export function writeUnwritten(
+  layout: SalvageLayout,
+  tableBuffer: SharedArrayBuffer,
+  buffers: Map<number, SharedArrayBuffer>,
+  write: (fd: number, data: Uint8Array, offset: number, length: number, position: number | null) => number,
+): Salvaged {
+  const t = new Float64Array(tableBuffer);
+  const done = { files: 0, bytes: 0, skipped: 0 };
+  for (let i = 0; i < layout.files; i++) {
+    const row = i * layout.cells;
+    const fd = t[row + layout.fd];
+    const used = t[row + layout.used];
+    if (fd < 0 || used <= 0) continue;
+    const sab = buffers.get(t[row + layout.buffer]);
+    if (t[row + layout.writing] !== 0 || sab === undefined) {
+      done.skipped++;
+      continue;
+    }
+    const data = new Uint8Array(sab, 0, used);
+    const at = t[row + layout.at];
+    try {
+      for (let off = 0; off < used; ) {
+        const n = write(fd, data, off, used - off, at < 0 ? null : at + off);
+        if (!(n > 0)) throw new Error('no progress');
+        off += n;
+      }
+      done.files++;
+      done.bytes += used;
+    } catch {
+      done.skipped++;
+    }
+  }
+  return done;
+}
