@@ -9,11 +9,19 @@
  */
 process.on('SIGUSR1', () => {});
 
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
 // The CLI's modules as one file (scripts/bundle.mjs, written by `npm run build`): loaded one by one, they
 // cost more start-up than all the rest tunpipe adds to Node's. Named through a variable: tsc has no source
 // for it.
 const bundle: string = '../src/cli/main.bundle.js';
-const { main } = (await import(bundle)) as typeof import('../src/cli/main.js');
+const modules = '../src/cli/main.js';
+// `tsc` alone leaves no bundle, or one older than the modules it was made from: they run instead, slower,
+// rather than old code.
+const stale = isOlder(bundle, modules);
+if (stale) process.stderr.write(`tunpipe: ${fileURLToPath(fileOf(bundle))} is missing or older than the compiled modules (tsc without \`npm run build\`?): running the modules instead\n`);
+const { main } = (await import(stale ? modules : bundle)) as typeof import('../src/cli/main.js');
 main().then(
   (code) => {
     // Everything is written and closed by now; what may be left is a read of live input (`--read -` from a
@@ -31,3 +39,16 @@ main().then(
     process.exitCode = 70;
   },
 );
+
+/** True when file `a` (relative to this one) is missing or older than `b`; false when `b` is missing. */
+function isOlder(a: string, b: string): boolean {
+  const mtime = (f: string) => statSync(fileOf(f), { throwIfNoEntry: false })?.mtimeMs;
+  const newer = mtime(b);
+  if (newer === undefined) return false;
+  const older = mtime(a);
+  return older === undefined || older < newer;
+}
+
+function fileOf(relative: string): URL {
+  return new URL(relative, import.meta.url);
+}

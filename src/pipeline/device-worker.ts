@@ -14,7 +14,7 @@
  */
 import { lazyRequire } from '../lazy-require.js';
 import type { Worker } from 'node:worker_threads';
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, statSync, writeSync } from 'node:fs';
 import { SALVAGE_LAYOUT, salvagedFds, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 import * as libc from '../device/libc.js';
 import type { TunCounters } from '../device/tun.js';
@@ -139,11 +139,20 @@ export interface WorkerResult extends RunResult {
 }
 
 /**
- * A worker's entry: this module's own bundle (scripts/bundle.mjs), beside it. Named from the directory
- * above, so that it is found the same from the CLI's bundle, which lives in a sibling directory
- * (dist/src/cli).
+ * A worker's entry: this module's own bundle (scripts/bundle.mjs), beside it, or this module. Named from
+ * the directory above, so that they are found the same from the CLI's bundle, which lives in a sibling
+ * directory (dist/src/cli).
  */
-const WORKER_ENTRY = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
+const WORKER_BUNDLE = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
+const WORKER_MODULE = new URL('../pipeline/device-worker.js', import.meta.url);
+
+/** The bundle, unless `tsc` alone left it missing or older than this module (then the module: bin/tunpipe.ts). */
+function workerEntry(): URL {
+  const mtime = (u: URL) => statSync(u, { throwIfNoEntry: false })?.mtimeMs;
+  const module = mtime(WORKER_MODULE);
+  const bundle = mtime(WORKER_BUNDLE);
+  return module !== undefined && (bundle === undefined || bundle < module) ? WORKER_MODULE : WORKER_BUNDLE;
+}
 
 /** The main thread's handle on a pipeline worker. */
 export class PipelineWorker {
@@ -209,7 +218,7 @@ export class PipelineWorker {
     };
     return new Promise((resolve, reject) => {
       // Its fds outlive it: should it have to be ended, this thread writes out what its captures held.
-      const worker = new WorkerThread(WORKER_ENTRY, { workerData: input, trackUnmanagedFds: false });
+      const worker = new WorkerThread(workerEntry(), { workerData: input, trackUnmanagedFds: false });
       let handle: PipelineWorker | null = null;
       const signal = options.signal;
       const abort = () => {
