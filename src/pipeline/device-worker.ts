@@ -191,8 +191,10 @@ export class PipelineWorker {
       });
       worker.once('error', fail);
       worker.once('exit', (code) => {
-        if (result) resolve(result);
-        else if (this.endedFor !== null) fail(new TunpipeError(`${this.endedFor}${this.salvage()}`));
+        if (result) return resolve(result);
+        // Ended from here, or died of an error of its own: either way its captures are written out.
+        const saved = this.salvage();
+        if (this.endedFor !== null) fail(new TunpipeError(`${this.endedFor}${saved}`));
         else fail(new Error(`the pipeline worker exited (code ${code}) without a result`));
       });
     });
@@ -288,8 +290,8 @@ export class PipelineWorker {
   private readonly salvageBuffers = new Map<number, SharedArrayBuffer>();
 
   /**
-   * The worker was ended: writes out what its captures still held and closes them (the worker's fds are
-   * not closed with it, see start()); says so, as the end of the error's text.
+   * The worker ended without its result: writes out what its captures still held and closes them (the
+   * worker's fds are not closed with it, see start()); says so, as the end of the error's text.
    */
   private salvage(): string {
     if (this.salvageTable === null) return '';
