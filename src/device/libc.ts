@@ -21,6 +21,8 @@ export const writeAt = libc.func('intptr_t write(int fd, uintptr_t buf, size_t c
 export const write = libc.func('intptr_t write(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 /** ioctl is variadic: its third argument is passed as a (type, value) pair. */
 const ioctlRaw = libc.func('int ioctl(int fd, unsigned long request, ...)');
+/** send(2) on a socket; with MSG_DONTWAIT it never blocks (-1, EAGAIN, instead). */
+export const send = libc.func('intptr_t send(int fd, const void *buf, size_t len, int flags)') as (fd: number, buf: Uint8Array, len: number, flags: number) => number;
 export const socket = libc.func('int socket(int domain, int type, int protocol)') as (d: number, t: number, p: number) => number;
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (v: number, flags: number) => number;
 export const setuid = libc.func('int setuid(uint32_t uid)') as (uid: number) => number;
@@ -73,6 +75,8 @@ export function errno(): number {
 export const O_RDWR = 0o2;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_DGRAM = 2;

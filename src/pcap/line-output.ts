@@ -30,6 +30,7 @@ export class LineOutput {
   /** Bytes added since the last flush (the rest of `used` is what a slow reader left). */
   private fresh = 0;
   private readonly salvage: SalvageRow;
+  private nonBlocking = false;
   private target: string | 1 | 2 | null = null;
 
   /**
@@ -48,7 +49,8 @@ export class LineOutput {
       this.ownsFd = true;
       this.target = choose;
     } else if (typeof choose === 'number') this.openStd(choose);
-    this.salvage = new SalvageRow(this.target === null ? null : this.fd);
+    this.salvage = new SalvageRow(null);
+    if (this.target !== null) this.salvage.open(this.fd, this.nonBlocking);
     this.buf = this.salvage.allocate(MAX_BACKLOG + FLUSH_AT);
     this.salvage.fill(this.buf, -1);
   }
@@ -61,12 +63,13 @@ export class LineOutput {
       if (fstatSync(which).isFIFO()) {
         this.fd = openSync(`/proc/self/fd/${which}`, constants.O_WRONLY | constants.O_NONBLOCK);
         this.ownsFd = true;
+        this.nonBlocking = true;
       }
     } catch {
       /* keep the fd as it is */
     }
-    // Chosen at the first line (see the constructor).
-    this.salvage?.open(this.fd);
+    // Chosen at the first line (see the constructor); a pipe is open non-blocking.
+    this.salvage?.open(this.fd, this.nonBlocking);
   }
 
   get name(): string {

@@ -9,14 +9,16 @@
  * file that buffer goes and how much of it holds whole records. The stuck thread is never inside a
  * CaptureFile method while a user's code runs, so the table always describes whole records. A file stopped
  * inside a write of its own (a slow reader on stdout) is marked so and left alone: a second writer there
- * would interleave. `writeUnwritten()` writes what each file still open holds.
+ * would interleave. A blocking pipe or socket may have a reader that stopped, and the thread writing out
+ * must never block for good: see writeUnwritten (print's pipes are non-blocking already, and say so).
+ * `writeUnwritten()` writes what each file still open holds.
  */
 
 /** Where each value of a file lies in the table (cells of a Float64Array, SALVAGE_LAYOUT.cells per file). */
 export const SALVAGE_LAYOUT = {
   /** Files a table has room for; a file opened past them is not salvaged. */
   files: 64,
-  cells: 5,
+  cells: 6,
   /** The fd; -1 for a free row, -2 for a row whose file is not chosen yet (see SalvageRow.open). */
   fd: 0,
   /** 1 while the file's own thread is inside a write. */
@@ -27,6 +29,8 @@ export const SALVAGE_LAYOUT = {
   at: 3,
   /** Bytes of whole records in the buffer. */
   used: 4,
+  /** 1 when the fd is non-blocking already (see writeUnwritten for the others). */
+  nonBlocking: 5,
 } as const;
 
 export type SalvageLayout = typeof SALVAGE_LAYOUT;
@@ -71,11 +75,13 @@ export class SalvageRow {
     this.cells[this.base + SALVAGE_LAYOUT.writing] = 0;
     this.cells[this.base + SALVAGE_LAYOUT.buffer] = -1;
     this.cells[this.base + SALVAGE_LAYOUT.at] = -1;
+    this.cells[this.base + SALVAGE_LAYOUT.nonBlocking] = 0;
     this.cells[this.base + SALVAGE_LAYOUT.fd] = fd ?? -2;
   }
 
   /** The file was chosen after the row was made (print's stdout or stderr, at its first line). */
-  open(fd: number): void {
+  open(fd: number, nonBlocking: boolean): void {
+    this.cells[this.base + SALVAGE_LAYOUT.nonBlocking] = nonBlocking ? 1 : 0;
     this.cells[this.base + SALVAGE_LAYOUT.fd] = fd;
   }
 
@@ -139,7 +145,7 @@ export function salvagedFds(tableBuffer: SharedArrayBuffer): number[] {
   return fds;
 }
 
-/** What writeUnwritten() did: files written out, and files left alone because they were inside a write. */
+/** What writeUnwritten() did: files written out, and files left alone (inside a write, a blocking pipe, an error). */
 export interface Salvaged {
   files: number;
   bytes: number;
@@ -147,15 +153,20 @@ export interface Salvaged {
 }
 
 /**
- * Writes what the captures of a stopped thread still held. Self-contained (the watch on users' code runs
- * its text in a thread of its own): everything it needs comes as arguments.
+ * What writeUnwritten() writes with (the watcher thread passes its own): node:fs, and a send() on a
+ * socket that never blocks (MSG_DONTWAIT; -1 when it would), which node:fs has no way to ask for.
  */
-export function writeUnwritten(
-  layout: SalvageLayout,
-  tableBuffer: SharedArrayBuffer,
-  buffers: Map<number, SharedArrayBuffer>,
-  write: (fd: number, data: Uint8Array, offset: number, length: number, position: number | null) => number,
-): Salvaged {
+export type SalvageIo = Pick<typeof import('node:fs'), 'writeSync' | 'fstatSync' | 'openSync' | 'closeSync' | 'constants'> & {
+  sendNow(fd: number, data: Uint8Array): number;
+};
+
+/**
+ * Writes what the captures of a stopped thread still held. Self-contained (the watch on users' code runs
+ * its text in a thread of its own): everything it needs comes as arguments. A blocking pipe is written
+ * through a non-blocking open of its own (/proc/self/fd), a blocking socket (stdout of a process Node
+ * started) with sendNow, so a reader that stopped reading costs the rest of that file, never a hang.
+ */
+export function writeUnwritten(layout: SalvageLayout, tableBuffer: SharedArrayBuffer, buffers: Map<number, SharedArrayBuffer>, io: SalvageIo): Salvaged {
   const t = new Float64Array(tableBuffer);
   const done = { files: 0, bytes: 0, skipped: 0 };
   for (let i = 0; i < layout.files; i++) {
@@ -170,9 +181,16 @@ export function writeUnwritten(
     }
     const data = new Uint8Array(sab, 0, used);
     const at = t[row + layout.at];
+    let target = fd;
+    let socket = false;
     try {
+      if (t[row + layout.nonBlocking] === 0) {
+        const kind = io.fstatSync(fd);
+        socket = kind.isSocket();
+        if (kind.isFIFO()) target = io.openSync('/proc/self/fd/' + fd, io.constants.O_WRONLY | io.constants.O_NONBLOCK);
+      }
       for (let off = 0; off < used; ) {
-        const n = write(fd, data, off, used - off, at < 0 ? null : at + off);
+        const n = socket ? io.sendNow(fd, data.subarray(off)) : io.writeSync(target, data, off, used - off, at < 0 ? null : at + off);
         if (!(n > 0)) throw new Error('no progress');
         off += n;
       }
@@ -180,6 +198,8 @@ export function writeUnwritten(
       done.bytes += used;
     } catch {
       done.skipped++;
+    } finally {
+      if (target !== fd) io.closeSync(target);
     }
   }
   return done;

@@ -14,6 +14,7 @@
  */
 import { lazyRequire } from '../lazy-require.js';
 import type { Worker } from 'node:worker_threads';
+import * as fs from 'node:fs';
 import { closeSync, statSync, writeSync } from 'node:fs';
 import { SALVAGE_LAYOUT, salvagedFds, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 import * as libc from '../device/libc.js';
@@ -295,9 +296,9 @@ export class PipelineWorker {
    */
   private salvage(): string {
     if (this.salvageTable === null) return '';
-    const kept = writeUnwritten(SALVAGE_LAYOUT, this.salvageTable, this.salvageBuffers, writeSync);
+    const kept = writeUnwritten(SALVAGE_LAYOUT, this.salvageTable, this.salvageBuffers, { ...fs, sendNow: (fd, data) => libc.send(fd, data, data.length, libc.MSG_DONTWAIT | libc.MSG_NOSIGNAL) });
     for (const fd of salvagedFds(this.salvageTable)) if (fd > 2) closeQuietly(fd);
-    if (kept.skipped > 0) return `; ${kept.skipped} capture(s) stopped inside a write of their own keep only what was written before`;
+    if (kept.skipped > 0) return `; ${kept.skipped} output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before`;
     return kept.files > 0 ? '; what its captures and printed lines still held was written out' : '';
   }
 

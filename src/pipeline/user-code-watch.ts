@@ -51,7 +51,10 @@ const stack: number[] = [];
  */
 const WATCHER = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { writeSync } = require('node:fs');
+const fs = require('node:fs');
+const { writeSync } = fs;
+let libc = null;
+const loadLibc = () => (libc ??= require(workerData.koffi).load('libc.so.6'));
 const writeUnwritten = ${writeUnwritten.toString()};
 const cells = new Int32Array(workerData.shared);
 const labels = [];
@@ -77,16 +80,18 @@ setInterval(() => {
   const what = labels[Atomics.load(cells, inCall ? ${LABEL} : ${LAST})] ?? "a user's stage";
   let kept = { files: 0, skipped: 0 };
   try {
-    kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, writeSync);
+    const send = loadLibc().func('intptr_t send(int, const void *, size_t, int)');
+    // MSG_DONTWAIT | MSG_NOSIGNAL
+    kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, { ...fs, sendNow: (fd, data) => send(fd, data, data.length, 0x40 | 0x4000) });
   } catch {}
   const captures = kept.skipped > 0
-    ? kept.skipped + ' capture(s) stopped inside a write of their own keep only what was written before' + (kept.files > 0 ? ', the records the others held were written out first' : '')
+    ? kept.skipped + ' output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before' + (kept.files > 0 ? '; what the others still held was written out first' : '')
     : kept.files > 0 ? 'what its captures and printed lines still held was written out first' : 'files keep what was written';
   try {
     writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; ' + captures + '\\n');
   } catch {}
   try {
-    require(workerData.koffi).load('libc.so.6').func('void _exit(int)')(1);
+    loadLibc().func('void _exit(int)')(1);
   } finally {
     process.kill(process.pid, 'SIGKILL');
   }
