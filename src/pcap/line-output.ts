@@ -68,7 +68,8 @@ export class LineOutput {
     } catch {
       /* keep the fd as it is */
     }
-    // Chosen at the first line (see the constructor); a pipe is open non-blocking.
+    // At the first line (see the constructor); called from the constructor, the row is not made yet and
+    // is opened there.
     this.salvage?.open(this.fd, this.nonBlocking);
   }
 
@@ -136,7 +137,10 @@ export class LineOutput {
           this.used = 0;
           return;
         }
-        if (code !== 'EAGAIN') throw new TunpipeError(`cannot write ${this.name}: ${(err as Error).message}`, code);
+        if (code !== 'EAGAIN') {
+          this.used = 0;
+          throw new TunpipeError(`cannot write ${this.name}: ${(err as Error).message}`, code);
+        }
         if (waited >= WAIT_MS) break;
         Atomics.wait(sleeper, 0, 0, 1);
         waited++;

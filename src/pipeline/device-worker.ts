@@ -147,7 +147,7 @@ export interface WorkerResult extends RunResult {
 const WORKER_BUNDLE = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
 const WORKER_MODULE = new URL('../pipeline/device-worker.js', import.meta.url);
 
-/** The bundle, unless `tsc` alone left it missing or older than this module (then the module: bin/tunpipe.ts). */
+/** The bundle, unless `tsc` alone left it missing or older than this module: then the module (as bin/tunpipe.ts does). */
 function workerEntry(): URL {
   const mtime = (u: URL) => statSync(u, { throwIfNoEntry: false })?.mtimeMs;
   const module = mtime(WORKER_MODULE);

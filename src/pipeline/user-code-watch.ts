@@ -79,10 +79,14 @@ setInterval(() => {
   if (!inCall && now - beaten < workerData.limitMs) return;
   const what = labels[Atomics.load(cells, inCall ? ${LABEL} : ${LAST})] ?? "a user's stage";
   let kept = { files: 0, skipped: 0 };
+  let sendNow = () => -1;
   try {
     const send = loadLibc().func('intptr_t send(int, const void *, size_t, int)');
-    // MSG_DONTWAIT | MSG_NOSIGNAL
-    kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, { ...fs, sendNow: (fd, data) => send(fd, data, data.length, 0x40 | 0x4000) });
+    // MSG_DONTWAIT | MSG_NOSIGNAL: never blocks, never raises SIGPIPE.
+    sendNow = (fd, data) => send(fd, data, data.length, 0x40 | 0x4000);
+  } catch {}
+  try {
+    kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, { ...fs, sendNow });
   } catch {}
   const captures = kept.skipped > 0
     ? kept.skipped + ' output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before' + (kept.files > 0 ? '; what the others still held was written out first' : '')
