@@ -8,6 +8,7 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { deviceTestSkipReason, startTunpipe } from '../helpers/netns.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { echoRequest, readPcapRecords, writePcap } from '../helpers/packets.js';
@@ -187,6 +188,7 @@ function fivePackets(path: string): void {
 // five run side by side (one wait).
 it('offline, a user module that never returns (on a packet, at import, in create(), a frozen instance, after an await): one line naming it, exit 1, after the stall time, captures written out', { timeout: USER_CODE_STALL_MS + 20_000 }, async () => {
   const tmp = tempDir('tunpipe-stuck-');
+  let reader: ChildProcess | null = null;
   try {
     const input = tmp.file('in.pcap');
     fivePackets(input);
@@ -199,15 +201,25 @@ it('offline, a user module that never returns (on a packet, at import, in create
       // The capture sees the whole batch before the asynchronous stage takes its packets one by one.
       ['awaits', SPINS_AFTER_AWAIT, 5, 2],
     ] as const;
+    // 'third' also captures to a FIFO, which its reader copies to a file: a blocking pipe, written out
+    // through a non-blocking open of its own.
+    const fifo = tmp.file('third.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const fromFifo = tmp.file('third-fifo.pcap');
+    reader = spawn('sh', ['-c', 'exec cat "$1" > "$2"', 'sh', fifo, fromFifo], { stdio: 'ignore' });
+    const readerDone = new Promise((resolve) => reader!.once('close', resolve));
     const t0 = Date.now();
     const runs = await Promise.all(
       cases.map(([name, source]) => {
         const module = tmp.file(`${name}.mjs`);
         writeFileSync(module, source);
-        return runCli(['--read', input, '--write', tmp.file(`${name}.pcap`), `parse | print | pcap file=${tmp.file(`${name}-seen.pcap`)} | ${module} | icmp-echo | checksum`], { timeoutMs: USER_CODE_STALL_MS + 15_000 });
+        const toFifo = name === 'third' ? ` | pcap file=${fifo}` : '';
+        return runCli(['--read', input, '--write', tmp.file(`${name}.pcap`), `parse | print | pcap file=${tmp.file(`${name}-seen.pcap`)}${toFifo} | ${module} | icmp-echo | checksum`], { timeoutMs: USER_CODE_STALL_MS + 15_000 });
       }),
     );
     const took = Date.now() - t0;
+    await readerDone;
+    assert.equal(tcpdumpRead(fromFifo).length, 3, 'the capture to a FIFO, read by tcpdump');
     for (const [i, [name, , seen, replies]] of cases.entries()) {
       const r = runs[i];
       assert.equal(r.signal, null, `${name}: ended by ${r.signal} (the test's own kill):\n${r.stderr}`);
@@ -233,6 +245,8 @@ it('offline, a user module that never returns (on a packet, at import, in create
     }
     assert.ok(took >= USER_CODE_STALL_MS, `ended after ${took} ms, before a call had lasted ${USER_CODE_STALL_MS} ms`);
   } finally {
+    // A run that never opened the FIFO leaves its reader waiting in open().
+    reader?.kill('SIGKILL');
     tmp.remove();
   }
 });
