@@ -6,9 +6,13 @@
  *
  * Start-up on its own: `tunpipe --version` (Node, the CLI's own modules, no stage) against `node -e 0`
  * (Node alone), alternating, several times each; the difference is what tunpipe adds to every run.
+ *
+ * A floor: each pair also times ../offline-floor.ts, one hand-written loop that does only the echo's work,
+ * none of tunpipe: what a single Node thread does at best here.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { runCommand, isShuttingDown, type CommandResult } from './children.js';
 import { TIME_BUDGET_S } from './constants.js';
@@ -40,6 +44,8 @@ export interface OfflinePair {
   tunpipe: OfflineToolRun;
   tcpdump: OfflineToolRun;
   tunpipeFirst: boolean;
+  /** bench/offline-floor.ts on the same file, after the two (absent in results files written before it). */
+  floor?: OfflineToolRun;
 }
 
 /** Wall times of `node -e 0` and `tunpipe --version`, run in turn (ms; a failed run is left out). */
@@ -151,16 +157,19 @@ export async function runOffline(opts: OfflineOptions, dir: string): Promise<Off
     if (run.note?.includes('not installed')) tcpdumpMissing = run.note;
     return run;
   };
+  const floorScript = fileURLToPath(new URL('../offline-floor.js', import.meta.url));
+  const floor = (): Promise<OfflineToolRun> => timeTool(process.execPath, [floorScript, input, out], out, opts.packets, true);
   const pairs: OfflinePair[] = [];
   for (let i = 0; i < opts.pairs && !isShuttingDown(); i++) {
     const tunpipeFirst = i % 2 === 0;
     const first = tunpipeFirst ? await tunpipe() : await tcpdump();
     const second = tunpipeFirst ? await tcpdump() : await tunpipe();
-    const pair = tunpipeFirst
+    const pair: OfflinePair = tunpipeFirst
       ? { tunpipe: first, tcpdump: second, tunpipeFirst }
       : { tunpipe: second, tcpdump: first, tunpipeFirst };
+    pair.floor = await floor();
     pairs.push(pair);
-    const both = `tunpipe ${describeTool(pair.tunpipe)}; tcpdump ${describeTool(pair.tcpdump)}`;
+    const both = `tunpipe ${describeTool(pair.tunpipe)}; tcpdump ${describeTool(pair.tcpdump)}; floor ${describeTool(pair.floor)}`;
     log(`offline pair ${i + 1}/${opts.pairs}: ${both}`);
     if (!pair.tunpipe.ok) break; // the same failure again would only cost time
   }

@@ -207,6 +207,15 @@ function ownRows(files: LoadedResults[]): string[] {
     const allValid = pairs.every((p) => p.tunpipe.ok && p.tunpipe.validReplies === offline.find((o) => o.pairs.includes(p))!.packets);
     rows.push(`| offline packets/s, whole command (tcpdump -r -w as ref) | ${fmtInt(td)} | ${fmtInt(tp)} | ${ratioText(r, 2)} | | every record a valid reply: ${allValid ? 'yes' : 'no'} |`);
     rows.push(`| offline packets/s past start-up | | ${fmtInt(steady)} | | | |`);
+    const floored = pairs.filter((p) => p.floor?.ok && p.tcpdump.ok && p.tunpipe.ok);
+    if (floored.length) {
+      // Over the pairs that have the loop: files written before it have none.
+      const fl = median(floored.map((p) => p.floor!.pktsPerSec!));
+      const tdF = median(floored.map((p) => p.tcpdump.pktsPerSec!));
+      const tpF = median(floored.map((p) => p.tunpipe.pktsPerSec!));
+      rows.push(`| offline packets/s, one hand-written JS loop, the same work (\`bench/offline-floor.ts\`; tcpdump as ref) | ${fmtInt(tdF)} | ${fmtInt(fl)} | ${ratioText(pool(floored.map((p) => p.floor!.pktsPerSec! / p.tcpdump.pktsPerSec!), 7), 2)} | | informative |`);
+      rows.push(`| offline, tunpipe against that loop (the loop as ref) | ${fmtInt(fl)} | ${fmtInt(tpF)} | ${ratioText(pool(floored.map((p) => p.tunpipe.pktsPerSec! / p.floor!.pktsPerSec!), 7), 2)} | | informative |`);
+    }
     const startups = offline.flatMap((o) => (o.startup ? [o.startup] : []));
     if (startups.length) {
       const node = median(startups.flatMap((st) => st.nodeMs));

@@ -275,6 +275,34 @@ function startupRows(st: StartupResult | undefined): Row[] {
   ];
 }
 
+/** The hand-written loop (bench/offline-floor.ts) against tcpdump, and tunpipe against it, pair by pair. */
+function floorRows(o: OfflineResult): Row[] {
+  const withFloor = o.pairs.filter((p) => p.floor?.ok);
+  if (withFloor.length === 0) return [];
+  const fl = median(withFloor.map((p) => p.floor!.pktsPerSec!));
+  const vsTcpdump = summarizeSample(withFloor.filter((p) => p.tcpdump.ok).map((p) => p.floor!.pktsPerSec! / p.tcpdump.pktsPerSec!));
+  const tunpipeVs = summarizeSample(withFloor.filter((p) => p.tunpipe.ok).map((p) => p.tunpipe.pktsPerSec! / p.floor!.pktsPerSec!));
+  const range = (r: ReturnType<typeof summarizeSample>) => (r.n ? `${fmtNum(r.median, 2)} [${fmtNum(r.min, 2)}..${fmtNum(r.max, 2)}]` : '');
+  return [
+    {
+      metric: '  one hand-written JS loop, the same work (bench/offline-floor.ts; ref = tcpdump)',
+      ref: '',
+      value: fmtInt(fl),
+      paired: range(vsTcpdump),
+      bar: 'what one Node thread does at best (informative)',
+      result: verdict(null),
+    },
+    {
+      metric: '  tunpipe against that loop (ref = the loop)',
+      ref: fmtInt(fl),
+      value: '',
+      paired: range(tunpipeVs),
+      bar: "tunpipe's own cost (informative)",
+      result: verdict(null),
+    },
+  ];
+}
+
 function offlineRows(o: OfflineResult): Row[] {
   const tp = o.pairs.map((p) => p.tunpipe).filter((t) => t.ok);
   const td = o.pairs.map((p) => p.tcpdump).filter((t) => t.ok);
@@ -293,6 +321,7 @@ function offlineRows(o: OfflineResult): Row[] {
       bar: `paired ≥ ${fmtNum(OFFLINE_MIN_RATIO, 2)} (the whole command)`,
       result: verdict(r.n ? r.median >= OFFLINE_MIN_RATIO : false),
     },
+    ...floorRows(o),
     {
       metric: '  the same past start-up (a run on an empty file, subtracted)',
       ref: '',
