@@ -119,15 +119,15 @@ export default function (packet) {
 }
 `;
 
-// The worker it holds is ended; the main thread then writes out what the worker's captures still held: here
-// the request that reached the capture just before the stage got stuck, which a device's capture writes
-// only once the traffic pauses.
+// The worker it holds is ended; the main thread then writes out what the worker's captures and print still
+// held: here the request that reached them just before the stage got stuck, which a device's capture
+// writes only once the traffic pauses, and print at the end of the batch.
 it('a user stage that never returns: SIGINT still ends tunpipe within the grace time, with an error that says why, the capture written out', { skip: deviceTestSkipReason(), timeout: 30_000 }, () =>
   inScene('userspin', async ({ ns, dir, startEcho }) => {
     const module = join(dir, 'spins.mjs');
     writeFileSync(module, SPINS);
     const capture = join(dir, 'seen.pcap');
-    const tp = await startEcho('tpf9', `parse | pcap file=${capture} | ${module} | icmp-echo | checksum`);
+    const tp = await startEcho('tpf9', `parse | print | pcap file=${capture} | ${module} | icmp-echo | checksum`);
     assert.equal((await ping(ns, ['-c', '2', '-i', '0.2', '-w', '3', PEER])).received, 2, 'answers before the stage hangs');
     await ping(ns, ['-s', '300', '-c', '1', '-W', '1', PEER]);
     const t0 = Date.now();
@@ -140,6 +140,10 @@ it('a user stage that never returns: SIGINT still ends tunpipe within the grace 
     const requests = tcpdumpRead(capture, ['icmp[icmptype] = 8']);
     assert.equal(requests.length, 3, requests.join('\n'));
     assert.match(requests[2], /ICMP echo request, .*length 308$/, 'the request that got the stage stuck');
+    // print's line for it, which the worker had not written yet either.
+    const printed = tp.stdout().split('\n').filter((l) => / ICMP echo request/.test(l));
+    assert.equal(printed.length, 3, tp.stdout());
+    assert.match(printed[2], /length 308$/);
   }),
 );
 
