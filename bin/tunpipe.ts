@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 // cost more start-up than all the rest tunpipe adds to Node's. Named through a variable: tsc has no source
 // for it.
 const bundle: string = '../src/cli/main.bundle.js';
+const STALE_MS = 2000;
 const modules = '../src/cli/main.js';
 // `tsc` alone leaves no bundle, or one older than the modules it was made from: they run instead, slower,
 // rather than old code.
@@ -40,13 +41,17 @@ main().then(
   },
 );
 
-/** True when file `a` (relative to this one) is missing or older than `b`; false when `b` is missing. */
+/**
+ * True when file `a` (relative to this one) is missing, or older than `b` by more than STALE_MS; false when
+ * `b` is missing. The margin: a copy (`cp -r`, without -p) gives every file the time it was copied, in no
+ * particular order, within moments; `tsc` after a build writes the modules seconds after the bundle.
+ */
 function isOlder(a: string, b: string): boolean {
   const mtime = (f: string) => statSync(fileOf(f), { throwIfNoEntry: false })?.mtimeMs;
   const newer = mtime(b);
   if (newer === undefined) return false;
   const older = mtime(a);
-  return older === undefined || older < newer;
+  return older === undefined || older < newer - STALE_MS;
 }
 
 function fileOf(relative: string): URL {

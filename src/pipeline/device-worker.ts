@@ -147,13 +147,19 @@ export interface WorkerResult extends RunResult {
 const WORKER_BUNDLE = new URL('../pipeline/device-worker.bundle.js', import.meta.url);
 const WORKER_MODULE = new URL('../pipeline/device-worker.js', import.meta.url);
 
-/** The bundle, unless `tsc` alone left it missing or older than this module: then the module (as bin/tunpipe.ts does). */
+/**
+ * The bundle, unless `tsc` alone left it missing or older than this module: then the module, as
+ * bin/tunpipe.ts does, with the same margin for copies.
+ */
 function workerEntry(): URL {
   const mtime = (u: URL) => statSync(u, { throwIfNoEntry: false })?.mtimeMs;
   const module = mtime(WORKER_MODULE);
   const bundle = mtime(WORKER_BUNDLE);
-  return module !== undefined && (bundle === undefined || bundle < module) ? WORKER_MODULE : WORKER_BUNDLE;
+  return module !== undefined && (bundle === undefined || bundle < module - STALE_BUNDLE_MS) ? WORKER_MODULE : WORKER_BUNDLE;
 }
+
+/** See bin/tunpipe.ts. */
+const STALE_BUNDLE_MS = 2000;
 
 /** The main thread's handle on a pipeline worker. */
 export class PipelineWorker {
