@@ -20,13 +20,18 @@ const BROKEN = "throw new Error('the stale bundle was loaded');\n";
 
 /**
  * A plain copy of the built package in `dir` (every file gets the time it was copied, in no particular
- * order), then `stale` bundles replaced and made a minute older.
+ * order), then `stale` bundles replaced and made a minute older, `copied` ones made a second older than
+ * the modules (what a copy in the wrong order gives).
  */
-function copyOfDist(dir: string, stale: { file: string; remove?: boolean }[]): string {
+function copyOfDist(dir: string, stale: { file: string; remove?: boolean }[], copied: string[] = []): string {
   cpSync(join(ROOT, 'dist'), join(dir, 'dist'), { recursive: true });
   cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const now = new Date();
+  for (const file of copied) {
+    const before = new Date(now.getTime() - 1000);
+    utimesSync(join(dir, file), before, before);
+  }
   for (const { file, remove } of stale) {
     const path = join(dir, file);
     if (remove) rmSync(path);
@@ -78,7 +83,7 @@ it('no CLI bundle at all: the modules run, and the CLI says so', () => {
 it('a plain copy of a build (cp -r: times in copy order), or a package whose files share one time: the bundle runs, nothing is said', () => {
   const tmp = tempDir('tunpipe-stale-');
   try {
-    const r = offlineEcho(copyOfDist(tmp.path, []), tmp.path);
+    const r = offlineEcho(copyOfDist(tmp.path, [], [CLI_BUNDLE]), tmp.path);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /older than the compiled modules/);
     assert.equal(r.replies, 3);
