@@ -119,10 +119,15 @@ function verdict(pass: boolean | null): string {
   return pass === null ? 'n/a' : pass ? 'PASS' : 'FAIL';
 }
 
+/** A sample of ratios as `median [min..max]`; empty for no sample. */
+function ratioRange(s: { n: number; median: number; min: number; max: number }): string {
+  return s.n ? `${fmtNum(s.median, 2)} [${fmtNum(s.min, 2)}..${fmtNum(s.max, 2)}]` : '';
+}
+
 function pairedText(m: PairedMetric | undefined, unit = ''): string {
   if (!m || m.summary.n === 0) return '—';
   const s = m.summary;
-  if (m.kind === 'ratio') return `${fmtNum(s.median, 2)} [${fmtNum(s.min, 2)}..${fmtNum(s.max, 2)}]`;
+  if (m.kind === 'ratio') return ratioRange(s);
   return `${fmtSigned(s.median, 1)}${unit} [${fmtSigned(s.min, 1)}..${fmtSigned(s.max, 1)}]`;
 }
 
@@ -282,13 +287,12 @@ function floorRows(o: OfflineResult): Row[] {
   const fl = median(withFloor.map((p) => p.floor!.pktsPerSec!));
   const vsTcpdump = summarizeSample(withFloor.filter((p) => p.tcpdump.ok).map((p) => p.floor!.pktsPerSec! / p.tcpdump.pktsPerSec!));
   const tunpipeVs = summarizeSample(withFloor.filter((p) => p.tunpipe.ok).map((p) => p.tunpipe.pktsPerSec! / p.floor!.pktsPerSec!));
-  const range = (r: ReturnType<typeof summarizeSample>) => (r.n ? `${fmtNum(r.median, 2)} [${fmtNum(r.min, 2)}..${fmtNum(r.max, 2)}]` : '');
   return [
     {
       metric: '  one hand-written JS loop, the same work (bench/offline-floor.ts; ref = tcpdump)',
       ref: '',
       value: fmtInt(fl),
-      paired: range(vsTcpdump),
+      paired: ratioRange(vsTcpdump),
       bar: 'what one Node thread does at best (informative)',
       result: verdict(null),
     },
@@ -296,7 +300,7 @@ function floorRows(o: OfflineResult): Row[] {
       metric: '  tunpipe against that loop (ref = the loop)',
       ref: fmtInt(fl),
       value: '',
-      paired: range(tunpipeVs),
+      paired: ratioRange(tunpipeVs),
       bar: "tunpipe's own cost (informative)",
       result: verdict(null),
     },
@@ -317,7 +321,7 @@ function offlineRows(o: OfflineResult): Row[] {
       metric: `offline pkts/s, ${plural(o.pairs.length, 'pair')} (ref = tcpdump -r -w)`,
       ref: td.length ? fmtInt(median(td.map((t) => t.pktsPerSec!))) : (tdNote ?? 'failed'),
       value: tp.length ? fmtInt(tpMedian) : 'failed (below)',
-      paired: r.n ? `${fmtNum(r.median, 2)} [${fmtNum(r.min, 2)}..${fmtNum(r.max, 2)}]` : '',
+      paired: ratioRange(r),
       bar: `paired ≥ ${fmtNum(OFFLINE_MIN_RATIO, 2)} (the whole command)`,
       result: verdict(r.n ? r.median >= OFFLINE_MIN_RATIO : false),
     },
