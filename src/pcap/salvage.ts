@@ -148,7 +148,6 @@ export function salvagedFds(tableBuffer: SharedArrayBuffer): number[] {
 /** What writeUnwritten() did: files written out, and files left alone (inside a write, a blocking pipe, an error). */
 export interface Salvaged {
   files: number;
-  bytes: number;
   skipped: number;
 }
 
@@ -168,7 +167,7 @@ export type SalvageIo = Pick<typeof import('node:fs'), 'writeSync' | 'fstatSync'
  */
 export function writeUnwritten(layout: SalvageLayout, tableBuffer: SharedArrayBuffer, buffers: Map<number, SharedArrayBuffer>, io: SalvageIo): Salvaged {
   const t = new Float64Array(tableBuffer);
-  const done = { files: 0, bytes: 0, skipped: 0 };
+  const done = { files: 0, skipped: 0 };
   for (let i = 0; i < layout.files; i++) {
     const row = i * layout.cells;
     const fd = t[row + layout.fd];
@@ -195,7 +194,6 @@ export function writeUnwritten(layout: SalvageLayout, tableBuffer: SharedArrayBu
         off += n;
       }
       done.files++;
-      done.bytes += used;
     } catch {
       done.skipped++;
     } finally {
