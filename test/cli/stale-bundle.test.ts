@@ -55,30 +55,23 @@ function offlineEcho(bin: string, dir: string): { code: number | null; stderr: s
 
 const SAYS_STALE = /^tunpipe: .*dist\/src\/cli\/main\.bundle\.js is missing or older than the compiled modules \(tsc without `npm run build`\?\): running the modules instead$/m;
 
-it('a CLI bundle older than the modules: the modules run, and the CLI says so', () => {
-  const tmp = tempDir('tunpipe-stale-');
-  try {
-    const r = offlineEcho(copyOfDist(tmp.path, [{ file: CLI_BUNDLE }]), tmp.path);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, SAYS_STALE);
-    assert.doesNotMatch(r.stderr, /stale bundle was loaded/);
-    assert.equal(r.replies, 3);
-  } finally {
-    tmp.remove();
-  }
-});
-
-it('no CLI bundle at all: the modules run, and the CLI says so', () => {
-  const tmp = tempDir('tunpipe-stale-');
-  try {
-    const r = offlineEcho(copyOfDist(tmp.path, [{ file: CLI_BUNDLE, remove: true }]), tmp.path);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, SAYS_STALE);
-    assert.equal(r.replies, 3);
-  } finally {
-    tmp.remove();
-  }
-});
+for (const [what, stale] of [
+  ['a CLI bundle older than the modules', { file: CLI_BUNDLE }],
+  ['no CLI bundle at all', { file: CLI_BUNDLE, remove: true }],
+] as const) {
+  it(`${what}: the modules run, and the CLI says so`, () => {
+    const tmp = tempDir('tunpipe-stale-');
+    try {
+      const r = offlineEcho(copyOfDist(tmp.path, [stale]), tmp.path);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, SAYS_STALE);
+      assert.doesNotMatch(r.stderr, /stale bundle was loaded/);
+      assert.equal(r.replies, 3);
+    } finally {
+      tmp.remove();
+    }
+  });
+}
 
 it('a plain copy of a build (cp -r: times in copy order), or a package whose files share one time: the bundle runs, nothing is said', () => {
   const tmp = tempDir('tunpipe-stale-');
