@@ -10,8 +10,8 @@ export const open = libc.func('int open(const char *path, int flags)') as (path:
 export const close = libc.func('int close(int fd)') as (fd: number) => number;
 const fcntlInt = libc.func('int fcntl(int fd, int cmd, int arg)') as (fd: number, cmd: number, arg: number) => number;
 const F_DUPFD_CLOEXEC = 1030;
-/** A duplicate of `fd` (the same open file), closed on exec; -1 with errno on failure. */
-export const dupCloexec = (fd: number): number => fcntlInt(fd, F_DUPFD_CLOEXEC, 0);
+/** A duplicate of `fd` (the same open file), closed on exec, numbered `lowest` or above; -1 with errno on failure. */
+export const dupCloexec = (fd: number, lowest = 0): number => fcntlInt(fd, F_DUPFD_CLOEXEC, lowest);
 // ssize_t is not a koffi type name; intptr_t has its size.
 export const read = libc.func('intptr_t read(int fd, void *buf, size_t count)') as (fd: number, buf: Uint8Array, count: number) => number;
 /** read() into raw memory: the drain loop passes slab address + offset, which allocates nothing per call. */

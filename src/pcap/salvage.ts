@@ -38,20 +38,33 @@ export type SalvageLayout = typeof SALVAGE_LAYOUT;
 /** Hears of every shared buffer of this thread's captures (null: the buffer is no longer used). */
 export type SalvageListener = (id: number, buffer: SharedArrayBuffer | null) => void;
 
+/**
+ * Keeps a file open for the thread that writes out, past the end of the thread that opened it: a worker
+ * whose fds Node closes when it ends (Worker's trackUnmanagedFds) keeps a duplicate Node does not know of.
+ * `hold` returns the fd the table gives out (-1: none), `letGo` closes it when the file closes.
+ */
+export interface SalvageFds {
+  hold(fd: number): number;
+  letGo(fd: number): void;
+}
+
 let table: Float64Array | null = null;
 let listener: SalvageListener | null = null;
+let fds: SalvageFds | null = null;
 let nextId = 0;
 
 /**
  * From now on the captures this thread opens keep their records where another thread can write them out.
  * Returns the shared table (give it to that thread); `onBuffer` hears of each shared buffer, to pass on too.
+ * `ownFds`: the table holds fds of its own (see SalvageFds); the thread that reads it closes those left open.
  */
-export function startSalvage(onBuffer: SalvageListener): SharedArrayBuffer {
+export function startSalvage(onBuffer: SalvageListener, ownFds?: SalvageFds): SharedArrayBuffer {
   if (table === null) {
     table = new Float64Array(new SharedArrayBuffer(SALVAGE_LAYOUT.files * SALVAGE_LAYOUT.cells * 8));
     for (let i = 0; i < SALVAGE_LAYOUT.files; i++) table[i * SALVAGE_LAYOUT.cells + SALVAGE_LAYOUT.fd] = -1;
   }
   listener = onBuffer;
+  fds = ownFds ?? null;
   return table.buffer as SharedArrayBuffer;
 }
 
@@ -64,6 +77,8 @@ export class SalvageRow {
   private readonly base: number;
   private readonly shared: boolean;
   private readonly ids = new Map<Buffer, number>();
+  /** The fd of the table's own (SalvageFds.hold), to close with the file; -1: none. */
+  private held = -1;
 
   /** `fd`: the file's, or null when it is chosen later (open()). */
   constructor(fd: number | null) {
@@ -76,13 +91,29 @@ export class SalvageRow {
     this.cells[this.base + SALVAGE_LAYOUT.buffer] = -1;
     this.cells[this.base + SALVAGE_LAYOUT.at] = -1;
     this.cells[this.base + SALVAGE_LAYOUT.nonBlocking] = 0;
-    this.cells[this.base + SALVAGE_LAYOUT.fd] = fd ?? -2;
+    this.cells[this.base + SALVAGE_LAYOUT.fd] = -2;
+    if (fd !== null) this.open(fd, false);
   }
 
-  /** The file was chosen after the row was made (print's stdout or stderr, at its first line). */
+  /**
+   * The row's file is `fd` (given later for print's stdout or stderr, at its first line). A row that cannot
+   * hold an fd of its own stays taken, with none: its file is not written out.
+   */
   open(fd: number, nonBlocking: boolean): void {
     this.cells[this.base + SALVAGE_LAYOUT.nonBlocking] = nonBlocking ? 1 : 0;
+    if (this.shared && fds !== null) {
+      // Out of the table before it is closed: a number closed may be reused by anyone.
+      this.cells[this.base + SALVAGE_LAYOUT.fd] = -2;
+      this.letGo();
+      this.held = fds.hold(fd);
+      fd = this.held < 0 ? -2 : this.held;
+    }
     this.cells[this.base + SALVAGE_LAYOUT.fd] = fd;
+  }
+
+  private letGo(): void {
+    if (this.held >= 0) fds?.letGo(this.held);
+    this.held = -1;
   }
 
   /** A buffer of `size` bytes for records: in shared memory when this row is read by another thread. */
@@ -124,6 +155,7 @@ export class SalvageRow {
   /** The file is closing: its row is free (before the fd is closed, which another open may reuse). */
   close(): void {
     this.cells[this.base + SALVAGE_LAYOUT.fd] = -1;
+    this.letGo();
     for (const id of this.ids.values()) listener?.(id, null);
     this.ids.clear();
   }

@@ -198,7 +198,10 @@ export class PipelineWorker {
       });
       worker.once('error', fail);
       worker.once('exit', (code) => {
-        if (result) return resolve(result);
+        if (result) {
+          this.closeSalvagedFds();
+          return resolve(result);
+        }
         // Ended from here, or died of an error of its own: either way its captures are written out.
         const saved = this.salvage();
         if (this.endedFor !== null) fail(new TunpipeError(`${this.endedFor}${saved}`));
@@ -226,8 +229,7 @@ export class PipelineWorker {
       queue: options.queue,
     };
     return new Promise((resolve, reject) => {
-      // Its fds outlive it: should it have to be ended, this thread writes out what its captures held.
-      const worker = new WorkerThread(workerEntry(), { workerData: input, trackUnmanagedFds: false });
+      const worker = new WorkerThread(workerEntry(), { workerData: input });
       let handle: PipelineWorker | null = null;
       const signal = options.signal;
       const abort = () => {
@@ -297,15 +299,22 @@ export class PipelineWorker {
   private readonly salvageBuffers = new Map<number, SharedArrayBuffer>();
 
   /**
-   * The worker ended without its result: writes out what its captures still held and closes them (the
-   * worker's fds are not closed with it, see start()); says so, as the end of the error's text.
+   * The worker ended without its result: writes out what its captures still held and closes them (through
+   * the duplicates its table holds, see workerMain); says so, as the end of the error's text.
    */
   private salvage(): string {
     if (this.salvageTable === null) return '';
     const kept = writeUnwritten(SALVAGE_LAYOUT, this.salvageTable, this.salvageBuffers, { ...fs, sendNow: (fd, data) => libc.send(fd, data, data.length, libc.MSG_DONTWAIT | libc.MSG_NOSIGNAL) });
-    for (const fd of salvagedFds(this.salvageTable)) if (fd > 2) closeQuietly(fd);
+    this.closeSalvagedFds();
     if (kept.skipped > 0) return `; ${kept.skipped} output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before`;
     return kept.files > 0 ? '; what its captures and printed lines still held was written out' : '';
+  }
+
+  /** Closes the duplicates the worker's salvage table still holds: none once each capture closed its own. */
+  private closeSalvagedFds(): void {
+    if (this.salvageTable === null) return;
+    for (const fd of salvagedFds(this.salvageTable)) if (fd > 2) closeQuietly(fd);
+    this.salvageTable = null;
   }
 
   private wakeWith(value: number): void {
@@ -406,8 +415,11 @@ async function workerMain(input: WorkerInput): Promise<void> {
   // releases delayed packets on timeouts, so it asks for none.
   libc.prctl(libc.PR_SET_TIMERSLACK, 1, 0, 0, 0);
   const { routing } = input;
-  // Captures keep their records where the main thread can write them out, should this thread get stuck.
-  post({ type: 'salvage', table: startSalvage((id, buffer) => post({ type: 'salvage', id, buffer })) });
+  // Captures keep their records where the main thread can write them out, should this thread get stuck,
+  // through duplicates of their fds: Node closes the fds this thread opened when it ends (a user's stage's
+  // files too, which would otherwise leak), and the duplicates, above stdio, are the main thread's to close.
+  const table = startSalvage((id, buffer) => post({ type: 'salvage', id, buffer }), { hold: (fd) => libc.dupCloexec(fd, 3), letGo: (fd) => void libc.close(fd) });
+  post({ type: 'salvage', table });
   const n = routing.ports.length;
   const counters: TunCounters[] = routing.ports.map(() => ({ rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txErrors: 0, lastTxErrno: 0 }));
   let ctx: DeviceLoopContext | null = null;
