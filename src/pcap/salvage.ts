@@ -234,3 +234,16 @@ export function writeUnwritten(layout: SalvageLayout, tableBuffer: SharedArrayBu
   }
   return done;
 }
+
+/**
+ * What writeUnwritten() did, in the words of the error that ends a stuck run ("" when there was nothing to
+ * write out); `when` ends each "written out" (" first": before the process ended). Self-contained, like
+ * writeUnwritten: the watch on users' code runs its text.
+ */
+export function salvageWords(kept: Salvaged, when: string): string {
+  if (kept.skipped > 0) {
+    const others = kept.files > 0 ? '; what the others still held was written out' + when : '';
+    return kept.skipped + ' output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before' + others;
+  }
+  return kept.files > 0 ? 'what its captures and printed lines still held was written out' + when : '';
+}

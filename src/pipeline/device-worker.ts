@@ -16,7 +16,7 @@ import { lazyRequire } from '../lazy-require.js';
 import type { Worker } from 'node:worker_threads';
 import * as fs from 'node:fs';
 import { closeSync, statSync, writeSync } from 'node:fs';
-import { SALVAGE_LAYOUT, salvagedFds, startSalvage, writeUnwritten } from '../pcap/salvage.js';
+import { SALVAGE_LAYOUT, salvagedFds, salvageWords, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 import * as libc from '../device/libc.js';
 import type { TunCounters } from '../device/tun.js';
 import { DeviceRing } from '../device/uring.js';
@@ -306,8 +306,8 @@ export class PipelineWorker {
     if (this.salvageTable === null) return '';
     const kept = writeUnwritten(SALVAGE_LAYOUT, this.salvageTable, this.salvageBuffers, { ...fs, sendNow: (fd, data) => libc.send(fd, data, data.length, libc.MSG_DONTWAIT | libc.MSG_NOSIGNAL) });
     this.closeSalvagedFds();
-    if (kept.skipped > 0) return `; ${kept.skipped} output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before`;
-    return kept.files > 0 ? '; what its captures and printed lines still held was written out' : '';
+    const words = salvageWords(kept, '');
+    return words === '' ? '' : '; ' + words;
   }
 
   /** Closes the duplicates the worker's salvage table still holds: none once each capture closed its own. */

@@ -18,7 +18,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
-import { SALVAGE_LAYOUT, startSalvage, writeUnwritten } from '../pcap/salvage.js';
+import { SALVAGE_LAYOUT, salvageWords, startSalvage, writeUnwritten } from '../pcap/salvage.js';
 
 /** How long one call into a user's module may run before the process is ended. */
 export const USER_CODE_STALL_MS = 10_000;
@@ -56,6 +56,7 @@ const { writeSync } = fs;
 let libc = null;
 const loadLibc = () => (libc ??= require(workerData.koffi).load('libc.so.6'));
 const writeUnwritten = ${writeUnwritten.toString()};
+const salvageWords = ${salvageWords.toString()};
 const cells = new Int32Array(workerData.shared);
 const labels = [];
 const buffers = new Map();
@@ -88,9 +89,7 @@ setInterval(() => {
   try {
     kept = writeUnwritten(workerData.layout, workerData.salvage, buffers, { ...fs, sendNow });
   } catch {}
-  const captures = kept.skipped > 0
-    ? kept.skipped + ' output(s) could not be written out (inside a write of their own, a reader not reading, an error) and keep only what was written before' + (kept.files > 0 ? '; what the others still held was written out first' : '')
-    : kept.files > 0 ? 'what its captures and printed lines still held was written out first' : 'files keep what was written';
+  const captures = salvageWords(kept, ' first') || 'files keep what was written';
   try {
     writeSync(2, 'tunpipe: ' + what + ' has not returned for ' + workerData.limitMs / 1000 + ' s (a loop in it?): tunpipe was ended; ' + captures + '\\n');
   } catch {}
