@@ -2,9 +2,9 @@
  * The worker's device loop on io_uring (../device/uring.ts): one ring for every device, each a fixed file
  * with its own multishot read that keeps its packets coming into its own group of receive buffers (a buffer
  * knows its device); each wake, the packets that arrived go through the engine, the
- * replies are queued as writes and submitted together (every 32 within a long batch), and the loop waits
- * for more. Two io_uring_enter calls per batch instead of two system calls per packet: under a ping flood
- * 47,303 calls for 300,052 replies (measured), at low load two per packet like read() and write().
+ * replies are queued as writes and submitted with the next wait (every 32 within a long batch, and before
+ * a batch end that writes a capture), and the loop waits for more: one io_uring_enter a wake, however many
+ * packets it brought, where read() and write() take two system calls a packet (the README has the counts).
  *
  * When no stage keeps packets (every built-in), a packet is processed where the kernel put it, through a
  * view of its receive buffer, and a reply still in that buffer is written from it; the buffer goes back to
