@@ -57,6 +57,22 @@ function where(text: string, pos: number): string {
   return text.includes('\n') ? `line ${line}, column ${column}` : `column ${column}`;
 }
 
+/** Longest quoted word an error's reason shows whole ('...' in the reason), and longest line of text shown. */
+export const SHOWN_WORD = 60;
+export const SHOWN_LINE = 100;
+
+/**
+ * The reason with each quoted word ('...', as reasons quote what the user wrote) cut to SHOWN_WORD
+ * characters: a stage name of ten thousand characters is named by its start, not printed whole.
+ */
+function shortened(reason: string): string {
+  // A quote opens after a space or '(' and closes before one or punctuation: an apostrophe (a user's) is neither.
+  return reason.replace(/(^|[\s(])'([^']*)'(?=$|[\s,.;:)])/g, (all, open: string, word: string) => {
+    const chars = [...word];
+    return chars.length > SHOWN_WORD ? `${open}'${chars.slice(0, SHOWN_WORD - 1).join('')}…'` : all;
+  });
+}
+
 /** An error in pipeline text, with the offset it points at. `format()` draws the caret. */
 export class PipelineSyntaxError extends TunpipeError {
   constructor(
@@ -65,17 +81,25 @@ export class PipelineSyntaxError extends TunpipeError {
     readonly pos: number,
     readonly hint?: string,
   ) {
-    super(`pipeline error at ${where(text, pos)}: ${reason}`);
+    super(`pipeline error at ${where(text, pos)}: ${shortened(reason)}`);
   }
 
-  /** The message, the line of pipeline text at fault, a caret under the offending place, and a hint. */
+  /**
+   * The message, the line of pipeline text at fault, a caret under the offending place, and a hint. A line
+   * longer than SHOWN_LINE is shown around the caret, cut with '…' where it goes on.
+   */
   format(): string {
     const start = this.text.lastIndexOf('\n', this.pos - 1) + 1;
     const endAt = this.text.indexOf('\n', this.pos);
     const line = this.text.slice(start, endAt < 0 ? undefined : endAt);
+    const at = Math.max(0, this.pos - start);
+    const from = line.length <= SHOWN_LINE ? 0 : Math.max(0, Math.min(at - SHOWN_LINE / 2, line.length - SHOWN_LINE));
+    const to = Math.min(line.length, from + SHOWN_LINE);
+    const before = from > 0 ? '…' : '';
+    const shown = before + line.slice(from, to) + (to < line.length ? '…' : '');
     // Tabs stay tabs so the caret lines up however wide the terminal draws them.
-    const pad = line.slice(0, Math.max(0, this.pos - start)).replace(/[^\t]/g, ' ');
-    const lines = [this.message, `  ${visible(line)}`, `  ${pad}^`];
+    const pad = (before + line.slice(from, at)).replace(/[^\t]/g, ' ');
+    const lines = [this.message, `  ${visible(shown)}`, `  ${pad}^`];
     if (this.hint) lines.push(this.hint);
     return lines.join('\n');
   }

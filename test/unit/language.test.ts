@@ -1,7 +1,7 @@
 /** src/pipeline/language.ts: pipeline text to stages, and errors that point at the right place. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePipeline, PipelineSyntaxError } from '../../src/pipeline/language.js';
+import { parsePipeline, PipelineSyntaxError, SHOWN_LINE, SHOWN_WORD } from '../../src/pipeline/language.js';
 
 /** Calls parsePipeline expecting a PipelineSyntaxError and returns it. */
 function syntaxError(text: string): PipelineSyntaxError {
@@ -145,6 +145,26 @@ test('format() on a pipeline written over several lines puts the caret under the
   assert.ok(caretLine > 0);
   const col = lines[caretLine].indexOf('^');
   assert.equal(lines[caretLine - 1][col], '"', `caret not under the quote:\n${err.format()}`);
+});
+
+test('an error in a long pipeline shows its line around the caret and names a long word by its start', () => {
+  const long = 'x'.repeat(10_000);
+  // The error is at the end of a 10,000-character line, in its middle, and at its start.
+  for (const text of [`${long} | parse |`, `${long.slice(0, 5000)} || ${long.slice(0, 5000)}`, `| ${long}`]) {
+    const err = syntaxError(text);
+    const lines = err.format().split('\n');
+    assert.ok(lines.every((l) => l.length <= SHOWN_LINE + 4 + 200), `every line bounded:\n${lines.map((l) => l.length).join(', ')}`);
+    assert.ok(lines[1].length <= 2 + SHOWN_LINE + 2);
+    const col = lines[2].indexOf('^');
+    assert.equal(lines[1][col], text[err.pos], 'the caret is under the character at pos');
+    assert.equal(lines[1].startsWith('  …'), err.pos > SHOWN_LINE / 2, 'cut at the start only when the caret is far in');
+  }
+  const unknown = new PipelineSyntaxError(`unknown stage '${long}'`, long, 0);
+  assert.equal(unknown.message, `pipeline error at column 1: unknown stage '${'x'.repeat(SHOWN_WORD - 1)}…'`);
+  assert.equal(unknown.reason, `unknown stage '${long}'`, 'the reason itself is whole, for a program to read');
+  // A short quoted word, and an apostrophe in the reason's own words, stay as they are.
+  const prose = `a user's stage is named '${'y'.repeat(SHOWN_WORD)}', not '${long}'`;
+  assert.equal(new PipelineSyntaxError(prose, 'p', 0).message, `pipeline error at column 1: a user's stage is named '${'y'.repeat(SHOWN_WORD)}', not '${'x'.repeat(SHOWN_WORD - 1)}…'`);
 });
 
 test('PipelineSyntaxError is a TunpipeError with reason, text, pos and hint', async () => {
