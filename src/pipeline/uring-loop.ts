@@ -258,8 +258,7 @@ export async function runUringLoop(ctx: DeviceLoopContext, ring: DeviceRing): Pr
   /**
    * One turn: waits for the device, then takes what came. A plain function, not the async one's loop, so
    * that V8 optimizes it: a function that awaits in its loop keeps that loop in its baseline code, which
-   * costs most where a wake brings a single packet (low load, where it adds to every round trip).
-   * Returns whether an asynchronous stage has packets to settle.
+   * every wake would run. Returns whether an asynchronous stage has packets to settle.
    */
   const turn = (): boolean => {
     let drained = false;
